@@ -1,0 +1,154 @@
+//! Field parsers for the config: each turns a TOML value into a plain type or
+//! an error that says what was expected, so the user sees why, not just where.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::de::{Deserializer, Error};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// Largest UDP payload over IPv4; a reply or announcement must fit in one datagram.
+const MAX_DATAGRAM: usize = 65_507;
+
+/// `"250ms"`, `"1s"`, `"5m"`: a human duration string.
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        D::Error::custom(format!(
+            "invalid duration \"{text}\": {e} (write it like \"250ms\", \"1s\" or \"5m\")"
+        ))
+    })
+}
+
+/// A duration that must be above zero (an interval, a quiet time).
+pub fn nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let value = duration(d)?;
+    if value.is_zero() {
+        return Err(D::Error::custom("must be longer than zero"));
+    }
+    Ok(value)
+}
+
+/// A tracing filter directive, checked now rather than at the first log line.
+pub fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    tracing_subscriber::EnvFilter::builder()
+        .parse(&text)
+        .map_err(|e| D::Error::custom(format!("invalid log filter \"{text}\": {e}")))?;
+    Ok(text)
+}
+
+pub fn positive_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded_u32(d, 1, u32::MAX)
+}
+
+/// A chat line limit: at least one byte, at most 1 MiB (it is buffered per client).
+pub fn line_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded_u32(d, 1, 1 << 20)
+}
+
+/// A JSON message limit: room for `{}` at least, 64 MiB at most.
+pub fn message_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded_u32(d, 2, 64 << 20)
+}
+
+fn bounded_u32<'de, D: Deserializer<'de>>(d: D, min: u32, max: u32) -> Result<u32, D::Error> {
+    let value = i64::deserialize(d)
+        .map_err(|_| D::Error::custom(format!("expected a whole number from {min} to {max}")))?;
+    u32::try_from(value)
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(|| D::Error::custom(format!("{value} is out of range ({min} to {max})")))
+}
+
+/// A fixed payload text: it must fit in one UDP datagram.
+pub fn datagram_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.len() > MAX_DATAGRAM {
+        return Err(D::Error::custom(format!(
+            "is {} bytes, more than fits in one UDP datagram ({MAX_DATAGRAM})",
+            text.len()
+        )));
+    }
+    Ok(text)
+}
+
+/// `allow`: CIDR networks; a bare address means just that host.
+pub fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)
+        .map_err(|_| D::Error::custom("expected a list of networks like [\"192.168.0.0/24\"]"))?;
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    D::Error::custom(format!(
+                        "\"{text}\" is not a network like \"192.168.0.0/24\" or an address"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// `listen`: one `"IP:PORT"` or a list of them; port 0 asks the kernel for one.
+pub fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    addresses(d, true)
+}
+
+/// `to`: where the announcer sends; port 0 is no destination.
+pub fn destinations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    addresses(d, false)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn addresses<'de, D: Deserializer<'de>>(d: D, port_zero: bool) -> Result<Vec<SocketAddr>, D::Error> {
+    let texts = match OneOrMany::deserialize(d)
+        .map_err(|_| D::Error::custom("expected an address \"IP:PORT\" or a list of them"))?
+    {
+        OneOrMany::One(text) => vec![text],
+        OneOrMany::Many(texts) => texts,
+    };
+    let mut addrs = Vec::with_capacity(texts.len());
+    for text in &texts {
+        let addr = parse_addr(text).map_err(D::Error::custom)?;
+        if addr.port() == 0 && !port_zero {
+            return Err(D::Error::custom(format!("\"{text}\": port 0 is not a destination")));
+        }
+        if addrs.contains(&addr) {
+            return Err(D::Error::custom(format!("\"{text}\" is listed twice")));
+        }
+        addrs.push(addr);
+    }
+    Ok(addrs)
+}
+
+/// Parses `"IP:PORT"` / `"[IPv6]:PORT"`, naming what is wrong with it.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("\"{text}\" is not \"IP:PORT\" (IPv6 as \"[::]:9999\")"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<IpAddr>().is_err() {
+        return Err(format!("\"{text}\": \"{host}\" is not an IP address"));
+    }
+    match port.parse::<u64>() {
+        Ok(_) if !text.starts_with('[') && host.contains(':') => Err(format!(
+            "\"{text}\": write an IPv6 address in brackets, like \"[{host}]:{port}\""
+        )),
+        Ok(p) if p > u64::from(u16::MAX) => {
+            Err(format!("\"{text}\": port {p} is out of range (0 to 65535)"))
+        }
+        _ => Err(format!("\"{text}\": \"{port}\" is not a port number")),
+    }
+}

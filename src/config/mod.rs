@@ -1,0 +1,229 @@
+//! The configuration: plain, validated types for every table of the TOML file,
+//! with the embedded default (loopback only) as every key's default value.
+//!
+//! `load` turns a file into a [`Config`] or a list of every problem in it;
+//! `de` holds the field parsers (durations, addresses) that give clear errors.
+
+mod de;
+mod load;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+pub use load::{ConfigError, Problem};
+
+/// The whole file: one table per service plus `[daemon]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub chat: ChatConfig,
+    pub json_echo: JsonEchoConfig,
+    pub udp_echo: UdpEchoConfig,
+    pub announcer: AnnouncerConfig,
+    pub discovery: DiscoveryConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// SIGTERM: stop accepting, tell clients, drain for at most this long.
+    #[serde(deserialize_with = "de::duration")]
+    pub shutdown_grace: Duration,
+    /// A tracing filter (`info`, `pinetd=debug`); RUST_LOG overrides it.
+    #[serde(deserialize_with = "de::log_filter")]
+    pub log: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: Duration::from_secs(5),
+            log: "info".into(),
+        }
+    }
+}
+
+/// What the chat hub does with a client that falls `queue` messages behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLag {
+    Skip,
+    Disconnect,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "de::listen")]
+    pub listen: Vec<SocketAddr>,
+    #[serde(deserialize_with = "de::networks")]
+    pub allow: Vec<IpNet>,
+    #[serde(deserialize_with = "de::positive_u32")]
+    pub max_clients: u32,
+    #[serde(deserialize_with = "de::line_bytes")]
+    pub max_line_bytes: u32,
+    pub echo_self: bool,
+    pub prefix: String,
+    #[serde(deserialize_with = "de::nonzero_duration")]
+    pub flush_after: Duration,
+    #[serde(deserialize_with = "de::positive_u32")]
+    pub queue: u32,
+    pub on_lag: OnLag,
+    pub rate_limit: u32,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 9999))],
+            allow: Vec::new(),
+            max_clients: 1000,
+            max_line_bytes: 4096,
+            echo_self: false,
+            prefix: "[{name}] ".into(),
+            flush_after: Duration::from_millis(50),
+            queue: 1024,
+            on_lag: OnLag::Skip,
+            rate_limit: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JsonEchoConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "de::listen")]
+    pub listen: Vec<SocketAddr>,
+    #[serde(deserialize_with = "de::networks")]
+    pub allow: Vec<IpNet>,
+    #[serde(deserialize_with = "de::message_bytes")]
+    pub max_message_bytes: u32,
+}
+
+impl Default for JsonEchoConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 9000))],
+            allow: Vec::new(),
+            max_message_bytes: 65536,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UdpEchoConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "de::listen")]
+    pub listen: Vec<SocketAddr>,
+    #[serde(deserialize_with = "de::networks")]
+    pub allow: Vec<IpNet>,
+    /// "" echoes the datagram (RFC 862); anything else is sent instead.
+    #[serde(deserialize_with = "de::datagram_text")]
+    pub reply: String,
+    /// Replies per second per source address; 0 means no limit.
+    pub rate_limit: u32,
+}
+
+impl Default for UdpEchoConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 20001))],
+            allow: Vec::new(),
+            reply: String::new(),
+            rate_limit: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnnouncerConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "de::destinations")]
+    pub to: Vec<SocketAddr>,
+    #[serde(deserialize_with = "de::networks")]
+    pub allow: Vec<IpNet>,
+    #[serde(deserialize_with = "de::nonzero_duration")]
+    pub interval: Duration,
+    /// "" sends the JSON self-description.
+    #[serde(deserialize_with = "de::datagram_text")]
+    pub message: String,
+}
+
+impl Default for AnnouncerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            to: vec![SocketAddr::from(([127, 255, 255, 255], 37020))],
+            allow: Vec::new(),
+            interval: Duration::from_secs(1),
+            message: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "de::listen")]
+    pub listen: Vec<SocketAddr>,
+    #[serde(deserialize_with = "de::networks")]
+    pub allow: Vec<IpNet>,
+    #[serde(deserialize_with = "de::datagram_text")]
+    pub reply: String,
+    #[serde(deserialize_with = "de::duration")]
+    pub max_delay: Duration,
+    pub rate_limit: u32,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 37021))],
+            allow: vec![IpNet::V4(
+                ipnet::Ipv4Net::new([127, 0, 0, 0].into(), 8).expect("valid prefix"),
+            )],
+            reply: String::new(),
+            max_delay: Duration::from_millis(120),
+            rate_limit: 10,
+        }
+    }
+}
+
+/// The transport a listener uses; two listeners clash only on the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Config {
+    /// Every enabled listener as (service table, transport, address).
+    pub fn listeners(&self) -> Vec<(&'static str, Transport, SocketAddr)> {
+        let tables: [(&'static str, bool, Transport, &[SocketAddr]); 4] = [
+            ("chat", self.chat.enabled, Transport::Tcp, &self.chat.listen),
+            ("json_echo", self.json_echo.enabled, Transport::Tcp, &self.json_echo.listen),
+            ("udp_echo", self.udp_echo.enabled, Transport::Udp, &self.udp_echo.listen),
+            ("discovery", self.discovery.enabled, Transport::Udp, &self.discovery.listen),
+        ];
+        tables
+            .into_iter()
+            .filter(|(_, enabled, _, _)| *enabled)
+            .flat_map(|(name, _, transport, addrs)| {
+                addrs.iter().map(move |addr| (name, transport, *addr))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,113 @@
+//! Config validation as a user meets it: every problem at once, each naming
+//! file, line and key; the shipped files and an empty file are valid.
+
+use std::time::Duration;
+
+use pinetd::config::Config;
+
+fn problems(text: &str) -> Vec<String> {
+    match Config::parse(text, "test.toml") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+#[test]
+fn empty_file_is_the_embedded_default() {
+    assert_eq!(Config::parse("", "empty.toml").unwrap(), Config::default());
+}
+
+#[test]
+fn local_toml_writes_out_the_embedded_default() {
+    let text = include_str!("../config/local.toml");
+    assert_eq!(Config::parse(text, "config/local.toml").unwrap(), Config::default());
+    // Every key of every table is written out, so the file documents them all.
+    for table in ["daemon", "chat", "json_echo", "udp_echo", "announcer", "discovery"] {
+        assert!(text.contains(&format!("[{table}]")), "[{table}] missing");
+    }
+}
+
+#[test]
+fn production_toml_opens_the_lan() {
+    let config = Config::parse(include_str!("../config/pinetd.toml"), "pinetd.toml").unwrap();
+    assert_eq!(config.chat.listen.len(), 2);
+    assert!(config.discovery.allow.is_empty());
+    assert_eq!(config.announcer.to, vec!["255.255.255.255:37020".parse().unwrap()]);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_line_and_key() {
+    let text = "\
+[daemon]
+shutdown_grace = \"5s\"
+colour = true
+
+[chat]
+max_clients = \"many\"
+listen = \"0.0.0.0:70000\"
+
+[announcer]
+interval = \"0s\"
+";
+    let got = problems(text);
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(got[0].starts_with("test.toml:3:1: daemon.colour: unknown field `colour`"), "{}", got[0]);
+    assert!(got[1].starts_with("test.toml:6:15: chat.max_clients: expected a whole number"), "{}", got[1]);
+    assert!(got[2].starts_with("test.toml:7:10: chat.listen:"), "{}", got[2]);
+    assert!(got[2].contains("port 70000 is out of range"), "{}", got[2]);
+    assert_eq!(got[3], "test.toml:10:12: announcer.interval: must be longer than zero");
+}
+
+#[test]
+fn unknown_table_is_named() {
+    let got = problems("[chat]\nenabled = true\n\n[chatt]\nenabled = true\n");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].starts_with("test.toml:4:2: chatt: unknown field `chatt`"), "{}", got[0]);
+}
+
+#[test]
+fn wrong_types_and_values_name_their_key() {
+    let cases = [
+        ("[udp_echo]\nrate_limit = -1\n", "2:14: udp_echo.rate_limit:"),
+        ("[udp_echo]\nenabled = \"yes\"\n", "2:11: udp_echo.enabled: invalid type"),
+        ("[json_echo]\nmax_message_bytes = 0\n", "json_echo.max_message_bytes: 0 is out of range"),
+        ("[chat]\non_lag = \"wait\"\n", "chat.on_lag: unknown variant `wait`"),
+        ("[chat]\nflush_after = \"soon\"\n", "chat.flush_after: invalid duration \"soon\""),
+        ("[discovery]\nallow = [\"10.0.0.0/33\"]\n", "2:9: discovery.allow: \"10.0.0.0/33\" is not a network"),
+        ("[announcer]\nto = [\"127.0.0.1:0\"]\n", "announcer.to: \"127.0.0.1:0\": port 0 is not a destination"),
+        ("[chat]\nlisten = \"::1:9999\"\n", "write an IPv6 address in brackets"),
+        ("[daemon]\nlog = \"info,[\"\n", "daemon.log: invalid log filter"),
+        ("[udp_echo]\nreply = 5\n", "udp_echo.reply: invalid type: integer `5`, expected a string"),
+        ("[chat\n", "test.toml:1:"),
+    ];
+    for (text, want) in cases {
+        let got = problems(text);
+        assert_eq!(got.len(), 1, "{text:?}: {got:#?}");
+        assert!(got[0].contains(want), "{text:?}: {} lacks {want:?}", got[0]);
+    }
+}
+
+#[test]
+fn two_services_on_one_address_clash() {
+    let text = "[chat]\nlisten = [\"0.0.0.0:9000\"]\n\n[json_echo]\nlisten = \"127.0.0.1:9000\"\n";
+    let got = problems(text);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].starts_with("test.toml:5:1: json_echo.listen: 127.0.0.1:9000 clashes with 0.0.0.0:9000 of chat.listen"), "{}", got[0]);
+    // TCP and UDP on one port, and a disabled service, are no clash.
+    assert!(problems("[udp_echo]\nlisten = \"127.0.0.1:9999\"\n").is_empty());
+    assert!(problems("[json_echo]\nenabled = false\nlisten = \"127.0.0.1:9999\"\n").is_empty());
+    // IPv6 wildcard is v6-only, so it does not cover IPv4.
+    assert!(problems("[json_echo]\nlisten = \"[::]:9999\"\n").is_empty());
+}
+
+#[test]
+fn values_are_read_as_written() {
+    let config = Config::parse(
+        "[daemon]\nshutdown_grace = \"250ms\"\n[chat]\nlisten = [\"0.0.0.0:1\", \"[::]:1\"]\nflush_after = \"5m\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(config.daemon.shutdown_grace, Duration::from_millis(250));
+    assert_eq!(config.chat.flush_after, Duration::from_secs(300));
+    assert_eq!(config.chat.listen[1], "[::]:1".parse().unwrap());
+}
