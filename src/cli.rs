@@ -1,0 +1,49 @@
+//! The command line: the daemon, `check`, and the client subcommands.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pinetd",
+    version,
+    about = "The socket services of a network-programming course, as one daemon",
+    long_about = "The socket services of a network-programming course, as one daemon.\n\n\
+        Without a subcommand, runs the daemon: on the embedded default (every service on \
+        its course port, loopback only), or on --config FILE."
+)]
+pub struct Cli {
+    /// Run the daemon with this config file instead of the embedded default.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file and exit: 0 if valid, 1 with every problem named.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Send one UDP datagram and print the reply and who sent it.
+    Udp {
+        /// Server name or address.
+        host: String,
+        port: u16,
+        /// What to send.
+        #[arg(default_value = crate::client::udp::COURSE_MESSAGE)]
+        message: String,
+        /// How long to wait for the reply, like "5s" or "500ms".
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write it like \"5s\" or \"500ms\")"))
+}

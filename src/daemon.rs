@@ -1,0 +1,189 @@
+//! The daemon: describe, bind, run. [`Daemon::start`] binds every enabled
+//! service's listeners first (so a port clash fails start-up, naming service
+//! and address), then hands each to the supervisor. A reload restarts only the
+//! services whose table changed; a shutdown drains within the grace time.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::net::{BindError, Sockets};
+use crate::services::udp_echo::{self, UdpEcho};
+use crate::services::Service;
+use crate::stats::Stats;
+use crate::supervisor::Supervisor;
+
+/// Every service table, in start-up order.
+pub const SERVICES: [&str; 5] = ["chat", "json_echo", "udp_echo", "announcer", "discovery"];
+
+/// A service bound and ready to run.
+struct Bound {
+    service: Arc<dyn Service>,
+    addrs: Vec<SocketAddr>,
+}
+
+pub struct Daemon {
+    config: Config,
+    sockets: Sockets,
+    supervisor: Supervisor,
+    bound: HashMap<&'static str, Vec<SocketAddr>>,
+    stats: Arc<Stats>,
+}
+
+impl Daemon {
+    /// Binds every enabled service, then starts them all. Needs a tokio runtime.
+    pub fn start(config: Config) -> Result<Daemon, BindError> {
+        let stats = Arc::new(Stats::default());
+        let mut sockets = Sockets::default();
+        let mut ready = Vec::new();
+        for name in SERVICES {
+            if let Some(bound) = bind(name, &config, &mut sockets, &stats)? {
+                ready.push((name, bound));
+            }
+        }
+        let mut daemon = Daemon {
+            config,
+            sockets,
+            supervisor: Supervisor::new(),
+            bound: HashMap::new(),
+            stats,
+        };
+        for (name, bound) in ready {
+            daemon.run(name, bound);
+        }
+        Ok(daemon)
+    }
+
+    fn run(&mut self, name: &'static str, bound: Bound) {
+        for addr in &bound.addrs {
+            info!(service = %name, %addr, "listening");
+        }
+        self.supervisor.spawn(bound.service);
+        self.bound.insert(name, bound.addrs);
+    }
+
+    /// The addresses a service is bound to (port 0 resolved); empty if not running.
+    pub fn addrs(&self, service: &str) -> &[SocketAddr] {
+        self.bound.get(service).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// The supervisor, to add a service of one's own or to ask how often one started.
+    pub fn supervisor(&mut self) -> &mut Supervisor {
+        &mut self.supervisor
+    }
+
+    /// Applies a new (already validated) config: restarts only the services
+    /// whose table changed. Returns their names.
+    pub async fn reload(&mut self, config: Config) -> Vec<&'static str> {
+        let changed: Vec<&'static str> = SERVICES
+            .into_iter()
+            .filter(|name| table_differs(name, &self.config, &config))
+            .collect();
+        let grace = config.daemon.shutdown_grace;
+        let old = std::mem::replace(&mut self.config, config);
+        for &name in &changed {
+            info!(service = %name, "config changed; restarting");
+            self.supervisor.stop(name, grace).await;
+            self.bound.remove(name);
+            self.sockets.release_unused();
+            match bind(name, &self.config, &mut self.sockets, &self.stats) {
+                Ok(Some(bound)) => self.run(name, bound),
+                Ok(None) => {}
+                Err(e) => self.keep_old(name, &old, e),
+            }
+        }
+        self.sockets.release_unused();
+        changed
+    }
+
+    /// A reloaded table that cannot bind: its old settings go on serving.
+    fn keep_old(&mut self, name: &'static str, old: &Config, e: BindError) {
+        error!(service = %name, "{e}; keeping its previous settings");
+        set_table(name, &mut self.config, old);
+        match bind(name, old, &mut self.sockets, &self.stats) {
+            Ok(Some(bound)) => self.run(name, bound),
+            Ok(None) => {}
+            Err(e) => error!(service = %name, "{e}; the service is stopped"),
+        }
+    }
+
+    /// Stops every service within `[daemon] shutdown_grace`; true if all
+    /// finished in time.
+    pub async fn shutdown(mut self) -> bool {
+        let grace = self.config.daemon.shutdown_grace;
+        let left = self.supervisor.shutdown(grace).await;
+        if !left.is_empty() {
+            warn!(?left, ?grace, "not finished within the grace time; aborted");
+        }
+        left.is_empty()
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        self.config.daemon.shutdown_grace
+    }
+}
+
+/// Binds one service if its table enables it.
+fn bind(name: &'static str, config: &Config, sockets: &mut Sockets, stats: &Arc<Stats>) -> Result<Option<Bound>, BindError> {
+    let bound = match name {
+        udp_echo::NAME if config.udp_echo.enabled => {
+            let service = UdpEcho::bind(&config.udp_echo, sockets, stats.clone())?;
+            Bound {
+                addrs: service.local_addrs(),
+                service: Arc::new(service),
+            }
+        }
+        _ => {
+            if table_enabled(name, config) {
+                warn!(service = %name, "not available in this build of pinetd; skipped");
+            }
+            return Ok(None);
+        }
+    };
+    Ok(Some(bound))
+}
+
+fn table_enabled(name: &str, c: &Config) -> bool {
+    match name {
+        "chat" => c.chat.enabled,
+        "json_echo" => c.json_echo.enabled,
+        "udp_echo" => c.udp_echo.enabled,
+        "announcer" => c.announcer.enabled,
+        "discovery" => c.discovery.enabled,
+        _ => false,
+    }
+}
+
+fn table_differs(name: &str, a: &Config, b: &Config) -> bool {
+    match name {
+        "chat" => a.chat != b.chat,
+        "json_echo" => a.json_echo != b.json_echo,
+        "udp_echo" => a.udp_echo != b.udp_echo,
+        "announcer" => a.announcer != b.announcer,
+        "discovery" => a.discovery != b.discovery,
+        _ => false,
+    }
+}
+
+fn set_table(name: &str, to: &mut Config, from: &Config) {
+    match name {
+        "chat" => to.chat = from.chat.clone(),
+        "json_echo" => to.json_echo = from.json_echo.clone(),
+        "udp_echo" => to.udp_echo = from.udp_echo.clone(),
+        "announcer" => to.announcer = from.announcer.clone(),
+        "discovery" => to.discovery = from.discovery.clone(),
+        _ => {}
+    }
+}

@@ -1,0 +1,73 @@
+//! `pinetd`: the daemon and its client subcommands.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pinetd::cli::{Cli, Command};
+use pinetd::config::Config;
+use pinetd::{client, logging, process};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => daemon(cli.config),
+        Some(Command::Check { config }) => check(&config),
+        Some(Command::Udp { host, port, message, timeout }) => {
+            logging::init("warn");
+            client_runtime(async move { client::udp::main(&host, port, &message, timeout).await })
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("{}: {} problem(s)", path.display(), e.problems.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn daemon(path: Option<std::path::PathBuf>) -> ExitCode {
+    let config = match &path {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::default(),
+    };
+    let log = logging::init(&config.daemon.log);
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(process::run(path, config, log)),
+        Err(e) => {
+            eprintln!("pinetd: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a client command on a small runtime; its error is the exit message.
+fn client_runtime<E: std::fmt::Display>(work: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("pinetd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pinetd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

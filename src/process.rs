@@ -1,0 +1,113 @@
+//! The daemon as a process: start, tell systemd, then wait for signals.
+//! SIGTERM/SIGINT drain within the grace time and exit 0 (a second one exits
+//! at once); SIGHUP reloads the config file, keeping the running config when
+//! the new one is invalid.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::time::{interval, MissedTickBehavior};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::logging::LogLevel;
+use crate::notify;
+
+/// How often systemd's STATUS= line is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+/// The exit code when a second signal cuts the drain short (128 + SIGINT, as shells do).
+const FORCED_EXIT: u8 = 130;
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn stop(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+/// Runs the daemon until a signal stops it; `path` is re-read on SIGHUP.
+pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCode {
+    // Installed before binding, so a signal during start-up is not lost.
+    let signals = Signals::new().and_then(|s| Ok((s, signal(SignalKind::hangup())?)));
+    let (mut signals, mut hangup) = match signals {
+        Ok(signals) => signals,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut daemon = match Daemon::start(config) {
+        Ok(daemon) => daemon,
+        Err(e) => {
+            eprintln!("pinetd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(version = env!("CARGO_PKG_VERSION"), "started");
+    notify::ready(&daemon.stats().to_string());
+
+    let mut status = interval(STATUS_EVERY);
+    status.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let watchdog_every = notify::watchdog_interval();
+    let mut watchdog = interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    loop {
+        tokio::select! {
+            _ = signals.stop() => break,
+            _ = hangup.recv() => reload(&mut daemon, path.as_ref(), &log).await,
+            _ = status.tick(), if notify::enabled() => notify::status(&daemon.stats().to_string()),
+            _ = watchdog.tick(), if watchdog_every.is_some() => notify::watchdog(),
+        }
+    }
+
+    info!(grace = ?daemon.shutdown_grace(), "shutting down");
+    notify::stopping();
+    tokio::select! {
+        // Stragglers past the grace are aborted and logged: still a clean stop.
+        _ = daemon.shutdown() => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        _ = signals.stop() => {
+            warn!("second signal: exiting now");
+            ExitCode::from(FORCED_EXIT)
+        }
+    }
+}
+
+async fn reload(daemon: &mut Daemon, path: Option<&PathBuf>, log: &LogLevel) {
+    let Some(path) = path else {
+        warn!("SIGHUP: running on the embedded default, there is no file to reload");
+        return;
+    };
+    notify::reloading();
+    match Config::load(path) {
+        Ok(config) => {
+            log.set(&config.daemon.log);
+            let changed = daemon.reload(config).await;
+            info!(?changed, file = %path.display(), "reloaded");
+        }
+        Err(e) => {
+            for line in e.to_string().lines() {
+                error!("reload refused, the running config stays: {line}");
+            }
+        }
+    }
+    notify::ready(&daemon.stats().to_string());
+}

@@ -1,0 +1,170 @@
+//! UDP echo (RFC 862): each datagram answered from its source address, with
+//! the same bytes or a fixed `reply`, and never a reflector: sources that
+//! cannot be real senders get nothing, replies are never larger than the
+//! request (but to loopback), and each source address is rate-limited.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, Instrument};
+
+use crate::config::UdpEchoConfig;
+use crate::limit::RateLimiter;
+use crate::net::{allowed, bad_source, BindError, LocalNets, Sockets};
+use crate::services::{transient, Service, ServiceFuture};
+use crate::stats::{Refusal, ServiceStats, Stats};
+
+pub const NAME: &str = "udp_echo";
+
+/// Largest datagram a socket can receive; nothing is ever truncated.
+const MAX_DATAGRAM: usize = 65_536;
+
+pub struct UdpEcho {
+    config: UdpEchoConfig,
+    sockets: Vec<Arc<UdpSocket>>,
+    stats: Arc<Stats>,
+}
+
+impl UdpEcho {
+    pub fn bind(config: &UdpEchoConfig, sockets: &mut Sockets, stats: Arc<Stats>) -> Result<Self, BindError> {
+        let sockets = config
+            .listen
+            .iter()
+            .map(|&addr| sockets.udp(NAME, addr, false))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            config: config.clone(),
+            sockets,
+            stats,
+        })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect()
+    }
+
+    fn stats(&self) -> &ServiceStats {
+        &self.stats.udp_echo
+    }
+
+    async fn serve(&self, socket: &UdpSocket) -> io::Result<()> {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut judge = Judge::new(&self.config);
+        loop {
+            let (len, peer) = match socket.recv_from(&mut buf).await {
+                Ok(received) => received,
+                Err(e) if transient(&e) => {
+                    debug!(error = %e, "receive failed");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let reply = if self.config.reply.is_empty() {
+                &buf[..len]
+            } else {
+                self.config.reply.as_bytes()
+            };
+            if let Err(why) = judge.check(peer, len, reply.len(), Instant::now()) {
+                self.stats().refuse(why);
+                debug!(%peer, reason = why.name(), "refused");
+                continue;
+            }
+            match socket.send_to(reply, peer).await {
+                Ok(_) => self.stats().message(),
+                Err(e) => debug!(%peer, error = %e, "reply failed"),
+            }
+        }
+    }
+}
+
+impl Service for UdpEcho {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
+        Box::pin(async move {
+            let mut tasks = JoinSet::new();
+            for socket in &self.sockets {
+                let (me, socket) = (self.clone(), socket.clone());
+                tasks.spawn(async move { me.serve(&socket).await }.in_current_span());
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => Ok(()),
+                Some(done) = tasks.join_next() => match done {
+                    Ok(result) => result,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => Err(io::Error::other(e)),
+                },
+            }
+        })
+    }
+}
+
+/// Decides, per datagram, whether answering it is safe.
+struct Judge {
+    allow: Vec<ipnet::IpNet>,
+    limiter: RateLimiter,
+    nets: LocalNets,
+}
+
+impl Judge {
+    fn new(config: &UdpEchoConfig) -> Self {
+        Self {
+            allow: config.allow.clone(),
+            limiter: RateLimiter::new(config.rate_limit),
+            nets: LocalNets::new(),
+        }
+    }
+
+    fn check(&mut self, peer: SocketAddr, request: usize, reply: usize, now: Instant) -> Result<(), Refusal> {
+        let ip = peer.ip().to_canonical();
+        if !allowed(&self.allow, ip) {
+            return Err(Refusal::NotAllowed);
+        }
+        if bad_source(peer, self.nets.broadcasts(now)).is_some() {
+            return Err(Refusal::BadSource);
+        }
+        if reply > request && !ip.is_loopback() {
+            return Err(Refusal::Amplification);
+        }
+        if !self.limiter.allow(ip, now) {
+            return Err(Refusal::RateLimited);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judge(reply: &str, rate_limit: u32) -> Judge {
+        Judge::new(&UdpEchoConfig {
+            reply: reply.into(),
+            rate_limit,
+            allow: vec!["127.0.0.0/8".parse().unwrap(), "192.0.2.0/24".parse().unwrap()],
+            ..UdpEchoConfig::default()
+        })
+    }
+
+    #[test]
+    fn refusals_in_order() {
+        let now = Instant::now();
+        let mut j = judge("", 2);
+        let peer = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(j.check(peer("10.0.0.1:5000"), 5, 5, now), Err(Refusal::NotAllowed));
+        assert_eq!(j.check(peer("127.0.0.1:7"), 5, 5, now), Err(Refusal::BadSource));
+        assert_eq!(j.check(peer("192.0.2.7:5000"), 5, 50, now), Err(Refusal::Amplification));
+        assert_eq!(j.check(peer("127.0.0.1:5000"), 5, 50, now), Ok(()));
+        assert_eq!(j.check(peer("127.0.0.1:5000"), 5, 5, now), Ok(()));
+        assert_eq!(j.check(peer("127.0.0.1:5001"), 5, 5, now), Err(Refusal::RateLimited));
+        assert_eq!(j.check(peer("192.0.2.7:5000"), 50, 5, now), Ok(()));
+    }
+}
