@@ -12,8 +12,8 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::net::{BindError, Sockets};
-use crate::services::udp_echo::{self, UdpEcho};
 use crate::services::Service;
+use crate::services::udp_echo::{self, UdpEcho};
 use crate::stats::Stats;
 use crate::supervisor::Supervisor;
 
@@ -97,8 +97,17 @@ impl Daemon {
             info!(service = %name, "config changed; restarting");
             self.supervisor.stop(name, grace).await;
             self.bound.remove(name);
-            self.sockets.release_unused();
-            match bind(name, &self.config, &mut self.sockets, &self.stats) {
+            // Sockets on unchanged addresses are reused, so they keep their port
+            // and never close; a new address may overlap one of the old ones.
+            let rebound = bind(name, &self.config, &mut self.sockets, &self.stats).or_else(|_| {
+                let aside = self.sockets.take_unused();
+                let retried = bind(name, &self.config, &mut self.sockets, &self.stats);
+                if retried.is_err() {
+                    self.sockets.put_back(aside);
+                }
+                retried
+            });
+            match rebound {
                 Ok(Some(bound)) => self.run(name, bound),
                 Ok(None) => {}
                 Err(e) => self.keep_old(name, &old, e),
@@ -136,7 +145,12 @@ impl Daemon {
 }
 
 /// Binds one service if its table enables it.
-fn bind(name: &'static str, config: &Config, sockets: &mut Sockets, stats: &Arc<Stats>) -> Result<Option<Bound>, BindError> {
+fn bind(
+    name: &'static str,
+    config: &Config,
+    sockets: &mut Sockets,
+    stats: &Arc<Stats>,
+) -> Result<Option<Bound>, BindError> {
     let bound = match name {
         udp_echo::NAME if config.udp_echo.enabled => {
             let service = UdpEcho::bind(&config.udp_echo, sockets, stats.clone())?;

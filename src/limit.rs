@@ -43,7 +43,10 @@ impl RateLimiter {
             }
         }
         let rate = self.rate;
-        let bucket = self.buckets.entry(source).or_insert(Bucket { tokens: rate, at: now });
+        let bucket = self.buckets.entry(source).or_insert(Bucket {
+            tokens: rate,
+            at: now,
+        });
         let earned = now.saturating_duration_since(bucket.at).as_secs_f64() * rate;
         bucket.tokens = (bucket.tokens + earned).min(rate);
         bucket.at = now;

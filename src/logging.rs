@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use tracing::error;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
+use tracing_subscriber::{EnvFilter, Registry, fmt, reload};
 
 /// Changes the level on reload, unless RUST_LOG fixed it.
 pub struct LogLevel {
@@ -47,14 +47,19 @@ pub fn init(default: &str) -> LogLevel {
     }
     // A panic becomes one log line; the supervisor then restarts the service.
     std::panic::set_hook(Box::new(|info| {
-        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
         let message = info
             .payload()
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        error!(location = location.as_deref().unwrap_or("?"), "panic: {message}");
+        error!(
+            location = location.as_deref().unwrap_or("?"),
+            "panic: {message}"
+        );
     }));
     LogLevel { handle, from_env }
 }

@@ -12,7 +12,12 @@ fn main() -> ExitCode {
     match cli.command {
         None => daemon(cli.config),
         Some(Command::Check { config }) => check(&config),
-        Some(Command::Udp { host, port, message, timeout }) => {
+        Some(Command::Udp {
+            host,
+            port,
+            message,
+            timeout,
+        }) => {
             logging::init("warn");
             client_runtime(async move { client::udp::main(&host, port, &message, timeout).await })
         }
@@ -55,8 +60,13 @@ fn daemon(path: Option<std::path::PathBuf>) -> ExitCode {
 }
 
 /// Runs a client command on a small runtime; its error is the exit message.
-fn client_runtime<E: std::fmt::Display>(work: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+fn client_runtime<E: std::fmt::Display>(
+    work: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("pinetd: cannot start the runtime: {e}");

@@ -70,7 +70,11 @@ pub struct Sockets {
 }
 
 impl Sockets {
-    pub fn tcp(&mut self, service: &'static str, addr: SocketAddr) -> Result<Arc<TcpListener>, BindError> {
+    pub fn tcp(
+        &mut self,
+        service: &'static str,
+        addr: SocketAddr,
+    ) -> Result<Arc<TcpListener>, BindError> {
         if let Some(listener) = self.tcp.get(&addr) {
             return Ok(listener.clone());
         }
@@ -84,7 +88,12 @@ impl Sockets {
         Ok(listener)
     }
 
-    pub fn udp(&mut self, service: &'static str, addr: SocketAddr, shared: bool) -> Result<Arc<UdpSocket>, BindError> {
+    pub fn udp(
+        &mut self,
+        service: &'static str,
+        addr: SocketAddr,
+        shared: bool,
+    ) -> Result<Arc<UdpSocket>, BindError> {
         if let Some(socket) = self.udp.get(&addr) {
             return Ok(socket.clone());
         }
@@ -100,8 +109,27 @@ impl Sockets {
 
     /// Closes every socket no running service holds any more.
     pub fn release_unused(&mut self) {
-        self.tcp.retain(|_, l| Arc::strong_count(l) > 1);
-        self.udp.retain(|_, s| Arc::strong_count(s) > 1);
+        drop(self.take_unused());
+    }
+
+    /// Moves out the sockets no running service holds, to close them or to
+    /// [`put_back`](Self::put_back) if what was to replace them cannot bind.
+    pub fn take_unused(&mut self) -> Sockets {
+        Sockets {
+            tcp: self
+                .tcp
+                .extract_if(|_, l| Arc::strong_count(l) == 1)
+                .collect(),
+            udp: self
+                .udp
+                .extract_if(|_, s| Arc::strong_count(s) == 1)
+                .collect(),
+        }
+    }
+
+    pub fn put_back(&mut self, aside: Sockets) {
+        self.tcp.extend(aside.tcp);
+        self.udp.extend(aside.udp);
     }
 }
 
@@ -188,7 +216,10 @@ impl LocalNets {
     }
 
     fn fresh(&mut self, now: Instant) -> &mut Self {
-        if self.read_at.is_none_or(|at| now.duration_since(at) > Self::MAX_AGE) {
+        if self
+            .read_at
+            .is_none_or(|at| now.duration_since(at) > Self::MAX_AGE)
+        {
             self.refresh(now);
         }
         self
@@ -223,15 +254,42 @@ mod tests {
     #[test]
     fn reflection_rules() {
         let bcast = [Ipv4Addr::new(192, 168, 0, 255)];
-        assert_eq!(bad_source(addr("127.0.0.1:7"), &bcast), Some(BadSource::Port(7)));
-        assert_eq!(bad_source(addr("10.0.0.1:1023"), &bcast), Some(BadSource::Port(1023)));
-        assert_eq!(bad_source(addr("10.0.0.1:2049"), &bcast), Some(BadSource::Port(2049)));
-        assert_eq!(bad_source(addr("0.1.2.3:5000"), &bcast), Some(BadSource::Address));
-        assert_eq!(bad_source(addr("255.1.2.3:5000"), &bcast), Some(BadSource::Address));
-        assert_eq!(bad_source(addr("224.0.0.1:5000"), &bcast), Some(BadSource::Address));
-        assert_eq!(bad_source(addr("192.168.0.255:5000"), &bcast), Some(BadSource::Address));
-        assert_eq!(bad_source(addr("[ff02::1]:5000"), &bcast), Some(BadSource::Address));
-        assert_eq!(bad_source(addr("[::ffff:0.0.0.1]:5000"), &bcast), Some(BadSource::Address));
+        assert_eq!(
+            bad_source(addr("127.0.0.1:7"), &bcast),
+            Some(BadSource::Port(7))
+        );
+        assert_eq!(
+            bad_source(addr("10.0.0.1:1023"), &bcast),
+            Some(BadSource::Port(1023))
+        );
+        assert_eq!(
+            bad_source(addr("10.0.0.1:2049"), &bcast),
+            Some(BadSource::Port(2049))
+        );
+        assert_eq!(
+            bad_source(addr("0.1.2.3:5000"), &bcast),
+            Some(BadSource::Address)
+        );
+        assert_eq!(
+            bad_source(addr("255.1.2.3:5000"), &bcast),
+            Some(BadSource::Address)
+        );
+        assert_eq!(
+            bad_source(addr("224.0.0.1:5000"), &bcast),
+            Some(BadSource::Address)
+        );
+        assert_eq!(
+            bad_source(addr("192.168.0.255:5000"), &bcast),
+            Some(BadSource::Address)
+        );
+        assert_eq!(
+            bad_source(addr("[ff02::1]:5000"), &bcast),
+            Some(BadSource::Address)
+        );
+        assert_eq!(
+            bad_source(addr("[::ffff:0.0.0.1]:5000"), &bcast),
+            Some(BadSource::Address)
+        );
         assert_eq!(bad_source(addr("127.0.0.1:1024"), &bcast), None);
         assert_eq!(bad_source(addr("192.168.0.23:40000"), &bcast), None);
         assert_eq!(bad_source(addr("[::1]:40000"), &bcast), None);

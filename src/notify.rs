@@ -42,5 +42,7 @@ pub fn watchdog() {
 
 /// How often to ping the watchdog: half of WatchdogSec, if systemd set one.
 pub fn watchdog_interval() -> Option<Duration> {
-    sd_notify::watchdog_enabled().map(|d| d / 2).filter(|d| !d.is_zero())
+    sd_notify::watchdog_enabled()
+        .map(|d| d / 2)
+        .filter(|d| !d.is_zero())
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::time::{interval, MissedTickBehavior};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::time::{Instant, MissedTickBehavior, interval, interval_at};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
@@ -63,7 +63,7 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
     info!(version = env!("CARGO_PKG_VERSION"), "started");
     notify::ready(&daemon.stats().to_string());
 
-    let mut status = interval(STATUS_EVERY);
+    let mut status = interval_at(Instant::now() + STATUS_EVERY, STATUS_EVERY);
     status.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let watchdog_every = notify::watchdog_interval();
     let mut watchdog = interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));

@@ -78,7 +78,13 @@ pub struct Stats {
 
 impl Stats {
     fn all(&self) -> [&ServiceStats; 5] {
-        [&self.chat, &self.json_echo, &self.udp_echo, &self.announcer, &self.discovery]
+        [
+            &self.chat,
+            &self.json_echo,
+            &self.udp_echo,
+            &self.announcer,
+            &self.discovery,
+        ]
     }
 }
 
@@ -89,14 +95,19 @@ impl fmt::Display for Stats {
         let clients: u64 = all.iter().map(|s| s.clients.load(Relaxed)).sum();
         let messages: u64 = all.iter().map(|s| s.messages.load(Relaxed)).sum();
         let refused: u64 = all.iter().map(|s| s.refused_total()).sum();
-        write!(f, "clients {clients}, messages {messages}, refused {refused}")?;
+        write!(
+            f,
+            "clients {clients}, messages {messages}, refused {refused}"
+        )?;
         let mut reasons = Refusal::ALL
             .iter()
             .map(|&why| (why, all.iter().map(|s| s.refused(why)).sum::<u64>()))
             .filter(|(_, n)| *n > 0)
             .peekable();
         if reasons.peek().is_some() {
-            let parts: Vec<String> = reasons.map(|(why, n)| format!("{} {n}", why.name())).collect();
+            let parts: Vec<String> = reasons
+                .map(|(why, n)| format!("{} {n}", why.name()))
+                .collect();
             write!(f, " ({})", parts.join(", "))?;
         }
         Ok(())

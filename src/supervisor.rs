@@ -6,15 +6,15 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
-use tracing::{error, info, info_span, warn, Instrument};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::services::Service;
 
@@ -61,7 +61,14 @@ impl Supervisor {
         let task = self
             .tracker
             .spawn(supervise(service, token.clone(), starts.clone()).instrument(span));
-        self.running.insert(name, Running { token, task, starts });
+        self.running.insert(
+            name,
+            Running {
+                token,
+                task,
+                starts,
+            },
+        );
     }
 
     /// How many times the service has been started (1 + restarts); 0 if unknown.

@@ -20,9 +20,19 @@ fn empty_file_is_the_embedded_default() {
 #[test]
 fn local_toml_writes_out_the_embedded_default() {
     let text = include_str!("../config/local.toml");
-    assert_eq!(Config::parse(text, "config/local.toml").unwrap(), Config::default());
+    assert_eq!(
+        Config::parse(text, "config/local.toml").unwrap(),
+        Config::default()
+    );
     // Every key of every table is written out, so the file documents them all.
-    for table in ["daemon", "chat", "json_echo", "udp_echo", "announcer", "discovery"] {
+    for table in [
+        "daemon",
+        "chat",
+        "json_echo",
+        "udp_echo",
+        "announcer",
+        "discovery",
+    ] {
         assert!(text.contains(&format!("[{table}]")), "[{table}] missing");
     }
 }
@@ -32,7 +42,10 @@ fn production_toml_opens_the_lan() {
     let config = Config::parse(include_str!("../config/pinetd.toml"), "pinetd.toml").unwrap();
     assert_eq!(config.chat.listen.len(), 2);
     assert!(config.discovery.allow.is_empty());
-    assert_eq!(config.announcer.to, vec!["255.255.255.255:37020".parse().unwrap()]);
+    assert_eq!(
+        config.announcer.to,
+        vec!["255.255.255.255:37020".parse().unwrap()]
+    );
 }
 
 #[test]
@@ -51,33 +64,82 @@ interval = \"0s\"
 ";
     let got = problems(text);
     assert_eq!(got.len(), 4, "{got:#?}");
-    assert!(got[0].starts_with("test.toml:3:1: daemon.colour: unknown field `colour`"), "{}", got[0]);
-    assert!(got[1].starts_with("test.toml:6:15: chat.max_clients: expected a whole number"), "{}", got[1]);
-    assert!(got[2].starts_with("test.toml:7:10: chat.listen:"), "{}", got[2]);
+    assert!(
+        got[0].starts_with("test.toml:3:1: daemon.colour: unknown field `colour`"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[1].starts_with("test.toml:6:15: chat.max_clients: expected a whole number"),
+        "{}",
+        got[1]
+    );
+    assert!(
+        got[2].starts_with("test.toml:7:10: chat.listen:"),
+        "{}",
+        got[2]
+    );
     assert!(got[2].contains("port 70000 is out of range"), "{}", got[2]);
-    assert_eq!(got[3], "test.toml:10:12: announcer.interval: must be longer than zero");
+    assert_eq!(
+        got[3],
+        "test.toml:10:12: announcer.interval: must be longer than zero"
+    );
 }
 
 #[test]
 fn unknown_table_is_named() {
     let got = problems("[chat]\nenabled = true\n\n[chatt]\nenabled = true\n");
     assert_eq!(got.len(), 1, "{got:#?}");
-    assert!(got[0].starts_with("test.toml:4:2: chatt: unknown field `chatt`"), "{}", got[0]);
+    assert!(
+        got[0].starts_with("test.toml:4:2: chatt: unknown field `chatt`"),
+        "{}",
+        got[0]
+    );
 }
 
 #[test]
 fn wrong_types_and_values_name_their_key() {
     let cases = [
-        ("[udp_echo]\nrate_limit = -1\n", "2:14: udp_echo.rate_limit:"),
-        ("[udp_echo]\nenabled = \"yes\"\n", "2:11: udp_echo.enabled: invalid type"),
-        ("[json_echo]\nmax_message_bytes = 0\n", "json_echo.max_message_bytes: 0 is out of range"),
-        ("[chat]\non_lag = \"wait\"\n", "chat.on_lag: unknown variant `wait`"),
-        ("[chat]\nflush_after = \"soon\"\n", "chat.flush_after: invalid duration \"soon\""),
-        ("[discovery]\nallow = [\"10.0.0.0/33\"]\n", "2:9: discovery.allow: \"10.0.0.0/33\" is not a network"),
-        ("[announcer]\nto = [\"127.0.0.1:0\"]\n", "announcer.to: \"127.0.0.1:0\": port 0 is not a destination"),
-        ("[chat]\nlisten = \"::1:9999\"\n", "write an IPv6 address in brackets"),
-        ("[daemon]\nlog = \"info,[\"\n", "daemon.log: invalid log filter"),
-        ("[udp_echo]\nreply = 5\n", "udp_echo.reply: invalid type: integer `5`, expected a string"),
+        (
+            "[udp_echo]\nrate_limit = -1\n",
+            "2:14: udp_echo.rate_limit:",
+        ),
+        (
+            "[udp_echo]\nenabled = \"yes\"\n",
+            "2:11: udp_echo.enabled: invalid type",
+        ),
+        (
+            "[json_echo]\nmax_message_bytes = 0\n",
+            "json_echo.max_message_bytes: 0 is out of range",
+        ),
+        (
+            "[chat]\non_lag = \"wait\"\n",
+            "chat.on_lag: unknown variant `wait`",
+        ),
+        (
+            "[chat]\nflush_after = \"soon\"\n",
+            "chat.flush_after: invalid duration \"soon\"",
+        ),
+        (
+            "[discovery]\nallow = [\"10.0.0.0/33\"]\n",
+            "2:9: discovery.allow: \"10.0.0.0/33\" is not a network",
+        ),
+        (
+            "[announcer]\nto = [\"127.0.0.1:0\"]\n",
+            "announcer.to: \"127.0.0.1:0\": port 0 is not a destination",
+        ),
+        (
+            "[chat]\nlisten = \"::1:9999\"\n",
+            "write an IPv6 address in brackets",
+        ),
+        (
+            "[daemon]\nlog = \"info,[\"\n",
+            "daemon.log: invalid log filter",
+        ),
+        (
+            "[udp_echo]\nreply = 5\n",
+            "udp_echo.reply: invalid type: integer `5`, expected a string",
+        ),
         ("[chat\n", "test.toml:1:"),
     ];
     for (text, want) in cases {

@@ -29,11 +29,18 @@ pub struct Reply {
     pub rtt: Duration,
 }
 
-pub async fn exchange(host: &str, port: u16, message: &[u8], wait: Duration) -> Result<Reply, UdpError> {
-    let to = super::resolve(host, port).await.map_err(|source| UdpError::Resolve {
-        host: host.to_owned(),
-        source,
-    })?;
+pub async fn exchange(
+    host: &str,
+    port: u16,
+    message: &[u8],
+    wait: Duration,
+) -> Result<Reply, UdpError> {
+    let to = super::resolve(host, port)
+        .await
+        .map_err(|source| UdpError::Resolve {
+            host: host.to_owned(),
+            source,
+        })?;
     let io_err = |source| UdpError::Io { to, source };
     let local: SocketAddr = if to.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -47,7 +54,11 @@ pub async fn exchange(host: &str, port: u16, message: &[u8], wait: Duration) -> 
     socket.send_to(message, to).await.map_err(io_err)?;
     let mut buf = vec![0u8; 65_536];
     loop {
-        let received = timeout(wait.saturating_sub(started.elapsed()), socket.recv_from(&mut buf)).await;
+        let received = timeout(
+            wait.saturating_sub(started.elapsed()),
+            socket.recv_from(&mut buf),
+        )
+        .await;
         match received {
             Err(_) => return Err(UdpError::Timeout { to, waited: wait }),
             // An ICMP error from an earlier datagram; keep waiting for a reply.

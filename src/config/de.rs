@@ -4,9 +4,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use serde::de::{Deserializer, Error};
 use ipnet::IpNet;
 use serde::Deserialize;
+use serde::de::{Deserializer, Error};
 
 /// Largest UDP payload over IPv4; a reply or announcement must fit in one datagram.
 const MAX_DATAGRAM: usize = 65_507;
@@ -109,7 +109,10 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
-fn addresses<'de, D: Deserializer<'de>>(d: D, port_zero: bool) -> Result<Vec<SocketAddr>, D::Error> {
+fn addresses<'de, D: Deserializer<'de>>(
+    d: D,
+    port_zero: bool,
+) -> Result<Vec<SocketAddr>, D::Error> {
     let texts = match OneOrMany::deserialize(d)
         .map_err(|_| D::Error::custom("expected an address \"IP:PORT\" or a list of them"))?
     {
@@ -120,7 +123,9 @@ fn addresses<'de, D: Deserializer<'de>>(d: D, port_zero: bool) -> Result<Vec<Soc
     for text in &texts {
         let addr = parse_addr(text).map_err(D::Error::custom)?;
         if addr.port() == 0 && !port_zero {
-            return Err(D::Error::custom(format!("\"{text}\": port 0 is not a destination")));
+            return Err(D::Error::custom(format!(
+                "\"{text}\": port 0 is not a destination"
+            )));
         }
         if addrs.contains(&addr) {
             return Err(D::Error::custom(format!("\"{text}\" is listed twice")));
@@ -136,7 +141,9 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         return Ok(addr);
     }
     let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(format!("\"{text}\" is not \"IP:PORT\" (IPv6 as \"[::]:9999\")"));
+        return Err(format!(
+            "\"{text}\" is not \"IP:PORT\" (IPv6 as \"[::]:9999\")"
+        ));
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.parse::<IpAddr>().is_err() {

@@ -98,7 +98,10 @@ impl Config {
                 }
                 Err(e) => {
                     let at = e.span().map_or(0, |s| s.start);
-                    let entry = entries.iter().filter(|en| en.span.contains(&at)).min_by_key(|en| en.span.len());
+                    let entry = entries
+                        .iter()
+                        .filter(|en| en.span.contains(&at))
+                        .min_by_key(|en| en.span.len());
                     let key = entry.map_or("", |en| en.path.as_str());
                     problems.push(problem_at(text, at, key, e.message()));
                     if !entry.is_some_and(|en| blank_lines(&mut working, &en.span)) {
@@ -158,10 +161,16 @@ fn blank_lines(text: &mut [u8], span: &Range<usize>) -> bool {
 fn problem_at(text: &str, offset: usize, key: &str, message: &str) -> Problem {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
     Problem {
         line: before.iter().filter(|&&b| b == b'\n').count() + 1,
-        column: String::from_utf8_lossy(&before[line_start..]).chars().count() + 1,
+        column: String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1,
         key: key.to_owned(),
         message: message.trim_end().to_owned(),
     }
@@ -181,7 +190,10 @@ fn clashes(config: &Config, text: &str, entries: &[Entry]) -> Vec<Problem> {
         });
         if let Some((other, _, other_addr)) = earlier {
             let key = format!("{name}.listen");
-            let at = entries.iter().find(|e| e.path == key).map_or(0, |e| e.span.start);
+            let at = entries
+                .iter()
+                .find(|e| e.path == key)
+                .map_or(0, |e| e.span.start);
             let message = format!(
                 "{addr} clashes with {other_addr} of {other}.listen: two services cannot share an address"
             );

@@ -214,9 +214,24 @@ impl Config {
     pub fn listeners(&self) -> Vec<(&'static str, Transport, SocketAddr)> {
         let tables: [(&'static str, bool, Transport, &[SocketAddr]); 4] = [
             ("chat", self.chat.enabled, Transport::Tcp, &self.chat.listen),
-            ("json_echo", self.json_echo.enabled, Transport::Tcp, &self.json_echo.listen),
-            ("udp_echo", self.udp_echo.enabled, Transport::Udp, &self.udp_echo.listen),
-            ("discovery", self.discovery.enabled, Transport::Udp, &self.discovery.listen),
+            (
+                "json_echo",
+                self.json_echo.enabled,
+                Transport::Tcp,
+                &self.json_echo.listen,
+            ),
+            (
+                "udp_echo",
+                self.udp_echo.enabled,
+                Transport::Udp,
+                &self.udp_echo.listen,
+            ),
+            (
+                "discovery",
+                self.discovery.enabled,
+                Transport::Udp,
+                &self.discovery.listen,
+            ),
         ];
         tables
             .into_iter()

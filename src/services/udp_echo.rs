@@ -11,12 +11,12 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, Instrument};
+use tracing::{Instrument, debug};
 
 use crate::config::UdpEchoConfig;
 use crate::limit::RateLimiter;
-use crate::net::{allowed, bad_source, BindError, LocalNets, Sockets};
-use crate::services::{transient, Service, ServiceFuture};
+use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source};
+use crate::services::{Service, ServiceFuture, transient};
 use crate::stats::{Refusal, ServiceStats, Stats};
 
 pub const NAME: &str = "udp_echo";
@@ -31,7 +31,11 @@ pub struct UdpEcho {
 }
 
 impl UdpEcho {
-    pub fn bind(config: &UdpEchoConfig, sockets: &mut Sockets, stats: Arc<Stats>) -> Result<Self, BindError> {
+    pub fn bind(
+        config: &UdpEchoConfig,
+        sockets: &mut Sockets,
+        stats: Arc<Stats>,
+    ) -> Result<Self, BindError> {
         let sockets = config
             .listen
             .iter()
@@ -46,7 +50,10 @@ impl UdpEcho {
 
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     fn stats(&self) -> &ServiceStats {
@@ -123,7 +130,13 @@ impl Judge {
         }
     }
 
-    fn check(&mut self, peer: SocketAddr, request: usize, reply: usize, now: Instant) -> Result<(), Refusal> {
+    fn check(
+        &mut self,
+        peer: SocketAddr,
+        request: usize,
+        reply: usize,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         let ip = peer.ip().to_canonical();
         if !allowed(&self.allow, ip) {
             return Err(Refusal::NotAllowed);
@@ -149,7 +162,10 @@ mod tests {
         Judge::new(&UdpEchoConfig {
             reply: reply.into(),
             rate_limit,
-            allow: vec!["127.0.0.0/8".parse().unwrap(), "192.0.2.0/24".parse().unwrap()],
+            allow: vec![
+                "127.0.0.0/8".parse().unwrap(),
+                "192.0.2.0/24".parse().unwrap(),
+            ],
             ..UdpEchoConfig::default()
         })
     }
@@ -159,12 +175,24 @@ mod tests {
         let now = Instant::now();
         let mut j = judge("", 2);
         let peer = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert_eq!(j.check(peer("10.0.0.1:5000"), 5, 5, now), Err(Refusal::NotAllowed));
-        assert_eq!(j.check(peer("127.0.0.1:7"), 5, 5, now), Err(Refusal::BadSource));
-        assert_eq!(j.check(peer("192.0.2.7:5000"), 5, 50, now), Err(Refusal::Amplification));
+        assert_eq!(
+            j.check(peer("10.0.0.1:5000"), 5, 5, now),
+            Err(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            j.check(peer("127.0.0.1:7"), 5, 5, now),
+            Err(Refusal::BadSource)
+        );
+        assert_eq!(
+            j.check(peer("192.0.2.7:5000"), 5, 50, now),
+            Err(Refusal::Amplification)
+        );
         assert_eq!(j.check(peer("127.0.0.1:5000"), 5, 50, now), Ok(()));
         assert_eq!(j.check(peer("127.0.0.1:5000"), 5, 5, now), Ok(()));
-        assert_eq!(j.check(peer("127.0.0.1:5001"), 5, 5, now), Err(Refusal::RateLimited));
+        assert_eq!(
+            j.check(peer("127.0.0.1:5001"), 5, 5, now),
+            Err(Refusal::RateLimited)
+        );
         assert_eq!(j.check(peer("192.0.2.7:5000"), 50, 5, now), Ok(()));
     }
 }

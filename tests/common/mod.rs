@@ -1,0 +1,183 @@
+//! Test harness: the daemon in-process on port 0 (readiness is the returned
+//! addresses, never a sleep), or the real binary with its `listening` lines.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use pinetd::config::Config;
+use pinetd::daemon::Daemon;
+use tokio::net::UdpSocket;
+
+/// The embedded default with every implemented service on 127.0.0.1:0 and the
+/// others disabled; `edit` changes what a test needs.
+pub fn config(edit: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::default();
+    let any = vec!["127.0.0.1:0".parse().unwrap()];
+    config.udp_echo.listen = any.clone();
+    config.chat.enabled = false;
+    config.json_echo.enabled = false;
+    config.announcer.enabled = false;
+    config.discovery.enabled = false;
+    edit(&mut config);
+    config
+}
+
+pub fn start(config: Config) -> Daemon {
+    Daemon::start(config).expect("daemon starts")
+}
+
+/// A UDP socket on `ip`, port chosen by the kernel.
+pub async fn udp_on(ip: &str) -> UdpSocket {
+    UdpSocket::bind((ip, 0)).await.unwrap()
+}
+
+/// Sends `msg` and waits up to 5 s for one reply.
+pub async fn ask(socket: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Option<Vec<u8>> {
+    socket.send_to(msg, to).await.unwrap();
+    let mut buf = vec![0u8; 65_536];
+    match tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf)).await {
+        Ok(Ok((n, from))) => {
+            assert_eq!(from, to, "reply from the address asked");
+            Some(buf[..n].to_vec())
+        }
+        _ => None,
+    }
+}
+
+/// Nothing is waiting on `socket` (call after a later datagram was answered:
+/// the server handles one socket's datagrams in order).
+pub fn nothing_received(socket: &UdpSocket) -> bool {
+    let mut buf = [0u8; 16];
+    matches!(socket.try_recv_from(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("pinetd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pinetd-test-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The real binary, run as systemd would; killed on drop if still running.
+pub struct Proc {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Every stderr line read so far.
+    pub log: Vec<String>,
+}
+
+impl Proc {
+    pub fn start(args: &[&str]) -> Proc {
+        Proc::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pinetd"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pinetd runs");
+        let stderr = child.stderr.take().unwrap();
+        Proc {
+            child,
+            lines: forward_lines(stderr),
+            log: Vec::new(),
+        }
+    }
+
+    /// Reads stderr until a line contains `needle` (within 10 s); returns it.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needle:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Reads the `listening` lines until every service in `services` is bound.
+    pub fn addrs(&mut self, services: &[&str]) -> HashMap<String, SocketAddr> {
+        let mut addrs = HashMap::new();
+        while services.iter().any(|s| !addrs.contains_key(*s)) {
+            let line = self.wait_for("listening");
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                    .map(|v| v.trim_matches('"').to_owned())
+            };
+            let (Some(service), Some(addr)) = (field("service"), field("addr")) else {
+                panic!("unexpected listening line: {line}");
+            };
+            addrs.insert(service, addr.parse().unwrap());
+        }
+        addrs
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `within` for the process to exit; its exit code.
+    pub fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.log.push(line);
+                }
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn forward_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,378 @@
+//! The daemon core: supervision, reload, start-up failures and signals, both
+//! in-process and as the real binary.
+
+mod common;
+
+use std::io;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Proc, ask, config, start, temp_dir, udp_on, write_config};
+use pinetd::services::{Service, ServiceFuture};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Panics on its first run, fails on its second, then serves quietly.
+struct Flaky {
+    started: mpsc::UnboundedSender<u32>,
+    runs: std::sync::atomic::AtomicU32,
+}
+
+impl Service for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+
+    fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
+        Box::pin(async move {
+            let run = self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let _ = self.started.send(run);
+            match run {
+                1 => panic!("flaky falls over"),
+                2 => Err(io::Error::other("flaky fails")),
+                _ => {
+                    shutdown.cancelled().await;
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_failing_service_is_restarted_while_others_keep_serving() {
+    let mut daemon = start(config(|_| {}));
+    let echo = daemon.addrs("udp_echo")[0];
+    let (tx, mut started) = mpsc::unbounded_channel();
+    daemon.supervisor().spawn(Arc::new(Flaky {
+        started: tx,
+        runs: 0.into(),
+    }));
+    let client = udp_on("127.0.0.1").await;
+    for expected in 1..=3 {
+        let run = tokio::time::timeout(Duration::from_secs(10), started.recv()).await;
+        assert_eq!(run, Ok(Some(expected)), "flaky run {expected}");
+        assert_eq!(ask(&client, echo, b"still?").await.unwrap(), b"still?");
+    }
+    assert_eq!(daemon.supervisor().starts("flaky"), 3);
+    assert_eq!(
+        daemon.supervisor().starts("udp_echo"),
+        1,
+        "udp_echo never restarted"
+    );
+    assert!(daemon.shutdown().await);
+}
+
+#[tokio::test]
+async fn reload_restarts_only_changed_tables_and_keeps_the_port() {
+    let mut daemon = start(config(|_| {}));
+    let echo = daemon.addrs("udp_echo")[0];
+    let client = udp_on("127.0.0.1").await;
+    assert_eq!(ask(&client, echo, b"a").await.unwrap(), b"a");
+
+    // Nothing changed: nothing restarted.
+    let same = daemon.config().clone();
+    assert!(daemon.reload(same.clone()).await.is_empty());
+    assert_eq!(daemon.supervisor().starts("udp_echo"), 1);
+
+    let mut changed = same.clone();
+    changed.udp_echo.reply = "new reply".into();
+    changed.daemon.log = "debug".into();
+    assert_eq!(daemon.reload(changed).await, vec!["udp_echo"]);
+    assert_eq!(daemon.addrs("udp_echo"), [echo], "same socket, same port");
+    assert_eq!(ask(&client, echo, b"a").await.unwrap(), b"new reply");
+
+    // Disabled by a reload: the socket is closed.
+    let mut off = daemon.config().clone();
+    off.udp_echo.enabled = false;
+    assert_eq!(daemon.reload(off).await, vec!["udp_echo"]);
+    assert!(daemon.addrs("udp_echo").is_empty());
+    assert!(!daemon.supervisor().is_running("udp_echo"));
+    assert!(
+        std::net::UdpSocket::bind(echo).is_ok(),
+        "the port was released"
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn reload_that_cannot_bind_keeps_the_old_settings() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut daemon = start(config(|_| {}));
+    let echo = daemon.addrs("udp_echo")[0];
+    let mut moved = daemon.config().clone();
+    moved.udp_echo.listen = vec![taken.local_addr().unwrap()];
+    moved.udp_echo.reply = "moved".into();
+    daemon.reload(moved).await;
+    assert_eq!(daemon.addrs("udp_echo"), [echo]);
+    let client = udp_on("127.0.0.1").await;
+    assert_eq!(ask(&client, echo, b"old").await.unwrap(), b"old");
+    assert_eq!(daemon.config().udp_echo.reply, "");
+    daemon.shutdown().await;
+}
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pinetd"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+const LOCAL: &str = "[chat]\nenabled = false\n[json_echo]\nenabled = false\n[announcer]\nenabled = false\n[discovery]\nenabled = false\n[udp_echo]\nlisten = \"127.0.0.1:0\"\n";
+
+#[test]
+fn a_taken_port_fails_start_up_naming_service_and_address() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = temp_dir("taken");
+    let path = write_config(
+        &dir,
+        &format!(
+            "[udp_echo]\nlisten = \"{addr}\"\n[discovery]\nenabled = false\n[chat]\nenabled = false\n[json_echo]\nenabled = false\n"
+        ),
+    );
+    let out = binary().arg("--config").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "pinetd: udp_echo: cannot listen on udp {addr}: Address already in use"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_invalid_file_fails_start_up_with_every_problem() {
+    let dir = temp_dir("invalid");
+    let path = write_config(&dir, "[udp_echo]\nrate = 5\n\n[chat]\nmax_clients = 0\n");
+    let out = binary().arg("--config").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(":2:1: udp_echo.rate: unknown field `rate`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(":5:15: chat.max_clients: 0 is out of range"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_validates_without_running() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in ["config/local.toml", "config/pinetd.toml"] {
+        let out = binary()
+            .args(["check", "--config", &format!("{root}/{file}")])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"));
+    }
+    let dir = temp_dir("check");
+    let path = write_config(
+        &dir,
+        "[announcer]\ninterval = \"0s\"\nto = \"255.255.255.255:70000\"\n",
+    );
+    let out = binary()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(":2:12: announcer.interval: must be longer than zero"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains(":3:6: announcer.to: \"255.255.255.255:70000\": port 70000 is out of range"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+    let missing = binary()
+        .args(["check", "--config", "/nonexistent/pinetd.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero_within_the_grace() {
+    let dir = temp_dir("sigterm");
+    let path = write_config(&dir, &format!("[daemon]\nshutdown_grace = \"2s\"\n{LOCAL}"));
+    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let echo = daemon.addrs(&["udp_echo"])["udp_echo"];
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.send_to(b"hi", echo).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(client.recv(&mut buf).unwrap(), 2);
+
+    let asked = std::time::Instant::now();
+    daemon.signal("TERM");
+    assert_eq!(
+        daemon.exit_code(Duration::from_secs(4)),
+        Some(0),
+        "{:#?}",
+        daemon.log
+    );
+    assert!(asked.elapsed() < Duration::from_secs(2));
+    assert!(
+        daemon.log.iter().any(|l| l.contains("shutting down")),
+        "{:#?}",
+        daemon.log
+    );
+}
+
+#[test]
+fn sighup_reloads_changed_tables_and_refuses_a_broken_file() {
+    let dir = temp_dir("sighup");
+    let path = write_config(&dir, LOCAL);
+    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let echo = daemon.addrs(&["udp_echo"])["udp_echo"];
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let mut ask = |msg: &[u8]| {
+        client.send_to(msg, echo).unwrap();
+        let n = client.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(ask(b"one"), "one");
+
+    std::fs::write(&path, format!("{LOCAL}reply = \"reloaded\"\n")).unwrap();
+    daemon.signal("HUP");
+    let line = daemon.wait_for("reloaded");
+    assert!(line.contains("changed=[\"udp_echo\"]"), "{line}");
+    assert_eq!(ask(b"two"), "reloaded");
+
+    std::fs::write(&path, format!("{LOCAL}reply = 42\n")).unwrap();
+    daemon.signal("HUP");
+    let line = daemon.wait_for("reload refused");
+    assert!(line.contains("udp_echo.reply"), "{line}");
+    assert_eq!(ask(b"three"), "reloaded", "the running config stays");
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn udp_client_prints_the_reply_or_times_out() {
+    let dir = temp_dir("udp-client");
+    let path = write_config(&dir, LOCAL);
+    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let echo = daemon.addrs(&["udp_echo"])["udp_echo"];
+    let port = echo.port().to_string();
+    let out = binary()
+        .args(["udp", "127.0.0.1", &port, "hello"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with(&format!("reply from {echo} in")));
+    // Without a message, the course's.
+    let out = binary().args(["udp", "localhost", &port]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello UDP Listener\n");
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+    let out = binary()
+        .args(["udp", "127.0.0.1", &port, "--timeout", "200ms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("pinetd: no reply from {echo} within 200ms\n")
+    );
+    let usage = binary().args(["udp", "127.0.0.1"]).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("Usage: pinetd udp"));
+}
+
+#[test]
+fn tells_systemd_ready_reloading_and_stopping_with_live_status() {
+    let dir = temp_dir("notify");
+    let path = write_config(&dir, LOCAL);
+    let notify_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut daemon = Proc::start_with_env(
+        &["--config", path.to_str().unwrap()],
+        &[
+            ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+            ("JOURNAL_STREAM", "8:1234"),
+        ],
+    );
+    let echo = daemon.addrs(&["udp_echo"])["udp_echo"];
+    let ready = next();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=clients 0, messages 0, refused 0"),
+        "{ready:?}"
+    );
+
+    // After an answer, the STATUS line counts it.
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.send_to(b"count me", echo).unwrap();
+    client.recv(&mut [0u8; 16]).unwrap();
+    // STATUS= lines keep coming; one soon counts the answer.
+    let mut status = next();
+    while !status.starts_with("STATUS=clients 0, messages 1") {
+        assert!(
+            status.starts_with("STATUS=clients 0, messages 0"),
+            "{status:?}"
+        );
+        status = next();
+    }
+
+    daemon.signal("HUP");
+    let mut seen = next();
+    while seen.starts_with("STATUS=") {
+        seen = next();
+    }
+    assert!(seen.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{seen:?}");
+    let mut seen = next();
+    while seen.starts_with("STATUS=") {
+        seen = next();
+    }
+    assert!(seen.starts_with("READY=1"), "{seen:?}");
+
+    daemon.signal("TERM");
+    let mut seen = next();
+    while seen.starts_with("STATUS=") {
+        seen = next();
+    }
+    assert!(seen.starts_with("STOPPING=1"), "{seen:?}");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+    // Under journald: no timestamps, no colours.
+    let line = daemon
+        .log
+        .iter()
+        .find(|l| l.contains("shutting down"))
+        .unwrap();
+    assert!(line.starts_with(" INFO shutting down"), "{line:?}");
+}

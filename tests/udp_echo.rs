@@ -1,0 +1,168 @@
+//! UDP echo end to end over loopback: the course client, every refusal rule,
+//! the per-source rate limit, and shutdown while busy.
+
+mod common;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use common::{ask, config, nothing_received, start, udp_on};
+use pinetd::stats::Refusal;
+use tokio::net::UdpSocket;
+
+#[tokio::test]
+async fn course_client_gets_its_answer() {
+    let daemon = start(config(|_| {}));
+    let server = daemon.addrs("udp_echo")[0];
+    let client = udp_on("127.0.0.1").await;
+    assert_eq!(
+        ask(&client, server, b"Hello UDP Listener").await.unwrap(),
+        b"Hello UDP Listener"
+    );
+
+    // The course server's fixed answer.
+    let daemon = start(config(|c| c.udp_echo.reply = "Hello UDP Client".into()));
+    let server = daemon.addrs("udp_echo")[0];
+    assert_eq!(
+        ask(&client, server, b"Hello UDP Listener").await.unwrap(),
+        b"Hello UDP Client"
+    );
+    assert_eq!(daemon.stats().udp_echo.messages.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn any_bytes_any_size_intact() {
+    let daemon = start(config(|_| {}));
+    let server = daemon.addrs("udp_echo")[0];
+    let client = udp_on("127.0.0.1").await;
+    for msg in [
+        "안녕하세요 😀".as_bytes().to_vec(),
+        vec![],
+        vec![0xff, 0x00, 0x1b, b'['],
+        (0..65_507u32).map(|i| i as u8).collect(),
+    ] {
+        assert_eq!(ask(&client, server, &msg).await.unwrap(), msg);
+    }
+}
+
+#[tokio::test]
+async fn ipv6_listener() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let daemon = start(config(|c| {
+        c.udp_echo.listen = vec!["[::1]:0".parse().unwrap()]
+    }));
+    let server = daemon.addrs("udp_echo")[0];
+    let client = udp_on("::1").await;
+    assert_eq!(ask(&client, server, b"v6").await.unwrap(), b"v6");
+}
+
+/// A refused datagram, then a good one from another socket: once the good one
+/// is answered, the refused one was handled (same server socket, in order).
+async fn assert_refused(bad: &UdpSocket, server: std::net::SocketAddr) {
+    bad.send_to(b"ping", server).await.unwrap();
+    let good = udp_on("127.0.0.1").await;
+    assert_eq!(ask(&good, server, b"probe").await.unwrap(), b"probe");
+    assert!(
+        nothing_received(bad),
+        "{} was answered",
+        bad.local_addr().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn reflection_sources_get_nothing() {
+    let daemon = start(config(|_| {}));
+    let server = daemon.addrs("udp_echo")[0];
+    let stats = &daemon.stats().udp_echo;
+
+    let mut tried = 0;
+    // NFS (2049) needs no privilege; echo (7) and the top privileged port
+    // (1023) need root to bind, which CI has.
+    for port in [2049, 7, 1023] {
+        match UdpSocket::bind(("127.0.0.1", port)).await {
+            Ok(source) => {
+                assert_refused(&source, server).await;
+                tried += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                eprintln!("skipped source port {port}: binding it needs root")
+            }
+            Err(e) => eprintln!("skipped source port {port}: {e}"),
+        }
+    }
+    assert_eq!(stats.refused(Refusal::BadSource), tried);
+}
+
+#[tokio::test]
+async fn allow_list_drops_others_unanswered() {
+    let daemon = start(config(|c| {
+        c.udp_echo.allow = vec!["127.0.0.1/32".parse().unwrap()]
+    }));
+    let server = daemon.addrs("udp_echo")[0];
+    let outsider = udp_on("127.0.0.2").await;
+    assert_refused(&outsider, server).await;
+    assert_eq!(daemon.stats().udp_echo.refused(Refusal::NotAllowed), 1);
+}
+
+#[tokio::test]
+async fn a_flood_is_cut_while_another_source_is_answered() {
+    const RATE: u32 = 50;
+    const FLOOD: usize = 2_000;
+    let daemon = start(config(|c| c.udp_echo.rate_limit = RATE));
+    let server = daemon.addrs("udp_echo")[0];
+    let flooder = udp_on("127.0.0.1").await;
+    let started = std::time::Instant::now();
+    for _ in 0..FLOOD {
+        flooder.send_to(b"flood", server).await.unwrap();
+    }
+    // Another source address is still answered, right after the flood.
+    let other = udp_on("127.0.0.2").await;
+    assert_eq!(
+        ask(&other, server, b"still here?").await.unwrap(),
+        b"still here?"
+    );
+
+    let mut answered = 0;
+    let mut buf = [0u8; 64];
+    while flooder.try_recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    // At most the burst plus what the rate earns while the flood lasted.
+    let allowance =
+        RATE as usize + (started.elapsed().as_secs_f64() * f64::from(RATE)).ceil() as usize;
+    assert!(
+        answered >= 1 && answered <= allowance,
+        "{answered} answered, allowance {allowance}"
+    );
+    let limited = daemon.stats().udp_echo.refused(Refusal::RateLimited) as usize;
+    assert!(
+        limited >= FLOOD - allowance,
+        "{limited} counted as rate limited"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_while_busy_is_prompt() {
+    let daemon = start(config(|c| c.udp_echo.rate_limit = 0));
+    let server = daemon.addrs("udp_echo")[0];
+    let flood = tokio::spawn(async move {
+        let socket = udp_on("127.0.0.1").await;
+        for _ in 0..20_000 {
+            if socket.send_to(&[0u8; 512], server).await.is_err() {
+                break;
+            }
+        }
+    });
+    let clean = tokio::time::timeout(Duration::from_secs(5), daemon.shutdown()).await;
+    assert_eq!(clean, Ok(true), "shutdown finishes within the grace");
+    // The socket is closed: nothing answers any more.
+    let client = udp_on("127.0.0.1").await;
+    client.send_to(b"anyone?", server).await.unwrap();
+    let mut buf = [0u8; 16];
+    let reply = tokio::time::timeout(Duration::from_millis(300), client.recv_from(&mut buf)).await;
+    assert!(!matches!(reply, Ok(Ok(_))), "answered after shutdown");
+    flood.abort();
+}
