@@ -12,6 +12,7 @@
 //! - [`logging`], [`notify`]: tracing to stderr or journald, sd_notify.
 //! - [`cli`], [`client`]: the command line and the client subcommands.
 
+pub mod batch;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -50,7 +50,14 @@ fn daemon(path: Option<std::path::PathBuf>) -> ExitCode {
         None => Config::default(),
     };
     let log = logging::init(&config.daemon.log);
-    match tokio::runtime::Runtime::new() {
+    // One thread, like Redis: the services are bound by system calls, which
+    // batching cuts; a second worker only burns a core polling epoll for
+    // readiness the busy one already has (UDP echo: 290 k/s on one thread,
+    // 180 k/s on two, measured with examples/udp_load).
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(process::run(path, config, log)),
         Err(e) => {
             eprintln!("pinetd: cannot start the runtime: {e}");

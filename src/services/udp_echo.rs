@@ -5,14 +5,18 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
+use crate::batch::{Datagrams, MAX_PAYLOAD};
 use crate::config::UdpEchoConfig;
 use crate::limit::RateLimiter;
 use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source};
@@ -21,8 +25,8 @@ use crate::stats::{Refusal, ServiceStats, Stats};
 
 pub const NAME: &str = "udp_echo";
 
-/// Largest datagram a socket can receive; nothing is ever truncated.
-const MAX_DATAGRAM: usize = 65_536;
+/// Datagrams taken from the socket in one call.
+const BATCH: usize = 32;
 
 pub struct UdpEcho {
     config: UdpEchoConfig,
@@ -60,31 +64,71 @@ impl UdpEcho {
         &self.stats.udp_echo
     }
 
+    /// Answers batches: every datagram waiting is taken in one call, judged,
+    /// and the replies go out in one call; the socket is never drained of
+    /// more than one batch before answering.
     async fn serve(&self, socket: &UdpSocket) -> io::Result<()> {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut batch = Datagrams::new(BATCH, MAX_PAYLOAD);
         let mut judge = Judge::new(&self.config);
+        let mut replies = Vec::with_capacity(BATCH);
+        let fixed = self.config.reply.as_bytes();
         loop {
-            let (len, peer) = match socket.recv_from(&mut buf).await {
-                Ok(received) => received,
+            let received = socket
+                .async_io(Interest::READABLE, || batch.recv(socket.as_fd()))
+                .await;
+            match received {
+                Ok(_) => {}
                 Err(e) if transient(&e) => {
                     debug!(error = %e, "receive failed");
                     continue;
                 }
                 Err(e) => return Err(e),
-            };
-            let reply = if self.config.reply.is_empty() {
-                &buf[..len]
-            } else {
-                self.config.reply.as_bytes()
-            };
-            if let Err(why) = judge.check(peer, len, reply.len(), Instant::now()) {
-                self.stats().refuse(why);
-                debug!(%peer, reason = why.name(), "refused");
-                continue;
             }
-            match socket.send_to(reply, peer).await {
-                Ok(_) => self.stats().message(),
-                Err(e) => debug!(%peer, error = %e, "reply failed"),
+            let now = Instant::now();
+            replies.clear();
+            for i in 0..batch.len() {
+                let Some(peer) = batch.peer(i) else { continue };
+                let request = batch.payload(i).len();
+                let reply = if fixed.is_empty() {
+                    request
+                } else {
+                    fixed.len()
+                };
+                match judge.check(peer, request, reply, now) {
+                    Ok(()) => {
+                        if !fixed.is_empty() {
+                            batch.set_payload(i, fixed);
+                        }
+                        replies.push(i);
+                    }
+                    Err(why) => {
+                        self.stats().refuse(why);
+                        debug!(%peer, reason = why.name(), "refused");
+                    }
+                }
+            }
+            self.send_all(socket, &mut batch, &replies).await;
+        }
+    }
+
+    async fn send_all(&self, socket: &UdpSocket, batch: &mut Datagrams, replies: &[usize]) {
+        let mut sent = 0;
+        while sent < replies.len() {
+            let result = socket
+                .async_io(Interest::WRITABLE, || {
+                    batch.send(socket.as_fd(), &replies[sent..])
+                })
+                .await;
+            match result {
+                Ok(n) => {
+                    self.stats().messages.fetch_add(n as u64, Relaxed);
+                    sent += n;
+                }
+                Err(e) => {
+                    // The first reply of the rest could not go out; skip just it.
+                    debug!(peer = ?batch.peer(replies[sent]), error = %e, "reply failed");
+                    sent += 1;
+                }
             }
         }
     }

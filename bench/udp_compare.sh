@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# UDP echo side by side, in one run, with one load tool (examples/udp_load):
+# pinetd, the course's Python listener and xinetd's internal echo (if
+# installed), each with 10 senders keeping 8 datagrams in flight.
+# Everything listens on 127.0.0.1 and stops by itself.
+#
+#   bash bench/udp_compare.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-5}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build --release --quiet --bin pinetd --example udp_load
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# load PORT PID: the load tool's line, plus the server's CPU time per round-trip.
+load() {
+  local before after out answered
+  before=$(ticks "$2")
+  out=$(./target/release/examples/udp_load "127.0.0.1:$1" --senders 10 --inflight 8 --seconds "$seconds" 2>&1 | tail -1)
+  after=$(ticks "$2")
+  answered=$(sed -n 's/.* answered=\([0-9]*\).*/\1/p' <<<"$out")
+  awk -v o="$out" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$answered" \
+    'BEGIN { printf "%s server_cpu_s=%.2f server_us_per_rtt=%.2f\n", o, t / hz, n ? 1e6 * t / hz / n : 0 }'
+}
+
+# pinetd: only UDP echo, no rate limit (every sender is 127.0.0.1), port 0.
+cat > "$work/pinetd.toml" <<TOML
+[chat]
+enabled = false
+[json_echo]
+enabled = false
+[announcer]
+enabled = false
+[discovery]
+enabled = false
+[udp_echo]
+listen = "127.0.0.1:0"
+rate_limit = 0
+TOML
+./target/release/pinetd --config "$work/pinetd.toml" 2> "$work/pinetd.log" &
+pinetd_pid=$!
+pids+=($pinetd_pid)
+until grep -q "listening" "$work/pinetd.log"; do sleep 0.05; done
+pinetd_port=$(grep -o 'addr=127.0.0.1:[0-9]*' "$work/pinetd.log" | head -1 | cut -d: -f2)
+
+python3 bench/course_udp_listener.py 0 > "$work/python.port" &
+python_pid=$!
+pids+=($python_pid)
+until [ -s "$work/python.port" ]; do sleep 0.05; done
+python_port=$(cat "$work/python.port")
+
+echo "== pinetd udp_echo"; pinetd_out=$(load "$pinetd_port" "$pinetd_pid"); echo "$pinetd_out"
+echo "== course Python listener"; python_out=$(load "$python_port" "$python_pid"); echo "$python_out"
+
+if command -v xinetd >/dev/null; then
+  xinetd_port=$((20000 + RANDOM % 20000))
+  cat > "$work/xinetd.conf" <<CONF
+service echo
+{
+	type		= INTERNAL UNLISTED
+	id		= echo-dgram
+	socket_type	= dgram
+	protocol	= udp
+	wait		= yes
+	user		= root
+	bind		= 127.0.0.1
+	port		= $xinetd_port
+	cps		= 1000000 1
+	instances	= UNLIMITED
+	per_source	= UNLIMITED
+}
+CONF
+  xinetd -dontfork -filelog "$work/xinetd.log" -f "$work/xinetd.conf" -pidfile "$work/xinetd.pid" &
+  xinetd_pid=$!
+  pids+=($xinetd_pid)
+  until grep -q "Started working" "$work/xinetd.log" 2>/dev/null; do sleep 0.05; done
+  echo "== xinetd internal echo"; load "$xinetd_port" "$xinetd_pid"
+else
+  echo "== xinetd: not installed (apt-get install xinetd), skipped"
+fi
+
+field() { sed -n "s/.* $1=\\([0-9.]*\\).*/\\1/p" <<<"$2"; }
+awk -v a="$(field rtt_per_s "$pinetd_out")" -v b="$(field rtt_per_s "$python_out")" \
+  -v c="$(field server_us_per_rtt "$pinetd_out")" -v d="$(field server_us_per_rtt "$python_out")" \
+  'BEGIN { printf "round-trips/s pinetd / Python = %.2f; server CPU per round-trip Python / pinetd = %.2f\n", a / b, d / c }'

@@ -1,0 +1,188 @@
+//! Load tool for UDP echo servers: N senders, each keeping K datagrams in
+//! flight, for a fixed time; reports round-trips per second and loss. Works
+//! against any echo-like server (pinetd, the course's Python listener, xinetd).
+//!
+//! cargo run --release --example udp_load -- ADDR [--senders 10] [--inflight 8] [--seconds 5] [--size 18]
+//!
+//! All senders share one thread; each sends its replies' worth of new requests
+//! in one `sendmmsg`, so the tool costs the machine little and the server is
+//! what is measured. A window with no reply for 200 ms counts as lost and is
+//! sent again. Only sends to loopback.
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use pinetd::batch::{Datagrams, MAX_PAYLOAD};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+/// A request unanswered this long counts as lost.
+const LOSS_AFTER: Duration = Duration::from_millis(200);
+/// After the run, how long replies still in flight are waited for.
+const DRAIN_FOR: Duration = Duration::from_millis(300);
+
+struct Args {
+    target: SocketAddr,
+    senders: usize,
+    inflight: usize,
+    seconds: f64,
+    size: usize,
+}
+
+fn args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let target: SocketAddr = args
+        .next()
+        .ok_or("usage: udp_load ADDR [--senders N] [--inflight K] [--seconds S] [--size B]")?
+        .parse()
+        .map_err(|e| format!("ADDR: {e}"))?;
+    if !target.ip().is_loopback() {
+        return Err("udp_load only sends to loopback addresses".into());
+    }
+    let mut parsed = Args {
+        target,
+        senders: 10,
+        inflight: 8,
+        seconds: 5.0,
+        size: 18,
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = |e: std::num::ParseIntError| format!("{flag}: {e}");
+        match flag.as_str() {
+            "--senders" => parsed.senders = value.parse().map_err(bad)?,
+            "--inflight" => parsed.inflight = value.parse().map_err(bad)?,
+            "--size" => parsed.size = value.parse().map_err(bad)?,
+            "--seconds" => parsed.seconds = value.parse().map_err(|e| format!("--seconds: {e}"))?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(parsed)
+}
+
+#[derive(Default)]
+struct Totals {
+    sent: AtomicU64,
+    answered: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// One sender: its own socket, `inflight` requests always outstanding. Each
+/// batch of replies is answered with as many new requests in one call.
+async fn sender(args: Arc<Args>, deadline: Instant, totals: Arc<Totals>) -> std::io::Result<()> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    socket.connect(args.target).await?;
+    let mut requests = Datagrams::new(args.inflight, args.size.max(1));
+    let payload = vec![b'x'; args.size.max(1)];
+    while requests.push(&payload, args.target) {}
+    let all: Vec<usize> = (0..args.inflight).collect();
+    let mut replies = Datagrams::new(args.inflight, MAX_PAYLOAD);
+    let (mut sent, mut answered, mut lost) = (0u64, 0u64, 0u64);
+    let mut outstanding = args.inflight;
+    send(&socket, &mut requests, &all).await?;
+    sent += args.inflight as u64;
+    loop {
+        let wait = if Instant::now() < deadline {
+            LOSS_AFTER
+        } else {
+            DRAIN_FOR
+        };
+        let received = timeout(
+            wait,
+            socket.async_io(Interest::READABLE, || replies.recv(socket.as_fd())),
+        )
+        .await;
+        match received {
+            Ok(Ok(n)) => {
+                answered += n as u64;
+                outstanding -= n;
+                if Instant::now() < deadline {
+                    send(&socket, &mut requests, &all[..n]).await?;
+                    sent += n as u64;
+                    outstanding += n;
+                } else if outstanding == 0 {
+                    break;
+                }
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(std::io::Error::other(
+                    "connection refused: is the server running?",
+                ));
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) if Instant::now() < deadline => {
+                // The window went quiet: count it lost and refill it.
+                lost += outstanding as u64;
+                send(&socket, &mut requests, &all[..outstanding]).await?;
+                sent += outstanding as u64;
+            }
+            Err(_) => {
+                lost += outstanding as u64;
+                break;
+            }
+        }
+    }
+    totals.sent.fetch_add(sent, Relaxed);
+    totals.answered.fetch_add(answered, Relaxed);
+    totals.lost.fetch_add(lost, Relaxed);
+    Ok(())
+}
+
+async fn send(socket: &UdpSocket, batch: &mut Datagrams, which: &[usize]) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < which.len() {
+        done += socket
+            .async_io(Interest::WRITABLE, || {
+                batch.send(socket.as_fd(), &which[done..])
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = match args() {
+        Ok(args) => Arc::new(args),
+        Err(e) => {
+            eprintln!("udp_load: {e}");
+            std::process::exit(2);
+        }
+    };
+    let totals = Arc::new(Totals::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.seconds);
+    runtime.block_on(async {
+        let mut senders = tokio::task::JoinSet::new();
+        for _ in 0..args.senders {
+            senders.spawn(sender(args.clone(), deadline, totals.clone()));
+        }
+        while let Some(done) = senders.join_next().await {
+            if let Ok(Err(e)) = done {
+                eprintln!("udp_load: sender failed: {e}");
+            }
+        }
+    });
+    let elapsed = deadline.duration_since(started).as_secs_f64();
+    let (sent, answered, lost) = (
+        totals.sent.load(Relaxed),
+        totals.answered.load(Relaxed),
+        totals.lost.load(Relaxed),
+    );
+    println!(
+        "target={} senders={} inflight={} seconds={:.1} sent={sent} answered={answered} lost={lost} loss={:.2}% rtt_per_s={:.0}",
+        args.target,
+        args.senders,
+        args.inflight,
+        elapsed,
+        100.0 * lost as f64 / sent.max(1) as f64,
+        answered as f64 / elapsed
+    );
+}
