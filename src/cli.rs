@@ -30,6 +30,15 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Send JSON values from stdin to a JSON echo and print each reply.
+    Json {
+        /// Server name or address.
+        host: String,
+        port: u16,
+        /// Instead of stdin, send the course's demo object {"name": "jung", "count": i} N times.
+        #[arg(long, value_name = "N")]
+        count: Option<u32>,
+    },
     /// Send one UDP datagram and print the reply and who sent it.
     Udp {
         /// Server name or address.

@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::net::{BindError, Sockets};
 use crate::services::Service;
+use crate::services::json_echo::{self, JsonEcho};
 use crate::services::udp_echo::{self, UdpEcho};
 use crate::stats::Stats;
 use crate::supervisor::Supervisor;
@@ -152,8 +153,15 @@ fn bind(
     stats: &Arc<Stats>,
 ) -> Result<Option<Bound>, BindError> {
     let bound = match name {
+        json_echo::NAME if config.json_echo.enabled => {
+            let service = JsonEcho::bind(&config.json_echo, sockets, stats.json_echo.clone())?;
+            Bound {
+                addrs: service.local_addrs(),
+                service: Arc::new(service),
+            }
+        }
         udp_echo::NAME if config.udp_echo.enabled => {
-            let service = UdpEcho::bind(&config.udp_echo, sockets, stats.clone())?;
+            let service = UdpEcho::bind(&config.udp_echo, sockets, stats.udp_echo.clone())?;
             Bound {
                 addrs: service.local_addrs(),
                 service: Arc::new(service),

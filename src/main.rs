@@ -12,6 +12,10 @@ fn main() -> ExitCode {
     match cli.command {
         None => daemon(cli.config),
         Some(Command::Check { config }) => check(&config),
+        Some(Command::Json { host, port, count }) => {
+            logging::init("warn");
+            client_runtime(async move { client::json::main(&host, port, count).await })
+        }
         Some(Command::Udp {
             host,
             port,

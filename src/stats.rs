@@ -1,6 +1,7 @@
 //! Live counters, shared by the services and read for systemd's STATUS= line.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Why a peer or a datagram got no service.
@@ -69,11 +70,11 @@ impl ServiceStats {
 /// Every service's counters, by table name.
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub chat: ServiceStats,
-    pub json_echo: ServiceStats,
-    pub udp_echo: ServiceStats,
-    pub announcer: ServiceStats,
-    pub discovery: ServiceStats,
+    pub chat: Arc<ServiceStats>,
+    pub json_echo: Arc<ServiceStats>,
+    pub udp_echo: Arc<ServiceStats>,
+    pub announcer: Arc<ServiceStats>,
+    pub discovery: Arc<ServiceStats>,
 }
 
 impl Stats {

@@ -1,5 +1,6 @@
 //! The client subcommands: small, friendly tools for trying each service.
 
+pub mod json;
 pub mod udp;
 
 use std::io;

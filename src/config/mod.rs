@@ -105,6 +105,9 @@ pub struct JsonEchoConfig {
     pub allow: Vec<IpNet>,
     #[serde(deserialize_with = "de::message_bytes")]
     pub max_message_bytes: u32,
+    /// A connection with nothing sent (or nothing read of its replies) this long is closed.
+    #[serde(deserialize_with = "de::nonzero_duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for JsonEchoConfig {
@@ -114,6 +117,7 @@ impl Default for JsonEchoConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 9000))],
             allow: Vec::new(),
             max_message_bytes: 65536,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -4,14 +4,28 @@
 //!
 //! The supervisor sees only [`Service`]: a name and a `run` future.
 
+pub mod json_echo;
 pub mod udp_echo;
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
+use ipnet::IpNet;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::net::allowed;
+use crate::stats::{Refusal, ServiceStats};
+
+/// After an accept error (out of file descriptors, say), wait this long.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What `run` returns: `Ok` once shut down; an error gets the service restarted.
 pub type ServiceFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
@@ -37,4 +51,85 @@ pub(crate) fn transient(error: &io::Error) -> bool {
             | io::ErrorKind::HostUnreachable
             | io::ErrorKind::NetworkUnreachable
     )
+}
+
+/// How a TCP service takes its connections.
+pub(crate) struct Accept<'a> {
+    pub listener: &'a TcpListener,
+    pub allow: &'a [IpNet],
+    /// Connections served at once; one more is sent `full` and closed.
+    pub max: usize,
+    pub full: &'a [u8],
+    pub stats: Arc<ServiceStats>,
+}
+
+impl Accept<'_> {
+    /// Accepts until `shutdown`, each connection in its own task and `peer`
+    /// span; peers outside `allow` are closed at once. Then waits for the
+    /// connections, which see the same token, to finish (the supervisor
+    /// bounds that wait by the grace time).
+    pub async fn run<F, Fut>(self, shutdown: &CancellationToken, handle: F) -> io::Result<()>
+    where
+        F: Fn(TcpStream, SocketAddr) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut connections = JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                accepted = self.listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            if !allowed(self.allow, peer.ip()) {
+                self.stats.refuse(Refusal::NotAllowed);
+                debug!(%peer, "refused: not in allow");
+                continue;
+            }
+            if connections.len() >= self.max {
+                self.stats.refuse(Refusal::OverLimit);
+                debug!(%peer, "refused: full");
+                // A new socket's send buffer is empty: this never blocks.
+                let _ = stream.try_write(self.full);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let client = Client::new(self.stats.clone());
+            let served = handle(stream, peer);
+            connections.spawn(
+                async move {
+                    debug!("connected");
+                    served.await;
+                    debug!("closed");
+                    drop(client);
+                }
+                .instrument(info_span!("conn", %peer)),
+            );
+        }
+        while connections.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// Counts a connected client for as long as it lives (even if aborted).
+struct Client(Arc<ServiceStats>);
+
+impl Client {
+    fn new(stats: Arc<ServiceStats>) -> Self {
+        stats.clients.fetch_add(1, Relaxed);
+        Client(stats)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Relaxed);
+    }
 }

@@ -21,7 +21,7 @@ use crate::config::UdpEchoConfig;
 use crate::limit::RateLimiter;
 use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source};
 use crate::services::{Service, ServiceFuture, transient};
-use crate::stats::{Refusal, ServiceStats, Stats};
+use crate::stats::{Refusal, ServiceStats};
 
 pub const NAME: &str = "udp_echo";
 
@@ -31,14 +31,14 @@ const BATCH: usize = 32;
 pub struct UdpEcho {
     config: UdpEchoConfig,
     sockets: Vec<Arc<UdpSocket>>,
-    stats: Arc<Stats>,
+    stats: Arc<ServiceStats>,
 }
 
 impl UdpEcho {
     pub fn bind(
         config: &UdpEchoConfig,
         sockets: &mut Sockets,
-        stats: Arc<Stats>,
+        stats: Arc<ServiceStats>,
     ) -> Result<Self, BindError> {
         let sockets = config
             .listen
@@ -61,7 +61,7 @@ impl UdpEcho {
     }
 
     fn stats(&self) -> &ServiceStats {
-        &self.stats.udp_echo
+        &self.stats
     }
 
     /// Answers batches: every datagram waiting is taken in one call, judged,

@@ -20,8 +20,8 @@ pub fn config(edit: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config::default();
     let any = vec!["127.0.0.1:0".parse().unwrap()];
     config.udp_echo.listen = any.clone();
+    config.json_echo.listen = any.clone();
     config.chat.enabled = false;
-    config.json_echo.enabled = false;
     config.announcer.enabled = false;
     config.discovery.enabled = false;
     edit(&mut config);

@@ -1,0 +1,268 @@
+//! JSON echo: each connection sends a stream of JSON values (separated by
+//! whitespace, or simply concatenated as the course's client does) and gets
+//! each back as compact JSON plus `\n`, in order. Malformed input, a value
+//! over `max_message_bytes` or nested too deep gets one error object, then
+//! the connection closes; nobody else notices.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio::time::{sleep, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug};
+
+use crate::config::JsonEchoConfig;
+use crate::jsonstream::{Next, Splitter, error_line, write_compact};
+use crate::net::{BindError, Sockets};
+use crate::services::{Accept, Service, ServiceFuture};
+use crate::stats::ServiceStats;
+
+pub const NAME: &str = "json_echo";
+
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 1024;
+/// Read at most this much at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// A bare number at the end of what arrived (`12`, maybe of `1234`) is
+/// answered after this much quiet.
+const NUMBER_QUIET: Duration = Duration::from_millis(20);
+
+pub struct JsonEcho {
+    config: JsonEchoConfig,
+    listeners: Vec<Arc<TcpListener>>,
+    stats: Arc<ServiceStats>,
+}
+
+impl JsonEcho {
+    pub fn bind(
+        config: &JsonEchoConfig,
+        sockets: &mut Sockets,
+        stats: Arc<ServiceStats>,
+    ) -> Result<Self, BindError> {
+        let listeners = config
+            .listen
+            .iter()
+            .map(|&addr| sockets.tcp(NAME, addr))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            config: config.clone(),
+            listeners,
+            stats,
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+}
+
+impl Service for JsonEcho {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
+        Box::pin(async move {
+            let mut accepting = JoinSet::new();
+            for listener in &self.listeners {
+                let (me, listener, shutdown) = (self.clone(), listener.clone(), shutdown.clone());
+                accepting.spawn(
+                    async move {
+                        let accept = Accept {
+                            listener: &listener,
+                            allow: &me.config.allow,
+                            max: MAX_CONNECTIONS,
+                            full: &error_line("server busy, try again later", None),
+                            stats: me.stats.clone(),
+                        };
+                        accept
+                            .run(&shutdown, |stream, _peer| {
+                                Connection::new(&me.config, me.stats.clone())
+                                    .serve(stream, shutdown.clone())
+                            })
+                            .await
+                    }
+                    .in_current_span(),
+                );
+            }
+            while let Some(done) = accepting.join_next().await {
+                match done {
+                    Ok(result) => result?,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => return Err(io::Error::other(e)),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Why a connection ends, from the server's side.
+enum End {
+    /// The client closed its side; everything it sent was answered.
+    Eof,
+    /// Say this (an error object line) and close.
+    Say(Vec<u8>),
+}
+
+/// What woke a connection up.
+enum Event {
+    Data,
+    Eof,
+    Idle,
+    /// No byte for a moment after a value that may be a number cut short.
+    Quiet,
+    Shutdown,
+}
+
+/// One client: its own read buffer (so a cancelled read loses nothing) and
+/// the replies to write, both empty until data arrives.
+struct Connection {
+    splitter: Splitter,
+    max: usize,
+    idle: Duration,
+    input: BytesMut,
+    output: Vec<u8>,
+    stats: Arc<ServiceStats>,
+}
+
+impl Connection {
+    fn new(config: &JsonEchoConfig, stats: Arc<ServiceStats>) -> Self {
+        let max = config.max_message_bytes as usize;
+        Self {
+            splitter: Splitter::new(max),
+            max,
+            idle: config.idle_timeout,
+            input: BytesMut::new(),
+            output: Vec::new(),
+            stats,
+        }
+    }
+
+    async fn serve(mut self, mut stream: TcpStream, shutdown: CancellationToken) {
+        let end = self.exchange(&mut stream, &shutdown).await;
+        let goodbye = match end {
+            Ok(End::Eof) => None,
+            Ok(End::Say(line)) => Some(line),
+            Err(e) => {
+                debug!(error = %e, "connection failed");
+                None
+            }
+        };
+        if let Some(line) = goodbye {
+            let _ = timeout(self.idle, async {
+                stream.write_all(&line).await?;
+                stream.shutdown().await
+            })
+            .await;
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        stream: &mut TcpStream,
+        shutdown: &CancellationToken,
+    ) -> io::Result<End> {
+        let mut quiet = false;
+        loop {
+            let waiting = match self.answer(quiet, false) {
+                Ok(waiting) => waiting,
+                Err(error) => {
+                    self.flush(stream).await?;
+                    return Ok(End::Say(error));
+                }
+            };
+            self.flush(stream).await?;
+            // Room for the rest of the value being read, never more than max + 1 bytes.
+            let room = (self.max + 1)
+                .saturating_sub(self.input.len())
+                .clamp(1, READ_CHUNK);
+            let event = {
+                let mut input = (&mut self.input).limit(room);
+                tokio::select! {
+                    _ = shutdown.cancelled() => Event::Shutdown,
+                    _ = sleep(NUMBER_QUIET), if waiting => Event::Quiet,
+                    read = timeout(self.idle, stream.read_buf(&mut input)) => match read {
+                        Err(_) => Event::Idle,
+                        Ok(Ok(0)) => Event::Eof,
+                        Ok(Ok(_)) => Event::Data,
+                        Ok(Err(e)) => return Err(e),
+                    },
+                }
+            };
+            quiet = false;
+            match event {
+                Event::Data => {}
+                Event::Quiet => quiet = true,
+                Event::Idle => return Ok(End::Say(error_line("idle timeout, closing", None))),
+                Event::Shutdown | Event::Eof => {
+                    let answered = self.answer(true, matches!(event, Event::Eof));
+                    self.flush(stream).await?;
+                    return Ok(match (event, answered) {
+                        (_, Err(error)) => End::Say(error),
+                        (Event::Shutdown, _) => End::Say(error_line("server shutting down", None)),
+                        _ => End::Eof,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Answers every complete value in the input. Ok(true) if a number at
+    /// its end waits for a moment's quiet (`quiet`: that moment came); the
+    /// error object if the input is bad. `eof`: the client has closed.
+    fn answer(&mut self, quiet: bool, eof: bool) -> Result<bool, Vec<u8>> {
+        loop {
+            match self.splitter.next(&self.input, eof) {
+                Next::NumberAtEnd(_) if !quiet => return Ok(true),
+                Next::Value(range) | Next::NumberAtEnd(range) => {
+                    write_compact(&self.input[range.clone()], &mut self.output);
+                    self.output.push(b'\n');
+                    self.splitter.advance(&self.input[..range.end]);
+                    self.input.advance(range.end);
+                    self.stats.message();
+                }
+                Next::Empty => {
+                    self.splitter.advance(&self.input);
+                    self.input.clear();
+                    return Ok(false);
+                }
+                Next::Incomplete => return Ok(false),
+                Next::Error(e) => {
+                    debug!(error = %e.message, line = e.line, column = e.column, "bad input");
+                    return Err(e.to_line());
+                }
+            }
+        }
+    }
+
+    /// Writes the replies; a client that reads none for `idle` is dropped.
+    async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        match timeout(self.idle, stream.write_all(&self.output)).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client reads no replies",
+                ));
+            }
+        }
+        self.output.clear();
+        if self.output.capacity() > READ_CHUNK {
+            self.output.shrink_to(READ_CHUNK);
+        }
+        Ok(())
+    }
+}
