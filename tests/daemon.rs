@@ -76,12 +76,30 @@ async fn reload_restarts_only_changed_tables_and_keeps_the_port() {
     assert!(daemon.reload(same.clone()).await.is_empty());
     assert_eq!(daemon.supervisor().starts("udp_echo"), 1);
 
+    // A JSON echo connection open across the reload is not touched.
+    let json = daemon.addrs("json_echo")[0];
+    let mut conn = tokio::net::TcpStream::connect(json).await.unwrap();
+    let exchange = async |conn: &mut tokio::net::TcpStream, value: &[u8]| {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        conn.write_all(value).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf).await.unwrap();
+        buf[..n].to_vec()
+    };
+    assert_eq!(exchange(&mut conn, b"[1]").await, b"[1]\n");
+
     let mut changed = same.clone();
     changed.udp_echo.reply = "new reply".into();
     changed.daemon.log = "debug".into();
     assert_eq!(daemon.reload(changed).await, vec!["udp_echo"]);
     assert_eq!(daemon.addrs("udp_echo"), [echo], "same socket, same port");
     assert_eq!(ask(&client, echo, b"a").await.unwrap(), b"new reply");
+    assert_eq!(
+        exchange(&mut conn, b"[2]").await,
+        b"[2]\n",
+        "json_echo connection kept"
+    );
+    assert_eq!(daemon.supervisor().starts("json_echo"), 1);
 
     // Disabled by a reload: the socket is closed.
     let mut off = daemon.config().clone();

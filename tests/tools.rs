@@ -59,3 +59,32 @@ async fn udp_echo_with_netcat_socat_and_the_course_client() {
     blocking.await.unwrap();
     daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_echo_with_netcat_socat_and_the_course_client() {
+    let daemon = start(config(|_| {}));
+    let port = daemon.addrs("json_echo")[0].port().to_string();
+    let blocking = tokio::task::spawn_blocking(move || {
+        let input = "{\"name\": \"jung\", \"count\": 3}\n[1, 2]".as_bytes();
+        let want = "{\"name\":\"jung\",\"count\":3}\n[1,2]\n";
+        if let Some((code, out)) = run("nc", &["-q1", "127.0.0.1", &port], input) {
+            assert_eq!((code, out.as_str()), (0, want));
+        }
+        let target = format!("TCP:127.0.0.1:{port}");
+        if let Some((code, out)) = run("socat", &["-t2", "-", &target], input) {
+            assert_eq!((code, out.as_str()), (0, want));
+        }
+        let client = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/course_json_client.py"
+        );
+        if let Some((code, out)) = run("python3", &[client, &port], b"") {
+            assert_eq!(
+                (code, out.as_str()),
+                (0, "Received: {'name': 'jung', 'count': 3}\n")
+            );
+        }
+    });
+    blocking.await.unwrap();
+    daemon.shutdown().await;
+}

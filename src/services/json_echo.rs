@@ -13,7 +13,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tokio::time::{sleep, timeout};
+use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
@@ -172,6 +172,13 @@ impl Connection {
         stream: &mut TcpStream,
         shutdown: &CancellationToken,
     ) -> io::Result<End> {
+        // Made once, not per read: each costs a registration.
+        let cancelled = shutdown.cancelled();
+        let idle = sleep(self.idle);
+        tokio::pin!(cancelled, idle);
+        // Read since the idle timer was last set? Checked only when it fires,
+        // so a busy connection costs no timer work per read.
+        let mut active = false;
         let mut quiet = false;
         loop {
             let waiting = match self.answer(quiet, false) {
@@ -189,20 +196,25 @@ impl Connection {
             let event = {
                 let mut input = (&mut self.input).limit(room);
                 tokio::select! {
-                    _ = shutdown.cancelled() => Event::Shutdown,
-                    _ = sleep(NUMBER_QUIET), if waiting => Event::Quiet,
-                    read = timeout(self.idle, stream.read_buf(&mut input)) => match read {
-                        Err(_) => Event::Idle,
-                        Ok(Ok(0)) => Event::Eof,
-                        Ok(Ok(_)) => Event::Data,
-                        Ok(Err(e)) => return Err(e),
+                    biased;
+                    _ = &mut cancelled => Event::Shutdown,
+                    read = stream.read_buf(&mut input) => match read {
+                        Ok(0) => Event::Eof,
+                        Ok(_) => Event::Data,
+                        Err(e) => return Err(e),
                     },
+                    _ = sleep(NUMBER_QUIET), if waiting => Event::Quiet,
+                    _ = &mut idle => Event::Idle,
                 }
             };
             quiet = false;
             match event {
-                Event::Data => {}
+                Event::Data => active = true,
                 Event::Quiet => quiet = true,
+                Event::Idle if active => {
+                    active = false;
+                    idle.as_mut().reset(Instant::now() + self.idle);
+                }
                 Event::Idle => return Ok(End::Say(error_line("idle timeout, closing", None))),
                 Event::Shutdown | Event::Eof => {
                     let answered = self.answer(true, matches!(event, Event::Eof));
@@ -250,13 +262,22 @@ impl Connection {
         if self.output.is_empty() {
             return Ok(());
         }
-        match timeout(self.idle, stream.write_all(&self.output)).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "client reads no replies",
-                ));
+        // Usually the socket takes it all at once, and no timer is needed.
+        let written = match stream.try_write(&self.output) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        if written < self.output.len() {
+            let rest = &self.output[written..];
+            match timeout(self.idle, stream.write_all(rest)).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client reads no replies",
+                    ));
+                }
             }
         }
         self.output.clear();
