@@ -39,6 +39,35 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         count: Option<u32>,
     },
+    /// Print the announcements heard on a port, one line each.
+    Listen {
+        #[arg(long, default_value_t = 37020)]
+        port: u16,
+        /// Print the raw JSON lines (pinetd's announcements only), for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Exit after this many announcements.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Find the devices running pinetd: one probe, then a table of who answered.
+    Discover {
+        #[arg(long, default_value_t = 37021)]
+        port: u16,
+        /// How long to collect replies, like "3s".
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Where the probe goes: the LAN's broadcast address by default;
+        /// 127.255.255.255 finds the daemons on this machine.
+        #[arg(long, value_name = "ADDR", default_value = "255.255.255.255")]
+        to: std::net::IpAddr,
+        /// Print each reply's JSON line instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 unless at least N devices answered.
+        #[arg(long, value_name = "N")]
+        require: Option<usize>,
+    },
     /// Send one UDP datagram and print the reply and who sent it.
     Udp {
         /// Server name or address.

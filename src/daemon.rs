@@ -11,8 +11,11 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::describe::SelfInfo;
 use crate::net::{BindError, Sockets};
 use crate::services::Service;
+use crate::services::announcer::{self, Announcer};
+use crate::services::discovery::{self, Discovery};
 use crate::services::json_echo::{self, JsonEcho};
 use crate::services::udp_echo::{self, UdpEcho};
 use crate::stats::Stats;
@@ -33,16 +36,18 @@ pub struct Daemon {
     supervisor: Supervisor,
     bound: HashMap<&'static str, Vec<SocketAddr>>,
     stats: Arc<Stats>,
+    info: Arc<SelfInfo>,
 }
 
 impl Daemon {
     /// Binds every enabled service, then starts them all. Needs a tokio runtime.
     pub fn start(config: Config) -> Result<Daemon, BindError> {
         let stats = Arc::new(Stats::default());
+        let info = Arc::new(SelfInfo::new());
         let mut sockets = Sockets::default();
         let mut ready = Vec::new();
         for name in SERVICES {
-            if let Some(bound) = bind(name, &config, &mut sockets, &stats)? {
+            if let Some(bound) = bind(name, &config, &mut sockets, &stats, &info)? {
                 ready.push((name, bound));
             }
         }
@@ -52,6 +57,7 @@ impl Daemon {
             supervisor: Supervisor::new(),
             bound: HashMap::new(),
             stats,
+            info,
         };
         for (name, bound) in ready {
             daemon.run(name, bound);
@@ -63,6 +69,8 @@ impl Daemon {
         for addr in &bound.addrs {
             info!(service = %name, %addr, "listening");
         }
+        self.info
+            .set_service(name, bound.addrs.first().map(SocketAddr::port));
         self.supervisor.spawn(bound.service);
         self.bound.insert(name, bound.addrs);
     }
@@ -98,11 +106,25 @@ impl Daemon {
             info!(service = %name, "config changed; restarting");
             self.supervisor.stop(name, grace).await;
             self.bound.remove(name);
+            self.info.set_service(name, None);
             // Sockets on unchanged addresses are reused, so they keep their port
             // and never close; a new address may overlap one of the old ones.
-            let rebound = bind(name, &self.config, &mut self.sockets, &self.stats).or_else(|_| {
+            let rebound = bind(
+                name,
+                &self.config,
+                &mut self.sockets,
+                &self.stats,
+                &self.info,
+            )
+            .or_else(|_| {
                 let aside = self.sockets.take_unused();
-                let retried = bind(name, &self.config, &mut self.sockets, &self.stats);
+                let retried = bind(
+                    name,
+                    &self.config,
+                    &mut self.sockets,
+                    &self.stats,
+                    &self.info,
+                );
                 if retried.is_err() {
                     self.sockets.put_back(aside);
                 }
@@ -122,7 +144,7 @@ impl Daemon {
     fn keep_old(&mut self, name: &'static str, old: &Config, e: BindError) {
         error!(service = %name, "{e}; keeping its previous settings");
         set_table(name, &mut self.config, old);
-        match bind(name, old, &mut self.sockets, &self.stats) {
+        match bind(name, old, &mut self.sockets, &self.stats, &self.info) {
             Ok(Some(bound)) => self.run(name, bound),
             Ok(None) => {}
             Err(e) => error!(service = %name, "{e}; the service is stopped"),
@@ -151,8 +173,31 @@ fn bind(
     config: &Config,
     sockets: &mut Sockets,
     stats: &Arc<Stats>,
+    info: &Arc<SelfInfo>,
 ) -> Result<Option<Bound>, BindError> {
     let bound = match name {
+        announcer::NAME if config.announcer.enabled => {
+            let service =
+                Announcer::bind(&config.announcer, info.clone(), stats.announcer.clone())?;
+            Bound {
+                addrs: Vec::new(),
+                service: Arc::new(service),
+            }
+        }
+        discovery::NAME if config.discovery.enabled => {
+            let ttl = config.announcer.interval * 3;
+            let service = Discovery::bind(
+                &config.discovery,
+                ttl,
+                sockets,
+                info.clone(),
+                stats.discovery.clone(),
+            )?;
+            Bound {
+                addrs: service.local_addrs(),
+                service: Arc::new(service),
+            }
+        }
         json_echo::NAME if config.json_echo.enabled => {
             let service = JsonEcho::bind(&config.json_echo, sockets, stats.json_echo.clone())?;
             Bound {

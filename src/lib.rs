@@ -17,6 +17,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod describe;
 pub mod jsonstream;
 pub mod limit;
 pub mod logging;

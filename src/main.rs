@@ -16,6 +16,22 @@ fn main() -> ExitCode {
             logging::init("warn");
             client_runtime(async move { client::json::main(&host, port, count).await })
         }
+        Some(Command::Listen { port, json, count }) => {
+            logging::init("warn");
+            client_runtime(async move { client::listen::main(port, json, count).await })
+        }
+        Some(Command::Discover {
+            port,
+            timeout,
+            to,
+            json,
+            require,
+        }) => {
+            logging::init("warn");
+            client_runtime(
+                async move { client::discover::main(to, port, timeout, json, require).await },
+            )
+        }
         Some(Command::Udp {
             host,
             port,

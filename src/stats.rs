@@ -44,8 +44,10 @@ impl Refusal {
 pub struct ServiceStats {
     /// Connected clients now (TCP services).
     pub clients: AtomicU64,
-    /// Messages or datagrams answered or relayed.
+    /// Messages or datagrams answered, relayed or announced.
     pub messages: AtomicU64,
+    /// Sends that failed (network down, no route); retried, never fatal.
+    pub errors: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
 }
 

@@ -1,6 +1,8 @@
 //! The client subcommands: small, friendly tools for trying each service.
 
+pub mod discover;
 pub mod json;
+pub mod listen;
 pub mod udp;
 
 use std::io;

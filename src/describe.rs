@@ -1,0 +1,190 @@
+//! The daemon's self-description, sent by the announcer and the discovery
+//! responder: one line of versioned JSON naming the host, this run (a random
+//! instance id, so a scanner sees restarts), its addresses and the ports of
+//! the services it runs.
+//!
+//! `{"pinetd":1,"version":"0.1.0","host":"raspberrypi","instance":"5f3a9c1e","addrs":["192.168.0.23"],"services":{"chat":9999,"discovery":37021},"ttl":3,"seq":17}`
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// The format's version: the value of the `pinetd` key.
+pub const FORMAT: u32 = 1;
+/// How long the host's address list is reused before it is read again.
+const ADDRS_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// One announcement or discovery reply, as sent and as parsed by the clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Description {
+    pub pinetd: u32,
+    #[serde(default)]
+    pub version: String,
+    pub host: String,
+    pub instance: String,
+    #[serde(default)]
+    pub addrs: Vec<IpAddr>,
+    #[serde(default)]
+    pub services: BTreeMap<String, u16>,
+    #[serde(default)]
+    pub ttl: u64,
+    #[serde(default)]
+    pub seq: u64,
+}
+
+impl Description {
+    /// Parses a datagram; None if it is not a pinetd description.
+    pub fn parse(payload: &[u8]) -> Option<Description> {
+        serde_json::from_slice::<Description>(payload).ok()
+    }
+
+    /// `chat 9999, json_echo 9000`
+    pub fn services_text(&self) -> String {
+        let parts: Vec<String> = self
+            .services
+            .iter()
+            .map(|(name, port)| format!("{name} {port}"))
+            .collect();
+        parts.join(", ")
+    }
+}
+
+/// What the daemon says about itself; shared by the announcer and discovery
+/// and kept current by the daemon as services start and stop.
+#[derive(Debug)]
+pub struct SelfInfo {
+    host: String,
+    instance: String,
+    services: Mutex<BTreeMap<String, u16>>,
+    addrs: Mutex<(Option<Instant>, Vec<IpAddr>)>,
+    seq: AtomicU64,
+}
+
+impl SelfInfo {
+    pub fn new() -> Self {
+        Self {
+            host: hostname(),
+            instance: format!("{:08x}", fastrand::u32(..)),
+            services: Mutex::new(BTreeMap::new()),
+            addrs: Mutex::new((None, Vec::new())),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn set_service(&self, name: &str, port: Option<u16>) {
+        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        match port {
+            Some(port) => services.insert(name.to_owned(), port),
+            None => services.remove(name),
+        };
+    }
+
+    /// The next announcement's sequence number.
+    pub fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Relaxed) + 1
+    }
+
+    /// The description as one JSON line, without the newline.
+    pub fn describe(&self, ttl: Duration, seq: u64) -> String {
+        let description = Description {
+            pinetd: FORMAT,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            host: self.host.clone(),
+            instance: self.instance.clone(),
+            addrs: self.addrs(),
+            services: self
+                .services
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            ttl: ttl.as_secs().max(1),
+            seq,
+        };
+        serde_json::to_string(&description).unwrap_or_default()
+    }
+
+    /// The current sequence number, for a discovery reply.
+    pub fn seq(&self) -> u64 {
+        self.seq.load(Relaxed)
+    }
+
+    /// This host's addresses but loopback and link-local IPv6, re-read now and then.
+    fn addrs(&self) -> Vec<IpAddr> {
+        let mut cached = self.addrs.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if cached
+            .0
+            .is_none_or(|at| now.duration_since(at) > ADDRS_MAX_AGE)
+        {
+            let mut addrs: Vec<IpAddr> = if_addrs::get_if_addrs()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|i| !i.is_loopback() && !i.is_link_local())
+                .map(|i| i.ip())
+                .collect();
+            addrs.sort();
+            addrs.dedup();
+            *cached = (Some(now), addrs);
+        }
+        cached.1.clone()
+    }
+}
+
+impl Default for SelfInfo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; the result is NUL-terminated or cut.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match ok {
+        true if len > 0 => String::from_utf8_lossy(&buf[..len]).into_owned(),
+        _ => "localhost".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_itself_as_one_json_line() {
+        let info = SelfInfo::new();
+        info.set_service("chat", Some(9999));
+        info.set_service("discovery", Some(37021));
+        info.set_service("json_echo", Some(9000));
+        info.set_service("json_echo", None);
+        let line = info.describe(Duration::from_secs(3), 17);
+        assert!(!line.contains('\n'));
+        let parsed = Description::parse(line.as_bytes()).unwrap();
+        assert_eq!(parsed.pinetd, 1);
+        assert_eq!(parsed.instance.len(), 8);
+        assert_eq!(parsed.services_text(), "chat 9999, discovery 37021");
+        assert_eq!((parsed.ttl, parsed.seq), (3, 17));
+        assert!(
+            parsed
+                .addrs
+                .iter()
+                .all(|a| !a.is_loopback() && !a.is_unspecified())
+        );
+        assert!(line.starts_with("{\"pinetd\":1,\"version\":"), "{line}");
+        assert_ne!(
+            SelfInfo::new().instance(),
+            info.instance(),
+            "random per start"
+        );
+        assert!(Description::parse(b"hello").is_none());
+    }
+}
