@@ -83,17 +83,19 @@ impl Proc {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pinetd"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .envs(env.iter().copied())
+        let mut command = quiet_env(Command::new(env!("CARGO_BIN_EXE_pinetd")));
+        command.args(args).envs(env.iter().copied());
+        Proc::spawn(command)
+    }
+
+    /// Runs `command` (pinetd, or pinetd under `ip netns exec`), stderr read by lines.
+    pub fn spawn(mut command: Command) -> Proc {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("pinetd runs");
+            .expect("the command runs");
         let stderr = child.stderr.take().unwrap();
         Proc {
             child,
@@ -167,6 +169,15 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Without the variables that change how pinetd logs and notifies.
+pub fn quiet_env(mut command: Command) -> Command {
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM");
+    command
 }
 
 fn forward_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {

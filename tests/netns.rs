@@ -1,0 +1,320 @@
+//! A small LAN built of network namespaces: a bridge in a "switch" namespace
+//! and hosts on veth pairs, all made by the test and removed when it ends
+//! (even when it fails). The daemon runs in some hosts, the clients in
+//! another. Needs root and `ip` (iproute2); skipped, saying so, without them.
+//! No traffic leaves the namespaces.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::{Proc, quiet_env, temp_dir};
+use pinetd::describe::Description;
+
+const SUBNET: &str = "10.77.0";
+
+/// A LAN of `hosts` namespaces, 10.77.0.1 … 10.77.0.N/24, behind one bridge.
+struct Lan {
+    switch: String,
+    hosts: Vec<String>,
+}
+
+fn ip(args: &[&str]) -> Output {
+    Command::new("ip").args(args).output().expect("ip runs")
+}
+
+fn ip_ok(args: &[&str]) {
+    let out = ip(args);
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Lan {
+    /// None (with a message) when this machine cannot build one.
+    fn new(hosts: usize) -> Option<Lan> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: network namespaces need root (CI runs as root)");
+            return None;
+        }
+        if Command::new("ip").arg("-V").output().is_err() {
+            eprintln!("skipped: `ip` is not installed (apt-get install iproute2)");
+            return None;
+        }
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let prefix = format!(
+            "pinetd{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let lan = Lan {
+            switch: format!("{prefix}-sw"),
+            hosts: (1..=hosts).map(|i| format!("{prefix}-h{i}")).collect(),
+        };
+        ip_ok(&["netns", "add", &lan.switch]);
+        ip_ok(&["-n", &lan.switch, "link", "add", "br0", "type", "bridge"]);
+        ip_ok(&["-n", &lan.switch, "link", "set", "br0", "up"]);
+        for (i, host) in lan.hosts.iter().enumerate() {
+            let port = format!("v{}", i + 1);
+            ip_ok(&["netns", "add", host]);
+            ip_ok(&[
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                host,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &lan.switch,
+            ]);
+            ip_ok(&[
+                "-n",
+                &lan.switch,
+                "link",
+                "set",
+                &port,
+                "master",
+                "br0",
+                "up",
+            ]);
+            ip_ok(&["-n", host, "link", "set", "lo", "up"]);
+            lan.address(i, &format!("{SUBNET}.{}/24", i + 1));
+            ip_ok(&["-n", host, "link", "set", "eth0", "up"]);
+        }
+        Some(lan)
+    }
+
+    fn address(&self, host: usize, cidr: &str) {
+        ip_ok(&[
+            "-n",
+            &self.hosts[host],
+            "addr",
+            "add",
+            cidr,
+            "brd",
+            "+",
+            "dev",
+            "eth0",
+        ]);
+    }
+
+    /// `program args` run inside host `i`.
+    fn exec(&self, host: usize, program: &str, args: &[&str]) -> Command {
+        let mut command = quiet_env(Command::new("ip"));
+        command
+            .args(["netns", "exec", &self.hosts[host], program])
+            .args(args);
+        command
+    }
+
+    /// The daemon in host `i` with `config`, once its discovery port is bound.
+    fn daemon(&self, host: usize, config: &str) -> Proc {
+        let dir = temp_dir(&self.hosts[host]);
+        let path = dir.join("pinetd.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut daemon = Proc::spawn(self.exec(
+            host,
+            env!("CARGO_BIN_EXE_pinetd"),
+            &["--config", path.to_str().unwrap()],
+        ));
+        daemon.wait_for("started");
+        daemon
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its veth ends and the bridge with it.
+        for ns in self.hosts.iter().chain([&self.switch]) {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// The LAN services only; the announcer to the LAN's broadcast address.
+fn lan_config(interval: &str) -> String {
+    format!(
+        "[chat]\nenabled = false\n[json_echo]\nenabled = false\n[udp_echo]\nenabled = false\n\
+         [announcer]\nto = [\"{SUBNET}.255:37020\"]\ninterval = \"{interval}\"\n\
+         [discovery]\nlisten = \"0.0.0.0:37021\"\nallow = []\nmax_delay = \"50ms\"\n"
+    )
+}
+
+fn run(mut command: Command) -> (Option<i32>, String, String) {
+    let out = command.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn discover_and_listen_find_both_daemons_with_their_real_addresses() {
+    let Some(lan) = Lan::new(3) else { return };
+    let mut daemons = [
+        lan.daemon(0, &lan_config("200ms")),
+        lan.daemon(1, &lan_config("200ms")),
+    ];
+
+    let broadcast = format!("{SUBNET}.255");
+    let discover = lan.exec(
+        2,
+        env!("CARGO_BIN_EXE_pinetd"),
+        &[
+            "discover",
+            "--to",
+            &broadcast,
+            "--timeout",
+            "1s",
+            "--json",
+            "--require",
+            "2",
+        ],
+    );
+    let (code, stdout, stderr) = run(discover);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let mut found: Vec<String> = stdout
+        .lines()
+        .map(|line| {
+            let description = Description::parse(line.as_bytes()).expect("a description");
+            assert_eq!(description.services.get("discovery"), Some(&37021));
+            assert_eq!(description.addrs.len(), 1, "{line}");
+            description.addrs[0].to_string()
+        })
+        .collect();
+    found.sort();
+    assert_eq!(found, [format!("{SUBNET}.1"), format!("{SUBNET}.2")]);
+
+    let listen = lan.exec(
+        2,
+        "timeout",
+        &["10", env!("CARGO_BIN_EXE_pinetd"), "listen", "--count", "6"],
+    );
+    let (code, stdout, _) = run(listen);
+    assert_eq!(code, Some(0), "listen heard six announcements in time");
+    for host in [1, 2] {
+        let from = format!("{SUBNET}.{host}:");
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&from)),
+            "nothing from .{host}: {stdout}"
+        );
+    }
+    for daemon in &mut daemons {
+        daemon.signal("TERM");
+        assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+    }
+}
+
+/// Sends one probe from `source` to `to` inside host 2; the replies within a second.
+fn probe_from(lan: &Lan, source: &str, to: &str) -> usize {
+    let script = "import socket, sys\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.bind((sys.argv[1], 0))\n\
+        s.settimeout(1.0)\n\
+        s.sendto(b'who is there?', (sys.argv[2], 37021))\n\
+        n = 0\n\
+        try:\n\
+        \x20   while True:\n\
+        \x20       s.recvfrom(65536)\n\
+        \x20       n += 1\n\
+        except socket.timeout:\n\
+        \x20   pass\n\
+        print(n)\n";
+    let mut child = lan
+        .exec(2, "python3", &["-", source, to])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "probe script failed");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn a_probe_from_off_every_local_subnet_gets_no_answer() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    let Some(lan) = Lan::new(3) else { return };
+    let mut daemon = lan.daemon(0, &lan_config("1s"));
+    // Host 3 also holds an address of another subnet; the daemon's host could
+    // even route a reply there (through host 3), so only its own rule stops it.
+    lan.address(2, "10.88.0.3/24");
+    ip_ok(&[
+        "-n",
+        &lan.hosts[0],
+        "route",
+        "add",
+        "default",
+        "via",
+        &format!("{SUBNET}.3"),
+    ]);
+    let target = format!("{SUBNET}.1");
+    assert_eq!(
+        probe_from(&lan, &format!("{SUBNET}.3"), &target),
+        1,
+        "an on-link probe is answered"
+    );
+    assert_eq!(
+        probe_from(&lan, "10.88.0.3", &target),
+        0,
+        "an off-link probe is not"
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn announcing_with_the_network_down_is_retried_not_fatal() {
+    let Some(lan) = Lan::new(2) else { return };
+    // Host 1 boots with no address, as a Pi whose Wi-Fi is not up yet.
+    ip_ok(&["-n", &lan.hosts[0], "addr", "flush", "dev", "eth0"]);
+    let mut daemon = lan.daemon(0, &lan_config("100ms"));
+    daemon.wait_for("cannot announce");
+    lan.address(0, &format!("{SUBNET}.1/24"));
+    daemon.wait_for("announcing again");
+    let listen = lan.exec(
+        1,
+        "timeout",
+        &["10", env!("CARGO_BIN_EXE_pinetd"), "listen", "--count", "2"],
+    );
+    let (code, stdout, _) = run(listen);
+    assert_eq!(code, Some(0), "announcements arrive once the network is up");
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.starts_with(&format!("{SUBNET}.1:"))),
+        "{stdout}"
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+    let warnings = daemon
+        .log
+        .iter()
+        .filter(|l| l.contains("cannot announce"))
+        .count();
+    assert_eq!(
+        warnings, 1,
+        "logged once, not every tick: {:#?}",
+        daemon.log
+    );
+}
