@@ -30,6 +30,15 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Chat: lines from stdin to the hub, the hub's lines to stdout; bye leaves.
+    Chat {
+        /// Server name or address.
+        host: String,
+        port: u16,
+        /// Your nickname (1-32 printable characters, no spaces).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Send JSON values from stdin to a JSON echo and print each reply.
     Json {
         /// Server name or address.

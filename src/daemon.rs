@@ -15,6 +15,7 @@ use crate::describe::SelfInfo;
 use crate::net::{BindError, Sockets};
 use crate::services::Service;
 use crate::services::announcer::{self, Announcer};
+use crate::services::chat::{self, Chat};
 use crate::services::discovery::{self, Discovery};
 use crate::services::json_echo::{self, JsonEcho};
 use crate::services::udp_echo::{self, UdpEcho};
@@ -176,6 +177,13 @@ fn bind(
     info: &Arc<SelfInfo>,
 ) -> Result<Option<Bound>, BindError> {
     let bound = match name {
+        chat::NAME if config.chat.enabled => {
+            let service = Chat::bind(&config.chat, sockets, stats.chat.clone())?;
+            Bound {
+                addrs: service.local_addrs(),
+                service: Arc::new(service),
+            }
+        }
         announcer::NAME if config.announcer.enabled => {
             let service =
                 Announcer::bind(&config.announcer, info.clone(), stats.announcer.clone())?;

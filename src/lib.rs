@@ -13,6 +13,7 @@
 //! - [`cli`], [`client`]: the command line and the client subcommands.
 
 pub mod batch;
+pub mod chatline;
 pub mod cli;
 pub mod client;
 pub mod config;

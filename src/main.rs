@@ -12,6 +12,10 @@ fn main() -> ExitCode {
     match cli.command {
         None => daemon(cli.config),
         Some(Command::Check { config }) => check(&config),
+        Some(Command::Chat { host, port, name }) => {
+            logging::init("warn");
+            client_runtime(async move { client::chat::main(&host, port, name).await })
+        }
         Some(Command::Json { host, port, count }) => {
             logging::init("warn");
             client_runtime(async move { client::json::main(&host, port, count).await })
@@ -100,7 +104,10 @@ fn client_runtime<E: std::fmt::Display>(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(work) {
+    let result = runtime.block_on(work);
+    // A read of stdin may still be blocked in its thread: do not wait for it.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pinetd: {e}");

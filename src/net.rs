@@ -60,13 +60,13 @@ pub fn bind_udp(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// The daemon's bound sockets, keyed by the address as configured (port 0
-/// included), so a service restarted by a reload keeps its port and a
-/// listener never has a moment where it is closed.
+/// The daemon's bound sockets, keyed by service and address as configured
+/// (port 0 included), so a service restarted by a reload keeps its port and
+/// a listener never has a moment where it is closed.
 #[derive(Default)]
 pub struct Sockets {
-    tcp: HashMap<SocketAddr, Arc<TcpListener>>,
-    udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    tcp: HashMap<(&'static str, SocketAddr), Arc<TcpListener>>,
+    udp: HashMap<(&'static str, SocketAddr), Arc<UdpSocket>>,
 }
 
 impl Sockets {
@@ -75,7 +75,7 @@ impl Sockets {
         service: &'static str,
         addr: SocketAddr,
     ) -> Result<Arc<TcpListener>, BindError> {
-        if let Some(listener) = self.tcp.get(&addr) {
+        if let Some(listener) = self.tcp.get(&(service, addr)) {
             return Ok(listener.clone());
         }
         let listener = Arc::new(bind_tcp(addr).map_err(|source| BindError {
@@ -84,7 +84,7 @@ impl Sockets {
             addr,
             source,
         })?);
-        self.tcp.insert(addr, listener.clone());
+        self.tcp.insert((service, addr), listener.clone());
         Ok(listener)
     }
 
@@ -94,7 +94,7 @@ impl Sockets {
         addr: SocketAddr,
         shared: bool,
     ) -> Result<Arc<UdpSocket>, BindError> {
-        if let Some(socket) = self.udp.get(&addr) {
+        if let Some(socket) = self.udp.get(&(service, addr)) {
             return Ok(socket.clone());
         }
         let socket = Arc::new(bind_udp(addr, shared).map_err(|source| BindError {
@@ -103,7 +103,7 @@ impl Sockets {
             addr,
             source,
         })?);
-        self.udp.insert(addr, socket.clone());
+        self.udp.insert((service, addr), socket.clone());
         Ok(socket)
     }
 

@@ -1,5 +1,6 @@
 //! The client subcommands: small, friendly tools for trying each service.
 
+pub mod chat;
 pub mod discover;
 pub mod json;
 pub mod listen;

@@ -75,6 +75,9 @@ pub struct ChatConfig {
     pub queue: u32,
     pub on_lag: OnLag,
     pub rate_limit: u32,
+    /// A client that takes nothing of what it is sent this long is dropped.
+    #[serde(deserialize_with = "de::nonzero_duration")]
+    pub write_timeout: Duration,
 }
 
 impl Default for ChatConfig {
@@ -91,6 +94,7 @@ impl Default for ChatConfig {
             queue: 1024,
             on_lag: OnLag::Skip,
             rate_limit: 100,
+            write_timeout: Duration::from_secs(10),
         }
     }
 }

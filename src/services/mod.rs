@@ -5,6 +5,7 @@
 //! The supervisor sees only [`Service`]: a name and a `run` future.
 
 pub mod announcer;
+pub mod chat;
 pub mod discovery;
 pub mod json_echo;
 pub mod udp_echo;

@@ -21,6 +21,7 @@ pub fn config(edit: impl FnOnce(&mut Config)) -> Config {
     let any = vec!["127.0.0.1:0".parse().unwrap()];
     config.udp_echo.listen = any.clone();
     config.json_echo.listen = any.clone();
+    config.chat.listen = any.clone();
     config.chat.enabled = false;
     config.announcer.enabled = false;
     config.discovery.enabled = false;

@@ -1,0 +1,617 @@
+//! The chat hub: every line a client sends is relayed, as `{prefix}{text}`,
+//! to every other client (and to the sender too with `echo_self`), through
+//! one `tokio::sync::broadcast` channel: one send per message, a shared
+//! buffer never copied per receiver, and a receiver that falls `queue`
+//! messages behind skips them (or is disconnected) instead of stalling anyone.
+//!
+//! Each client is one task that reads its lines (cut at `max_line_bytes`; an
+//! unterminated message is flushed after `flush_after` of quiet, as the
+//! course's client sends no newline) and writes everything waiting for it in
+//! one vectored write.
+
+use std::collections::HashSet;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug};
+
+use crate::chatline::{HELP, Line, Lines, Said, bad_name, claimed_name, clean, parse, relay_line};
+use crate::config::{ChatConfig, OnLag};
+use crate::net::{BindError, Sockets};
+use crate::services::{Accept, Service, ServiceFuture};
+use crate::stats::ServiceStats;
+
+pub const NAME: &str = "chat";
+
+/// Read at most this much at a time.
+const READ_CHUNK: usize = 4096;
+/// The kernel's send buffer per client (Linux doubles it).
+const SEND_BUFFER: usize = 64 * 1024;
+/// Messages (or batches of lines) written in one vectored write.
+const WRITE_BATCH: usize = 64;
+/// Join and leave notices are sent at most this often; what happens in
+/// between is told in one line, so 10,000 joins cost far fewer than 10,000².
+const NOTICE_EVERY: Duration = Duration::from_millis(100);
+/// Names listed by one notice or one /who before "and N others".
+const NAMES_SHOWN: usize = 5;
+const WHO_SHOWN: usize = 100;
+/// The goodbye on shutdown is not worth waiting for longer than this.
+const GOODBYE_WITHIN: Duration = Duration::from_secs(1);
+
+pub struct Chat {
+    config: ChatConfig,
+    listeners: Vec<Arc<TcpListener>>,
+    stats: Arc<ServiceStats>,
+}
+
+impl Chat {
+    pub fn bind(
+        config: &ChatConfig,
+        sockets: &mut Sockets,
+        stats: Arc<ServiceStats>,
+    ) -> Result<Self, BindError> {
+        let listeners = config
+            .listen
+            .iter()
+            .map(|&addr| sockets.tcp(NAME, addr))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            config: config.clone(),
+            listeners,
+            stats,
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+}
+
+impl Service for Chat {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
+        Box::pin(async move {
+            let hub = Arc::new(Hub::new(&self.config, self.stats.clone()));
+            let mut tasks = JoinSet::new();
+            tasks.spawn(hub.clone().tell_notices(shutdown.clone()).in_current_span());
+            for listener in &self.listeners {
+                let (hub, listener, shutdown) = (hub.clone(), listener.clone(), shutdown.clone());
+                let max = self.config.max_clients as usize;
+                let stats = self.stats.clone();
+                tasks.spawn(
+                    async move {
+                        let accept = Accept {
+                            listener: &listener,
+                            allow: &hub.config.allow,
+                            max,
+                            full: b"*** the hub is full, try again later\n",
+                            stats,
+                        };
+                        let result = accept
+                            .run(&shutdown, |stream, peer| {
+                                Client::serve(hub.clone(), stream, peer, shutdown.clone())
+                            })
+                            .await;
+                        if let Err(e) = result {
+                            debug!(error = %e, "accepting failed");
+                        }
+                    }
+                    .in_current_span(),
+                );
+            }
+            while let Some(done) = tasks.join_next().await {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// One message in the channel: the lines, formatted, and who sent them.
+#[derive(Clone, Debug)]
+struct Item {
+    /// The sending client, so it can skip its own; 0 for the hub's notices.
+    from: u64,
+    lines: Bytes,
+}
+
+/// Joins (with the client's id) and leaves, not told yet.
+type Pending = (Vec<(u64, String)>, Vec<String>);
+
+/// What every client shares.
+struct Hub {
+    config: ChatConfig,
+    tx: broadcast::Sender<Item>,
+    names: Mutex<HashSet<String>>,
+    next_id: AtomicU64,
+    /// Joins and leaves not told yet; at most two per client.
+    pending: Mutex<Pending>,
+    notice: Notify,
+    stats: Arc<ServiceStats>,
+}
+
+impl Hub {
+    fn new(config: &ChatConfig, stats: Arc<ServiceStats>) -> Self {
+        let (tx, _) = broadcast::channel(config.queue as usize);
+        Self {
+            config: config.clone(),
+            tx,
+            names: Mutex::new(HashSet::new()),
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new((Vec::new(), Vec::new())),
+            notice: Notify::new(),
+            stats,
+        }
+    }
+
+    fn names(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.names.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new client's id and default name.
+    fn join(&self) -> (u64, String) {
+        loop {
+            let id = self.next_id.fetch_add(1, Relaxed);
+            let name = format!("user{id}");
+            // Someone may have chosen "user7" with /nick: then take the next.
+            if self.names().insert(name.clone()) {
+                self.note(|p| p.0.push((id, name.clone())));
+                return (id, name);
+            }
+        }
+    }
+
+    fn leave(&self, name: &str) {
+        self.names().remove(name);
+        self.note(|p| p.1.push(name.to_owned()));
+    }
+
+    fn note(&self, change: impl FnOnce(&mut Pending)) {
+        change(&mut self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        self.notice.notify_one();
+    }
+
+    /// Takes `new` for the client called `old`; why not, if it cannot.
+    fn rename(&self, old: &str, new: &str) -> Result<(), String> {
+        if let Some(why) = bad_name(new) {
+            return Err(why.to_owned());
+        }
+        let mut names = self.names();
+        if names.contains(new) {
+            return Err(format!("{new} is taken"));
+        }
+        names.remove(old);
+        names.insert(new.to_owned());
+        Ok(())
+    }
+
+    fn send(&self, from: u64, lines: impl Into<Bytes>) {
+        // An error only means nobody is listening.
+        let _ = self.tx.send(Item {
+            from,
+            lines: lines.into(),
+        });
+    }
+
+    /// Tells joins and leaves, at most once per NOTICE_EVERY, coalesced.
+    async fn tell_notices(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.notice.notified() => {}
+            }
+            let (joined, left) =
+                std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+            // One joiner is not told of itself; in a crowd, everyone hears the crowd.
+            let from = match joined.as_slice() {
+                [(id, _)] if left.is_empty() => *id,
+                _ => 0,
+            };
+            let joined: Vec<String> = joined.into_iter().map(|(_, name)| name).collect();
+            let mut text = String::new();
+            if !joined.is_empty() {
+                text.push_str(&format!("*** {} joined\n", names_line(&joined)));
+            }
+            if !left.is_empty() {
+                text.push_str(&format!("*** {} left\n", names_line(&left)));
+            }
+            if !text.is_empty() {
+                self.send(from, text);
+            }
+            sleep(NOTICE_EVERY).await;
+        }
+    }
+
+    fn who(&self) -> String {
+        let mut names: Vec<String> = self.names().iter().cloned().collect();
+        names.sort();
+        let total = names.len();
+        let mut line = format!("*** online ({total}): ");
+        line.push_str(&names[..total.min(WHO_SHOWN)].join(", "));
+        if total > WHO_SHOWN {
+            line.push_str(&format!(" and {} more", total - WHO_SHOWN));
+        }
+        line.push('\n');
+        line
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`, `a, b, c, d, e and 95 others`.
+fn names_line(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        _ if names.len() <= NAMES_SHOWN => {
+            let (last, rest) = names.split_last().unwrap_or((&names[0], &[]));
+            format!("{} and {last}", rest.join(", "))
+        }
+        _ => format!(
+            "{} and {} others",
+            names[..NAMES_SHOWN].join(", "),
+            names.len() - NAMES_SHOWN
+        ),
+    }
+}
+
+/// A client's allowance of messages: when it runs out, its socket is not
+/// read until it refills (TCP pushes back on the sender; nothing is lost).
+struct Allowance {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Allowance {
+    fn new(rate: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            at: Instant::now(),
+        }
+    }
+
+    fn spend(&mut self) {
+        if self.rate > 0.0 {
+            let now = Instant::now();
+            self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate)
+                .min(self.rate)
+                - 1.0;
+            self.at = now;
+        }
+    }
+
+    /// When reading may go on: None if now.
+    fn resume_at(&self) -> Option<Instant> {
+        if self.rate <= 0.0 || self.tokens >= 1.0 {
+            return None;
+        }
+        let at = self.at + Duration::from_secs_f64((1.0 - self.tokens) / self.rate);
+        (at > Instant::now()).then_some(at)
+    }
+}
+
+/// What woke a client up.
+enum Event {
+    Shutdown,
+    Received(Result<Item, broadcast::error::RecvError>),
+    Read(io::Result<usize>),
+    /// No byte for `flush_after` after an unterminated message.
+    Quiet,
+    /// Its allowance refilled: read again.
+    Resume,
+}
+
+/// Why a client's loop ended.
+enum Close {
+    /// Said bye, or closed its side.
+    Left,
+    /// Tell it this, then close.
+    Say(&'static str),
+    /// Nothing more can be written to it.
+    Gone,
+}
+
+struct Client {
+    hub: Arc<Hub>,
+    id: u64,
+    name: String,
+    /// Still on its default name (exercise 4-3 clients may claim one).
+    default_name: bool,
+    write: OwnedWriteHalf,
+    /// Lines waiting for this client, written in one go.
+    out: Vec<Bytes>,
+    /// Relayed lines of the current read, sent as one item.
+    relay: BytesMut,
+    allowance: Allowance,
+}
+
+impl Client {
+    async fn serve(
+        hub: Arc<Hub>,
+        stream: TcpStream,
+        _peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
+        // Chat lines are small: a fixed kernel buffer bounds what a client
+        // that reads nothing holds there, and lets the hub see it lag.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
+        let mut rx = hub.tx.subscribe();
+        let (id, name) = hub.join();
+        let (mut read, write) = stream.into_split();
+        let mut client = Client {
+            allowance: Allowance::new(hub.config.rate_limit),
+            hub,
+            id,
+            name,
+            default_name: true,
+            write,
+            out: Vec::new(),
+            relay: BytesMut::new(),
+        };
+        debug!(name = %client.name, "joined");
+        let welcome = format!(
+            "*** welcome to pinetd chat, you are {}; /help for commands\n",
+            client.name
+        );
+        client.out.push(welcome.into());
+        let close = client.chat(&mut read, &mut rx, &shutdown).await;
+        if let Close::Say(goodbye) = close {
+            client.out.push(Bytes::from_static(goodbye.as_bytes()));
+            let _ = timeout(GOODBYE_WITHIN, client.flush()).await;
+        }
+        let _ = timeout(GOODBYE_WITHIN, client.write.shutdown()).await;
+        client.hub.leave(&client.name);
+        debug!(name = %client.name, "left");
+    }
+
+    async fn chat(
+        &mut self,
+        read: &mut tokio::net::tcp::OwnedReadHalf,
+        rx: &mut broadcast::Receiver<Item>,
+        shutdown: &CancellationToken,
+    ) -> Close {
+        let config = self.hub.config.clone();
+        let mut lines = Lines::new(config.max_line_bytes as usize);
+        let mut input = BytesMut::new();
+        let cancelled = shutdown.cancelled();
+        let quiet = sleep(config.flush_after);
+        tokio::pin!(cancelled, quiet);
+        loop {
+            if !self.out.is_empty() && !self.flush_within(config.write_timeout).await {
+                return Close::Gone;
+            }
+            // Lines left waiting by a pause go first, once the allowance refills.
+            if self.allowance.resume_at().is_none() && self.drain(&mut lines, &mut input) {
+                return Close::Say("*** bye\n");
+            }
+            let resume_at = self.allowance.resume_at();
+            let room = READ_CHUNK.min(config.max_line_bytes as usize + 1);
+            let paused = resume_at.is_some();
+            if !paused {
+                input.reserve(room);
+            }
+            let event = {
+                let mut input = (&mut input).limit(room);
+                tokio::select! {
+                    biased;
+                    _ = &mut cancelled => Event::Shutdown,
+                    received = rx.recv() => Event::Received(received),
+                    got = read.read_buf(&mut input), if !paused => Event::Read(got),
+                    // Quiet only counts while reading: a paused sender is not quiet.
+                    _ = &mut quiet, if !paused && !input.get_ref().is_empty() => Event::Quiet,
+                    _ = sleep_until(resume_at.unwrap_or_else(Instant::now)), if paused => Event::Resume,
+                }
+            };
+            match event {
+                Event::Shutdown => return Close::Say("*** server shutting down\n"),
+                Event::Resume => {
+                    if self.drain(&mut lines, &mut input) {
+                        return Close::Say("*** bye\n");
+                    }
+                    // The rest of a line may still be in the socket: quiet starts again.
+                    quiet.as_mut().reset(Instant::now() + config.flush_after);
+                }
+                Event::Received(Ok(item)) => self.take(item, rx),
+                Event::Received(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    match config.on_lag {
+                        OnLag::Skip => self
+                            .out
+                            .push(format!("*** {missed} messages skipped\n").into()),
+                        OnLag::Disconnect => {
+                            return Close::Say("*** you fell too far behind, disconnected\n");
+                        }
+                    }
+                }
+                Event::Received(Err(broadcast::error::RecvError::Closed)) => {
+                    return Close::Say("*** server shutting down\n");
+                }
+                Event::Read(Ok(0) | Err(_)) => {
+                    if let Some(line) = lines.flush(&mut input) {
+                        self.said(line);
+                    }
+                    self.send_relay();
+                    return Close::Left;
+                }
+                Event::Read(Ok(_)) => {
+                    if self.drain(&mut lines, &mut input) {
+                        return Close::Say("*** bye\n");
+                    }
+                    if !input.is_empty() {
+                        quiet.as_mut().reset(Instant::now() + config.flush_after);
+                    }
+                }
+                // Only a partial line is left: complete ones were drained above.
+                Event::Quiet => {
+                    let quit = lines.flush(&mut input).is_some_and(|line| self.said(line));
+                    self.send_relay();
+                    if quit {
+                        return Close::Say("*** bye\n");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles the complete lines in `input` while the allowance lasts (the
+    /// rest wait there, and nothing more is read until it refills); true if
+    /// the client said bye.
+    fn drain(&mut self, lines: &mut Lines, input: &mut BytesMut) -> bool {
+        while self.allowance.resume_at().is_none() {
+            let Some(line) = lines.next(input) else { break };
+            if self.said(line) {
+                self.send_relay();
+                return true;
+            }
+        }
+        self.send_relay();
+        false
+    }
+
+    /// Queues `item` and everything else already waiting, up to one batch.
+    fn take(&mut self, item: Item, rx: &mut broadcast::Receiver<Item>) {
+        let mut next = Some(item);
+        while let Some(item) = next.take() {
+            if item.from != self.id || self.hub.config.echo_self {
+                self.out.push(item.lines);
+            }
+            if self.out.len() >= WRITE_BATCH {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(item) => next = Some(item),
+                Err(broadcast::error::TryRecvError::Lagged(missed))
+                    if self.hub.config.on_lag == OnLag::Skip =>
+                {
+                    self.out
+                        .push(format!("*** {missed} messages skipped\n").into());
+                }
+                // Empty; or lagged under "disconnect", which the next recv reports.
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Handles one line; true if the client said bye.
+    fn said(&mut self, line: Line) -> bool {
+        self.allowance.spend();
+        let text = clean(&line.bytes);
+        if line.cut {
+            let limit = self.hub.config.max_line_bytes;
+            self.out
+                .push(format!("*** your line was longer than {limit} bytes and was cut\n").into());
+        }
+        match parse(&text) {
+            Said::Nothing => {}
+            Said::Quit => return true,
+            Said::Help => self.out.push(Bytes::from_static(HELP.as_bytes())),
+            Said::Who => self.out.push(self.hub.who().into()),
+            Said::Unknown(command) => self
+                .out
+                .push(format!("*** unknown command /{command}; /help lists them\n").into()),
+            Said::Nick(new) => self.rename(new),
+            Said::Message(message) => {
+                if self.default_name
+                    && let Some(claimed) = claimed_name(message)
+                    && self.hub.rename(&self.name, claimed).is_ok()
+                {
+                    self.renamed(claimed);
+                }
+                let relayed = relay_line(&self.hub.config.prefix, &self.name, message);
+                self.relay.extend_from_slice(relayed.as_bytes());
+                self.hub.stats.message();
+            }
+        }
+        false
+    }
+
+    fn rename(&mut self, new: &str) {
+        if new == self.name {
+            return;
+        }
+        match self.hub.rename(&self.name, new) {
+            Ok(()) => {
+                self.out.push(format!("*** you are now {new}\n").into());
+                self.renamed(new);
+            }
+            Err(why) => self.out.push(format!("*** cannot rename: {why}\n").into()),
+        }
+    }
+
+    fn renamed(&mut self, new: &str) {
+        // Lines relayed before the rename go out under the old name.
+        self.send_relay();
+        self.hub
+            .send(self.id, format!("*** {} is now {new}\n", self.name));
+        self.name = new.to_owned();
+        self.default_name = false;
+    }
+
+    fn send_relay(&mut self) {
+        if !self.relay.is_empty() {
+            self.hub.send(self.id, self.relay.split().freeze());
+        }
+    }
+
+    /// Writes what is queued; false if the client read none of it in `within`.
+    async fn flush_within(&mut self, within: Duration) -> bool {
+        match timeout(within, self.flush()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                debug!(error = %e, "write failed");
+                false
+            }
+            Err(_) => {
+                debug!(?within, "reads nothing; dropped");
+                false
+            }
+        }
+    }
+
+    /// Writes every queued buffer, as few system calls as the socket allows.
+    async fn flush(&mut self) -> io::Result<()> {
+        let mut done = 0;
+        while done < self.out.len() {
+            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+            let count = (self.out.len() - done).min(WRITE_BATCH);
+            for (slice, buf) in slices.iter_mut().zip(&self.out[done..done + count]) {
+                *slice = IoSlice::new(buf);
+            }
+            let mut written = self.write.write_vectored(&slices[..count]).await?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            while written > 0 {
+                let first = &mut self.out[done];
+                let n = written.min(first.len());
+                first.advance(n);
+                written -= n;
+                if first.is_empty() {
+                    done += 1;
+                }
+            }
+        }
+        self.out.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,418 @@
+//! The chat hub end to end over loopback, with blocking sockets the way the
+//! course's clients and netcat use it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{Proc, config, start, temp_dir, write_config};
+use pinetd::config::{Config, OnLag};
+use pinetd::daemon::Daemon;
+
+/// A chat client: a socket and what it has read so far, by lines.
+struct Peer {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Peer {
+    fn connect(addr: SocketAddr) -> Peer {
+        Peer::with_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// A client whose socket takes in little: once the hub's buffers for it
+    /// are full, what it is sent waits in the hub's queue.
+    fn stingy(addr: SocketAddr) -> Peer {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        Peer::with_stream(socket.into())
+    }
+
+    fn with_stream(stream: TcpStream) -> Peer {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut peer = Peer { stream, reader };
+        peer.until("*** welcome");
+        peer
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line),
+        }
+    }
+
+    /// Lines up to and including the first that contains `needle`.
+    fn until(&mut self, needle: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.line() {
+                Some(line) => {
+                    let found = line.contains(needle);
+                    lines.push(line);
+                    if found {
+                        return lines;
+                    }
+                }
+                None => panic!("no line with {needle:?}; got {lines:#?}"),
+            }
+        }
+    }
+
+    /// The connection is closed by the hub (after any lines still to read).
+    fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        matches!(self.reader.read_to_end(&mut rest), Ok(_))
+    }
+}
+
+fn hub(edit: impl FnOnce(&mut Config)) -> (tokio::runtime::Runtime, Daemon, SocketAddr) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let daemon = runtime.block_on(async {
+        start(config(|c| {
+            c.chat.enabled = true;
+            edit(c);
+        }))
+    });
+    let addr = daemon.addrs("chat")[0];
+    (runtime, daemon, addr)
+}
+
+#[test]
+fn netcat_lines_and_course_sends_side_by_side() {
+    let (_rt, _daemon, addr) = hub(|_| {});
+    let mut nc = Peer::connect(addr);
+    let mut course = Peer::connect(addr);
+    nc.until("joined");
+    // The course's client: one send() per message, no newline.
+    course.send("안녕하세요 everyone".as_bytes());
+    assert_eq!(
+        nc.until("안녕").last().unwrap(),
+        "[user2] 안녕하세요 everyone\n"
+    );
+    nc.send(b"hi there\r\n");
+    assert_eq!(
+        course.until("hi there").last().unwrap(),
+        "[user1] hi there\n"
+    );
+    // Lines sent together arrive in order.
+    nc.send(b"one\ntwo\nthree\n");
+    let got = course.until("three");
+    assert_eq!(
+        &got[got.len() - 3..],
+        ["[user1] one\n", "[user1] two\n", "[user1] three\n"]
+    );
+}
+
+#[test]
+fn the_sender_never_gets_its_own_message_unless_echo_self() {
+    let (_rt, _daemon, addr) = hub(|_| {});
+    let mut a = Peer::connect(addr);
+    let mut b = Peer::connect(addr);
+    a.send(b"mine\n");
+    b.until("mine");
+    // After a's own line, the next thing a sees is b's line: never its own.
+    b.send(b"yours\n");
+    let lines = a.until("yours");
+    assert!(lines.iter().all(|l| !l.contains("mine")), "{lines:#?}");
+
+    let (_rt, _daemon, addr) = hub(|c| c.chat.echo_self = true);
+    let mut a = Peer::connect(addr);
+    a.send(b"echo me\n");
+    assert_eq!(a.until("echo me").last().unwrap(), "[user1] echo me\n");
+}
+
+#[test]
+fn names_adoption_and_notices() {
+    let (_rt, _daemon, addr) = hub(|_| {});
+    let mut a = Peer::connect(addr);
+    let mut b = Peer::connect(addr);
+    // Joins close together are told in one line.
+    let joined = a.until("user2").pop().unwrap();
+    assert!(
+        joined.starts_with("*** ") && joined.ends_with("user2 joined\n"),
+        "{joined}"
+    );
+
+    b.send(b"/nick syjung\n");
+    assert_eq!(
+        b.until("you are now").last().unwrap(),
+        "*** you are now syjung\n"
+    );
+    assert_eq!(
+        a.until("is now").last().unwrap(),
+        "*** user2 is now syjung\n"
+    );
+    a.send(b"/nick syjung\n");
+    assert_eq!(
+        a.until("cannot").last().unwrap(),
+        "*** cannot rename: syjung is taken\n"
+    );
+    a.send(b"/nick two words\n");
+    assert!(a.until("cannot").last().unwrap().contains("no spaces"));
+    a.send(b"/who\n");
+    assert_eq!(
+        a.until("online").last().unwrap(),
+        "*** online (2): syjung, user1\n"
+    );
+    a.send(b"/dance\n");
+    assert_eq!(
+        a.until("unknown").last().unwrap(),
+        "*** unknown command /dance; /help lists them\n"
+    );
+    a.send(b"/help\n");
+    assert!(a.until("commands").last().unwrap().contains("/nick NAME"));
+
+    // Exercise 4-3: the client puts "[name] " in front itself.
+    let mut course = Peer::connect(addr);
+    course.send(b"[minsu] hello");
+    assert_eq!(a.until("minsu").last().unwrap(), "*** user3 is now minsu\n");
+    assert_eq!(
+        a.line().unwrap(),
+        "[minsu] hello\n",
+        "the name is not doubled"
+    );
+    course.send(b"[minsu] again");
+    assert_eq!(b.until("again").last().unwrap(), "[minsu] again\n");
+
+    course.send(b"bye");
+    assert_eq!(course.until("bye").last().unwrap(), "*** bye\n");
+    assert!(course.closed());
+    assert_eq!(a.until("left").last().unwrap(), "*** minsu left\n");
+    b.send(b"/quit\n");
+    assert!(b.until("bye").last().unwrap().contains("bye"));
+}
+
+#[test]
+fn prefix_can_be_empty_for_clients_that_name_themselves() {
+    let (_rt, _daemon, addr) = hub(|c| c.chat.prefix = String::new());
+    let mut a = Peer::connect(addr);
+    let mut b = Peer::connect(addr);
+    b.send(b"[syjung] hello");
+    assert_eq!(a.until("hello").last().unwrap(), "[syjung] hello\n");
+}
+
+#[test]
+fn hostile_bytes_are_never_relayed_raw() {
+    let (_rt, _daemon, addr) = hub(|_| {});
+    let mut a = Peer::connect(addr);
+    let mut b = Peer::connect(addr);
+    b.send(b"\x1b[2J\x1b]0;pwned\x07clear\xff\xfe\x9b tab\there\n");
+    let line = a.until("clear").pop().unwrap();
+    assert_eq!(
+        line,
+        "[user2] \u{fffd}[2J\u{fffd}]0;pwned\u{fffd}clear\u{fffd}\u{fffd}\u{fffd} tab\there\n"
+    );
+    assert!(!line.bytes().any(|c| c < 0x20 && c != b'\t' && c != b'\n'));
+}
+
+#[test]
+fn a_megabyte_without_newline_is_cut_and_harms_nobody() {
+    let (_rt, daemon, addr) = hub(|c| c.chat.max_line_bytes = 4096);
+    let mut a = Peer::connect(addr);
+    let mut flood = Peer::connect(addr);
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..16 {
+        flood.send(&chunk);
+    }
+    flood.send(b"\nafter the flood\n");
+    let told = flood.until("was cut");
+    assert_eq!(
+        told.last().unwrap(),
+        "*** your line was longer than 4096 bytes and was cut\n"
+    );
+    let got = a.until("after the flood");
+    let relayed: Vec<&String> = got.iter().filter(|l| l.starts_with("[user2]")).collect();
+    assert_eq!(relayed.len(), 2, "the cut line once, then the next line");
+    assert_eq!(relayed[0].len(), "[user2] ".len() + 4096 + 1);
+    a.send(b"still fine\n");
+    assert_eq!(
+        flood.until("still fine").last().unwrap(),
+        "[user1] still fine\n"
+    );
+    assert_eq!(
+        daemon
+            .stats()
+            .chat
+            .clients
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}
+
+#[test]
+fn one_too_many_is_told_the_hub_is_full() {
+    let (_rt, _daemon, addr) = hub(|c| c.chat.max_clients = 2);
+    let _a = Peer::connect(addr);
+    let _b = Peer::connect(addr);
+    let mut extra = TcpStream::connect(addr).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = String::new();
+    extra.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "*** the hub is full, try again later\n");
+}
+
+/// 50 clients chat while one never reads; the others get every line.
+fn stopped_reader(on_lag: OnLag) -> (Vec<String>, bool) {
+    let (_rt, _daemon, addr) = hub(|c| {
+        c.chat.queue = 64;
+        c.chat.on_lag = on_lag;
+        c.chat.rate_limit = 0;
+        c.chat.write_timeout = Duration::from_secs(60);
+    });
+    let mut stopped = Peer::stingy(addr);
+    let mut peers: Vec<Peer> = (0..50).map(|_| Peer::connect(addr)).collect();
+    let line = format!("{}\n", "m".repeat(1000));
+    for round in 0..100 {
+        for (i, peer) in peers.iter_mut().enumerate().take(5) {
+            peer.send(format!("r{round} p{i} {line}").as_bytes());
+        }
+        // Everyone keeps up, but for the stopped one (p4 hears p3 last).
+        for (i, peer) in peers.iter_mut().enumerate() {
+            peer.until(&format!("r{round} p{} ", if i == 4 { 3 } else { 4 }));
+        }
+    }
+    // The stopped reader now reads what it was sent: skips, or the end.
+    let mut seen = Vec::new();
+    let mut closed = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match stopped.line() {
+            Some(line) if line.contains("r99 p4") => break,
+            Some(line) => seen.push(line),
+            None => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    (
+        seen.into_iter().filter(|l| l.starts_with("***")).collect(),
+        closed,
+    )
+}
+
+#[test]
+fn a_stopped_reader_skips_while_the_others_get_everything() {
+    let (notices, closed) = stopped_reader(OnLag::Skip);
+    assert!(!closed);
+    assert!(
+        notices.iter().any(|l| l.ends_with("messages skipped\n")),
+        "{notices:#?}"
+    );
+}
+
+#[test]
+fn a_stopped_reader_is_disconnected_under_on_lag_disconnect() {
+    let (notices, closed) = stopped_reader(OnLag::Disconnect);
+    assert!(closed, "{notices:#?}");
+}
+
+#[test]
+fn a_fast_sender_is_slowed_not_cut() {
+    let (_rt, _daemon, addr) = hub(|c| c.chat.rate_limit = 50);
+    let mut a = Peer::connect(addr);
+    let mut fast = Peer::connect(addr);
+    let started = Instant::now();
+    let burst: String = (0..150).map(|i| format!("n{i}\n")).collect();
+    fast.send(burst.as_bytes());
+    let got = a.until("n149");
+    let relayed = got.iter().filter(|l| l.starts_with("[user2] n")).count();
+    assert_eq!(relayed, 150, "nothing lost");
+    // 50 at once, then 50 a second: at least about two seconds.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+const CHAT_ONLY: &str = "[json_echo]\nenabled = false\n[udp_echo]\nenabled = false\n[announcer]\nenabled = false\n[discovery]\nenabled = false\n[chat]\nlisten = \"127.0.0.1:0\"\n";
+
+#[test]
+fn sigterm_tells_every_client_before_closing() {
+    let dir = temp_dir("chat-sigterm");
+    let path = write_config(&dir, CHAT_ONLY);
+    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let addr = daemon.addrs(&["chat"])["chat"];
+    let mut peers: Vec<Peer> = (0..5).map(|_| Peer::connect(addr)).collect();
+    daemon.signal("TERM");
+    for peer in &mut peers {
+        assert_eq!(
+            peer.until("shutting down").last().unwrap(),
+            "*** server shutting down\n"
+        );
+        assert!(peer.closed());
+    }
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn pinetd_chat_through_a_pipe() {
+    let dir = temp_dir("chat-client");
+    let path = write_config(&dir, CHAT_ONLY);
+    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let addr = daemon.addrs(&["chat"])["chat"];
+    let mut watcher = Peer::connect(addr);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinetd"))
+        .args([
+            "chat",
+            "127.0.0.1",
+            &addr.port().to_string(),
+            "--name",
+            "syjung",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all("hello\n안녕\nbye\n".as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout.starts_with("*** welcome to pinetd chat, you are user2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("*** you are now syjung\n"), "{stdout}");
+    assert!(stdout.ends_with("*** bye\n"), "{stdout}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "*** connection closed\n"
+    );
+    let got = watcher.until("안녕");
+    assert_eq!(
+        &got[got.len() - 2..],
+        ["[syjung] hello\n", "[syjung] 안녕\n"]
+    );
+
+    let usage = std::process::Command::new(env!("CARGO_BIN_EXE_pinetd"))
+        .arg("chat")
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("Usage: pinetd chat <HOST> <PORT>"));
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+}
