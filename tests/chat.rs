@@ -74,7 +74,7 @@ impl Peer {
     /// The connection is closed by the hub (after any lines still to read).
     fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        matches!(self.reader.read_to_end(&mut rest), Ok(_))
+        self.reader.read_to_end(&mut rest).is_ok()
     }
 }
 
