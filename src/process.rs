@@ -53,6 +53,7 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
             return ExitCode::FAILURE;
         }
     };
+    raise_open_files_limit();
     let mut daemon = match Daemon::start(config) {
         Ok(daemon) => daemon,
         Err(e) => {
@@ -87,6 +88,26 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
         _ = signals.stop() => {
             warn!("second signal: exiting now");
             ExitCode::from(FORCED_EXIT)
+        }
+    }
+}
+
+/// Every client is a file descriptor: take all the hard limit allows (the
+/// unit sets it), not the soft 1024 a shell usually gives.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let from = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                info!(from, to = limit.rlim_max, "raised the open files limit");
+            }
         }
     }
 }

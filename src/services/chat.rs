@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, broadcast};
@@ -43,6 +43,8 @@ const WRITE_BATCH: usize = 64;
 /// Join and leave notices are sent at most this often; what happens in
 /// between is told in one line, so 10,000 joins cost far fewer than 10,000².
 const NOTICE_EVERY: Duration = Duration::from_millis(100);
+/// ... and at most once per this much per client: 10,000 clients, one a second.
+const NOTICE_COST: Duration = Duration::from_micros(100);
 /// Names listed by one notice or one /who before "and N others".
 const NAMES_SHOWN: usize = 5;
 const WHO_SHOWN: usize = 100;
@@ -239,7 +241,9 @@ impl Hub {
             if !text.is_empty() {
                 self.send(from, text);
             }
-            sleep(NOTICE_EVERY).await;
+            // Each notice goes to every client: in a big room, fewer of them.
+            let clients = self.names().len() as u32;
+            sleep(NOTICE_EVERY.max(NOTICE_COST * clients)).await;
         }
     }
 
@@ -408,20 +412,24 @@ impl Client {
             let resume_at = self.allowance.resume_at();
             let room = READ_CHUNK.min(config.max_line_bytes as usize + 1);
             let paused = resume_at.is_some();
-            if !paused {
-                input.reserve(room);
-            }
-            let event = {
-                let mut input = (&mut input).limit(room);
-                tokio::select! {
-                    biased;
-                    _ = &mut cancelled => Event::Shutdown,
-                    received = rx.recv() => Event::Received(received),
-                    got = read.read_buf(&mut input), if !paused => Event::Read(got),
-                    // Quiet only counts while reading: a paused sender is not quiet.
-                    _ = &mut quiet, if !paused && !input.get_ref().is_empty() => Event::Quiet,
-                    _ = sleep_until(resume_at.unwrap_or_else(Instant::now)), if paused => Event::Resume,
-                }
+            let event = tokio::select! {
+                biased;
+                _ = &mut cancelled => Event::Shutdown,
+                received = rx.recv() => Event::Received(received),
+                // Readiness first: an idle client holds no read buffer at all.
+                ready = read.readable(), if !paused => match ready {
+                    Ok(()) => {
+                        input.reserve(room);
+                        match read.try_read_buf(&mut (&mut input).limit(room)) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                            got => Event::Read(got),
+                        }
+                    }
+                    Err(e) => Event::Read(Err(e)),
+                },
+                // Quiet only counts while reading: a paused sender is not quiet.
+                _ = &mut quiet, if !paused && !input.is_empty() => Event::Quiet,
+                _ = sleep_until(resume_at.unwrap_or_else(Instant::now)), if paused => Event::Resume,
             };
             match event {
                 Event::Shutdown => return Close::Say("*** server shutting down\n"),
@@ -457,7 +465,10 @@ impl Client {
                     if self.drain(&mut lines, &mut input) {
                         return Close::Say("*** bye\n");
                     }
-                    if !input.is_empty() {
+                    if input.is_empty() {
+                        // Back to holding nothing until the next message.
+                        input = BytesMut::new();
+                    } else {
                         quiet.as_mut().reset(Instant::now() + config.flush_after);
                     }
                 }
@@ -612,6 +623,9 @@ impl Client {
             }
         }
         self.out.clear();
+        if self.out.capacity() > WRITE_BATCH {
+            self.out.shrink_to(WRITE_BATCH);
+        }
         Ok(())
     }
 }

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Chat fan-out side by side, in one run, with one load tool
+# (examples/chat_load): pinetd's chat hub and Redis pub/sub (redis-server from
+# Debian's packages, if installed). Everything listens on 127.0.0.1 and stops
+# by itself.
+#
+#   bash bench/chat_compare.sh [SECONDS]
+#
+# - fanout: 1000 subscribers, one sender, 64-byte messages; deliveries/s and
+#   the hub's CPU time per delivery;
+# - latency: 100 subscribers, 1000 messages/s; p50/p99 from send to receipt;
+# - idle: RSS per connected idle client, 10,000 clients;
+# - stopped: 99 readers and one client that never reads (pinetd).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-5}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build --release --quiet --bin pinetd --example chat_load
+load() { ./target/release/examples/chat_load "$@" 2>&1 | tail -1; }
+
+cat > "$work/pinetd.toml" <<TOML
+[json_echo]
+enabled = false
+[udp_echo]
+enabled = false
+[announcer]
+enabled = false
+[discovery]
+enabled = false
+[chat]
+listen = "127.0.0.1:0"
+prefix = ""            # 64 bytes a message on the wire, as for Redis's payload
+rate_limit = 0         # one sender publishes as fast as it can
+queue = 4096
+max_clients = 20000
+TOML
+./target/release/pinetd --config "$work/pinetd.toml" 2> "$work/pinetd.log" &
+pinetd_pid=$!
+pids+=($pinetd_pid)
+until grep -q "listening" "$work/pinetd.log"; do sleep 0.05; done
+pinetd=$(grep -o 'addr=127.0.0.1:[0-9]*' "$work/pinetd.log" | head -1 | cut -d= -f2)
+
+if command -v redis-server >/dev/null; then
+  port=$((20000 + RANDOM % 20000))
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --maxclients 20000 --logfile "$work/redis.log" &
+  redis_pid=$!
+  pids+=($redis_pid)
+  until grep -q "Ready to accept" "$work/redis.log" 2>/dev/null; do sleep 0.05; done
+  redis="127.0.0.1:$port"
+fi
+
+both() {
+  echo "-- pinetd";  load "$1" "$pinetd" --proto line --pid "$pinetd_pid" "${@:2}"
+  if [ -n "${redis:-}" ]; then echo "-- redis"; load "$1" "$redis" --proto redis --pid "$redis_pid" "${@:2}"; fi
+}
+echo "== fanout, 1000 subscribers";      both fanout --clients 1000 --seconds "$seconds"
+echo "== latency, 100 subscribers, 1000 msg/s"; both latency --clients 100 --rate 1000 --seconds "$seconds"
+echo "== stopped reader among 100 (pinetd): without, then with"
+load fanout "$pinetd" --proto line --pid "$pinetd_pid" --clients 99 --seconds "$seconds"
+load fanout "$pinetd" --proto line --pid "$pinetd_pid" --clients 99 --stopped 1 --seconds "$seconds"
+echo "== idle, 10000 clients";           both idle --clients 10000
+[ -n "${redis:-}" ] || echo "== redis-server: not installed (apt-get install redis-server), skipped"

@@ -1,0 +1,424 @@
+//! Load tool for fan-out hubs: pinetd's chat (any line hub) or Redis pub/sub,
+//! measured the same way, side by side. Only connects to loopback.
+//!
+//!   chat_load fanout  ADDR --proto line|redis [--clients 1000] [--seconds 5] [--pid PID] [--stopped N]
+//!   chat_load latency ADDR --proto line|redis [--clients 100] [--rate 1000] [--seconds 5]
+//!   chat_load idle    ADDR --proto line|redis [--clients 10000] --pid PID
+//!
+//! fanout: one sender publishes 64-byte messages as fast as the slowest
+//! subscriber keeps up (a window of 256 in flight, so nothing is skipped);
+//! deliveries/s = messages × subscribers received per second, and with
+//! --pid the hub's CPU time per delivery. latency: `rate` messages/s, each
+//! stamped, p50/p99/max from send to each subscriber's receipt. idle: RSS
+//! of the hub per connected idle client.
+//!
+//! For pinetd, run the hub with `prefix = ""`, `rate_limit = 0` and a large
+//! `queue` and `max_clients` (bench/chat_compare.sh does).
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::task::LocalSet;
+
+const PAYLOAD: usize = 63; // + "\n" = 64 bytes a message on the wire for a line hub
+const WINDOW: u64 = 256;
+const CHANNEL: &str = "chat";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Proto {
+    Line,
+    Redis,
+}
+
+struct Args {
+    mode: String,
+    target: SocketAddr,
+    proto: Proto,
+    clients: usize,
+    seconds: f64,
+    rate: u64,
+    pid: Option<u32>,
+    /// fanout: this many more subscribers that never read.
+    stopped: usize,
+}
+
+fn args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: chat_load fanout|latency|idle ADDR --proto line|redis [--clients N] [--seconds S] [--rate R] [--pid PID]";
+    let mode = args.next().ok_or(usage)?;
+    let target: SocketAddr = args
+        .next()
+        .ok_or(usage)?
+        .parse()
+        .map_err(|e| format!("ADDR: {e}"))?;
+    if !target.ip().is_loopback() {
+        return Err("chat_load only connects to loopback addresses".into());
+    }
+    let mut parsed = Args {
+        clients: match mode.as_str() {
+            "latency" => 100,
+            "idle" => 10_000,
+            _ => 1000,
+        },
+        mode,
+        target,
+        proto: Proto::Line,
+        seconds: 5.0,
+        rate: 1000,
+        pid: None,
+        stopped: 0,
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = |e: std::num::ParseIntError| format!("{flag}: {e}");
+        match flag.as_str() {
+            "--proto" => {
+                parsed.proto = match value.as_str() {
+                    "line" => Proto::Line,
+                    "redis" => Proto::Redis,
+                    _ => return Err("--proto is line or redis".into()),
+                }
+            }
+            "--clients" => parsed.clients = value.parse().map_err(bad)?,
+            "--rate" => parsed.rate = value.parse().map_err(bad)?,
+            "--pid" => parsed.pid = Some(value.parse().map_err(bad)?),
+            "--stopped" => parsed.stopped = value.parse().map_err(bad)?,
+            "--seconds" => parsed.seconds = value.parse().map_err(|e| format!("--seconds: {e}"))?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(parsed)
+}
+
+/// A connected subscriber, past the hub's greeting.
+async fn subscribe(target: SocketAddr, proto: Proto) -> std::io::Result<BufReader<TcpStream>> {
+    let stream = TcpStream::connect(target).await?;
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    match proto {
+        Proto::Line => {
+            // The welcome line.
+            reader.read_line(&mut line).await?;
+        }
+        Proto::Redis => {
+            reader
+                .get_mut()
+                .write_all(format!("SUBSCRIBE {CHANNEL}\r\n").as_bytes())
+                .await?;
+            // *3 $9 subscribe $4 chat :1 — six lines.
+            for _ in 0..6 {
+                line.clear();
+                reader.read_line(&mut line).await?;
+            }
+        }
+    }
+    Ok(reader)
+}
+
+/// How one message looks on a subscriber's socket.
+fn frame_len(proto: Proto) -> usize {
+    match proto {
+        Proto::Line => PAYLOAD + 1,
+        Proto::Redis => {
+            format!(
+                "*3\r\n$7\r\nmessage\r\n${}\r\n{CHANNEL}\r\n${PAYLOAD}\r\n",
+                CHANNEL.len()
+            )
+            .len()
+                + PAYLOAD
+                + 2
+        }
+    }
+}
+
+/// A publishing connection: lines, or PUBLISH commands (whose replies are read and dropped).
+struct Publisher {
+    stream: TcpStream,
+    proto: Proto,
+    out: Vec<u8>,
+}
+
+impl Publisher {
+    async fn connect(target: SocketAddr, proto: Proto) -> std::io::Result<Publisher> {
+        let stream = TcpStream::connect(target).await?;
+        stream.set_nodelay(true)?;
+        let mut publisher = Publisher {
+            stream,
+            proto,
+            out: Vec::new(),
+        };
+        if proto == Proto::Line {
+            let mut greeting = [0u8; 256];
+            let _ = publisher.stream.read(&mut greeting).await?;
+        }
+        Ok(publisher)
+    }
+
+    fn push(&mut self, payload: &[u8]) {
+        match self.proto {
+            Proto::Line => {
+                self.out.extend_from_slice(payload);
+                self.out.push(b'\n');
+            }
+            Proto::Redis => {
+                self.out
+                    .extend_from_slice(format!("PUBLISH {CHANNEL} ").as_bytes());
+                self.out.extend_from_slice(payload);
+                self.out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.write_all(&self.out).await?;
+        self.out.clear();
+        // Redis answers each PUBLISH; keep its replies from piling up.
+        if self.proto == Proto::Redis {
+            let mut sink = [0u8; 64 * 1024];
+            while let Ok(n) = self.stream.try_read(&mut sink) {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+async fn fanout(args: &Args) -> std::io::Result<()> {
+    // Connected, subscribed, and never read again.
+    let mut stopped = Vec::new();
+    for _ in 0..args.stopped {
+        stopped.push(subscribe(args.target, args.proto).await?);
+    }
+    let received: Rc<Vec<Cell<u64>>> = Rc::new((0..args.clients).map(|_| Cell::new(0)).collect());
+    let frame = frame_len(args.proto);
+    for i in 0..args.clients {
+        let mut reader = subscribe(args.target, args.proto).await?;
+        let received = received.clone();
+        tokio::task::spawn_local(async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut bytes = 0u64;
+            // Whatever the BufReader already holds counts too.
+            let held = reader.buffer().len() as u64;
+            bytes += held;
+            reader.consume(held as usize);
+            loop {
+                match reader.get_mut().read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        bytes += n as u64;
+                        received[i].set(bytes / frame as u64);
+                    }
+                }
+            }
+        });
+    }
+    let mut publisher = Publisher::connect(args.target, args.proto).await?;
+    // Let the joins be told before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base: Vec<u64> = received.iter().map(Cell::get).collect();
+    let payload = vec![b'x'; PAYLOAD];
+    let cpu_before = args.pid.and_then(cpu_ticks);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.seconds);
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        let slowest = received
+            .iter()
+            .zip(&base)
+            .map(|(r, b)| r.get() - b)
+            .min()
+            .unwrap_or(sent);
+        if sent - slowest >= WINDOW {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        for _ in 0..64 {
+            publisher.push(&payload);
+        }
+        sent += 64;
+        publisher.flush().await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let delivered: u64 = received.iter().zip(&base).map(|(r, b)| r.get() - b).sum();
+    let per_s = delivered as f64 / elapsed;
+    let cpu = match (cpu_before, args.pid.and_then(cpu_ticks)) {
+        (Some(a), Some(b)) => {
+            let hz = 100.0; // USER_HZ on Linux
+            let seconds = (b - a) as f64 / hz;
+            format!(
+                " hub_cpu_s={seconds:.2} hub_ns_per_delivery={:.0}",
+                seconds * 1e9 / delivered.max(1) as f64
+            )
+        }
+        _ => String::new(),
+    };
+    let rss = args
+        .pid
+        .and_then(rss_kib)
+        .map(|k| format!(" hub_rss_kib={k}"))
+        .unwrap_or_default();
+    println!(
+        "mode=fanout clients={} stopped={} seconds={elapsed:.1} sent={sent} delivered={delivered} deliveries_per_s={per_s:.0}{cpu}{rss}",
+        args.clients, args.stopped
+    );
+    drop(stopped);
+    Ok(())
+}
+
+async fn latency(args: &Args) -> std::io::Result<()> {
+    let epoch = Instant::now();
+    let samples: Rc<std::cell::RefCell<Vec<u64>>> = Rc::default();
+    let counting = Rc::new(Cell::new(false));
+    for _ in 0..args.clients {
+        let mut reader = subscribe(args.target, args.proto).await?;
+        let (samples, counting) = (samples.clone(), counting.clone());
+        tokio::task::spawn_local(async move {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                // "t=<nanos since epoch>_xxx": a line hub's line, or Redis's payload line.
+                if let Some(stamp) = line.strip_prefix("t=").and_then(|l| l.split('_').next()) {
+                    if let (Ok(sent), true) = (stamp.parse::<u64>(), counting.get()) {
+                        let now = epoch.elapsed().as_nanos() as u64;
+                        samples.borrow_mut().push(now.saturating_sub(sent));
+                    }
+                }
+            }
+        });
+    }
+    let mut publisher = Publisher::connect(args.target, args.proto).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    counting.set(true);
+    let every = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let mut ticks = tokio::time::interval(every);
+    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+    while Instant::now() < deadline {
+        ticks.tick().await;
+        // No spaces: Redis's inline PUBLISH splits arguments on them.
+        let stamp = format!("t={}_", epoch.elapsed().as_nanos());
+        let mut payload = stamp.into_bytes();
+        payload.resize(PAYLOAD, b'x');
+        publisher.push(&payload);
+        publisher.flush().await?;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut all = samples.borrow().clone();
+    all.sort_unstable();
+    let pick = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "mode=latency clients={} rate={} samples={} p50_us={:.0} p99_us={:.0} max_us={:.0}",
+        args.clients,
+        args.rate,
+        all.len(),
+        pick(0.50) as f64 / 1e3,
+        pick(0.99) as f64 / 1e3,
+        all.last().copied().unwrap_or(0) as f64 / 1e3
+    );
+    Ok(())
+}
+
+async fn idle(args: &Args) -> std::io::Result<()> {
+    let pid = args
+        .pid
+        .ok_or_else(|| std::io::Error::other("idle needs --pid"))?;
+    let before = rss_kib(pid).unwrap_or(0);
+    let mut held = Vec::with_capacity(args.clients);
+    let started = Instant::now();
+    for _ in 0..args.clients {
+        held.push(subscribe(args.target, args.proto).await?);
+    }
+    let connected_in = started.elapsed();
+    // Let the join notices go out and settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut buf = vec![0u8; 64 * 1024];
+    for reader in &mut held {
+        while let Ok(n) = reader.get_mut().try_read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let after = rss_kib(pid).unwrap_or(0);
+    println!(
+        "mode=idle clients={} connected_in={:.1?} rss_before_kib={before} rss_after_kib={after} bytes_per_client={:.0}",
+        args.clients,
+        connected_in,
+        (after.saturating_sub(before)) as f64 * 1024.0 / args.clients as f64
+    );
+    Ok(())
+}
+
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain struct in, plain struct out.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+fn main() {
+    let args = match args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("chat_load: {e}");
+            std::process::exit(2);
+        }
+    };
+    raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = LocalSet::new();
+    let result = local.block_on(&runtime, async {
+        match args.mode.as_str() {
+            "fanout" => fanout(&args).await,
+            "latency" => latency(&args).await,
+            "idle" => idle(&args).await,
+            other => Err(std::io::Error::other(format!("unknown mode {other}"))),
+        }
+    });
+    runtime.shutdown_background();
+    if let Err(e) = result {
+        eprintln!("chat_load: {e}");
+        std::process::exit(1);
+    }
+}
