@@ -305,11 +305,11 @@ async fn latency(args: &Args) -> std::io::Result<()> {
                     Ok(_) => {}
                 }
                 // "t=<nanos since epoch>_xxx": a line hub's line, or Redis's payload line.
-                if let Some(stamp) = line.strip_prefix("t=").and_then(|l| l.split('_').next()) {
-                    if let (Ok(sent), true) = (stamp.parse::<u64>(), counting.get()) {
-                        let now = epoch.elapsed().as_nanos() as u64;
-                        samples.borrow_mut().push(now.saturating_sub(sent));
-                    }
+                if let Some(stamp) = line.strip_prefix("t=").and_then(|l| l.split('_').next())
+                    && let (Ok(sent), true) = (stamp.parse::<u64>(), counting.get())
+                {
+                    let now = epoch.elapsed().as_nanos() as u64;
+                    samples.borrow_mut().push(now.saturating_sub(sent));
                 }
             }
         });
