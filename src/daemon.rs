@@ -220,25 +220,10 @@ fn bind(
                 service: Arc::new(service),
             }
         }
-        _ => {
-            if table_enabled(name, config) {
-                warn!(service = %name, "not available in this build of pinetd; skipped");
-            }
-            return Ok(None);
-        }
+        // Disabled in its table.
+        _ => return Ok(None),
     };
     Ok(Some(bound))
-}
-
-fn table_enabled(name: &str, c: &Config) -> bool {
-    match name {
-        "chat" => c.chat.enabled,
-        "json_echo" => c.json_echo.enabled,
-        "udp_echo" => c.udp_echo.enabled,
-        "announcer" => c.announcer.enabled,
-        "discovery" => c.discovery.enabled,
-        _ => false,
-    }
 }
 
 fn table_differs(name: &str, a: &Config, b: &Config) -> bool {
