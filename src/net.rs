@@ -107,6 +107,26 @@ impl Sockets {
         Ok(socket)
     }
 
+    pub fn tcp_all(
+        &mut self,
+        service: &'static str,
+        addrs: &[SocketAddr],
+    ) -> Result<Vec<Arc<TcpListener>>, BindError> {
+        addrs.iter().map(|&addr| self.tcp(service, addr)).collect()
+    }
+
+    pub fn udp_all(
+        &mut self,
+        service: &'static str,
+        addrs: &[SocketAddr],
+        shared: bool,
+    ) -> Result<Vec<Arc<UdpSocket>>, BindError> {
+        addrs
+            .iter()
+            .map(|&addr| self.udp(service, addr, shared))
+            .collect()
+    }
+
     /// Closes every socket no running service holds any more.
     pub fn release_unused(&mut self) {
         drop(self.take_unused());
@@ -131,6 +151,28 @@ impl Sockets {
         self.tcp.extend(aside.tcp);
         self.udp.extend(aside.udp);
     }
+}
+
+/// A bound socket of either kind.
+pub trait LocalAddr {
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+impl LocalAddr for TcpListener {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        TcpListener::local_addr(self)
+    }
+}
+
+impl LocalAddr for UdpSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        UdpSocket::local_addr(self)
+    }
+}
+
+/// The addresses actually bound (port 0 resolved).
+pub fn local_addrs<S: LocalAddr>(sockets: &[Arc<S>]) -> Vec<SocketAddr> {
+    sockets.iter().filter_map(|s| s.local_addr().ok()).collect()
 }
 
 /// Is `ip` inside one of `allow`? An empty list allows everyone.

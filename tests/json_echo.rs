@@ -283,7 +283,8 @@ fn json_client_through_a_pipe() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
+        // The client may exit before reading it (a refused connection).
+        let _ = child.stdin.take().unwrap().write_all(input);
         let out = child.wait_with_output().unwrap();
         (
             out.status.code(),

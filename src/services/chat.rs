@@ -28,8 +28,8 @@ use tracing::{Instrument, debug};
 
 use crate::chatline::{HELP, Line, Lines, Said, bad_name, claimed_name, clean, parse, relay_line};
 use crate::config::{ChatConfig, OnLag};
-use crate::net::{BindError, Sockets};
-use crate::services::{Accept, Service, ServiceFuture};
+use crate::net::{BindError, Sockets, local_addrs};
+use crate::services::{Accept, Service, ServiceFuture, first_failure};
 use crate::stats::ServiceStats;
 
 pub const NAME: &str = "chat";
@@ -63,11 +63,7 @@ impl Chat {
         sockets: &mut Sockets,
         stats: Arc<ServiceStats>,
     ) -> Result<Self, BindError> {
-        let listeners = config
-            .listen
-            .iter()
-            .map(|&addr| sockets.tcp(NAME, addr))
-            .collect::<Result<_, _>>()?;
+        let listeners = sockets.tcp_all(NAME, &config.listen)?;
         Ok(Self {
             config: config.clone(),
             listeners,
@@ -76,10 +72,7 @@ impl Chat {
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        local_addrs(&self.listeners)
     }
 }
 
@@ -92,7 +85,14 @@ impl Service for Chat {
         Box::pin(async move {
             let hub = Arc::new(Hub::new(&self.config, self.stats.clone()));
             let mut tasks = JoinSet::new();
-            tasks.spawn(hub.clone().tell_notices(shutdown.clone()).in_current_span());
+            let notices = hub.clone().tell_notices(shutdown.clone());
+            tasks.spawn(
+                async move {
+                    notices.await;
+                    Ok(())
+                }
+                .in_current_span(),
+            );
             for listener in &self.listeners {
                 let (hub, listener, shutdown) = (hub.clone(), listener.clone(), shutdown.clone());
                 let max = self.config.max_clients as usize;
@@ -106,26 +106,16 @@ impl Service for Chat {
                             full: b"*** the hub is full, try again later\n",
                             stats,
                         };
-                        let result = accept
+                        accept
                             .run(&shutdown, |stream, peer| {
                                 Client::serve(hub.clone(), stream, peer, shutdown.clone())
                             })
-                            .await;
-                        if let Err(e) = result {
-                            debug!(error = %e, "accepting failed");
-                        }
+                            .await
                     }
                     .in_current_span(),
                 );
             }
-            while let Some(done) = tasks.join_next().await {
-                if let Err(e) = done
-                    && e.is_panic()
-                {
-                    std::panic::resume_unwind(e.into_panic());
-                }
-            }
-            Ok(())
+            first_failure(&mut tasks).await
         })
     }
 }

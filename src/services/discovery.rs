@@ -19,8 +19,8 @@ use tracing::{Instrument, debug};
 use crate::config::DiscoveryConfig;
 use crate::describe::SelfInfo;
 use crate::limit::RateLimiter;
-use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source};
-use crate::services::{Service, ServiceFuture, transient};
+use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source, local_addrs};
+use crate::services::{Service, ServiceFuture, first_failure, transient};
 use crate::stats::{Refusal, ServiceStats};
 
 pub const NAME: &str = "discovery";
@@ -46,11 +46,7 @@ impl Discovery {
         info: Arc<SelfInfo>,
         stats: Arc<ServiceStats>,
     ) -> Result<Self, BindError> {
-        let sockets = config
-            .listen
-            .iter()
-            .map(|&addr| sockets.udp(NAME, addr, true))
-            .collect::<Result<_, _>>()?;
+        let sockets = sockets.udp_all(NAME, &config.listen, true)?;
         Ok(Self {
             config: config.clone(),
             sockets,
@@ -61,10 +57,7 @@ impl Discovery {
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect()
+        local_addrs(&self.sockets)
     }
 
     fn payload(&self) -> Vec<u8> {
@@ -140,11 +133,7 @@ impl Service for Discovery {
             // Replies still waiting for their delay are dropped with the tasks.
             tokio::select! {
                 _ = shutdown.cancelled() => Ok(()),
-                Some(done) = tasks.join_next() => match done {
-                    Ok(result) => result,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(e) => Err(io::Error::other(e)),
-                },
+                failed = first_failure(&mut tasks) => failed,
             }
         })
     }

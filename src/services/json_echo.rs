@@ -19,8 +19,8 @@ use tracing::{Instrument, debug};
 
 use crate::config::JsonEchoConfig;
 use crate::jsonstream::{Next, Splitter, error_line, write_compact};
-use crate::net::{BindError, Sockets};
-use crate::services::{Accept, Service, ServiceFuture};
+use crate::net::{BindError, Sockets, local_addrs};
+use crate::services::{Accept, Service, ServiceFuture, first_failure};
 use crate::stats::ServiceStats;
 
 pub const NAME: &str = "json_echo";
@@ -45,11 +45,7 @@ impl JsonEcho {
         sockets: &mut Sockets,
         stats: Arc<ServiceStats>,
     ) -> Result<Self, BindError> {
-        let listeners = config
-            .listen
-            .iter()
-            .map(|&addr| sockets.tcp(NAME, addr))
-            .collect::<Result<_, _>>()?;
+        let listeners = sockets.tcp_all(NAME, &config.listen)?;
         Ok(Self {
             config: config.clone(),
             listeners,
@@ -58,10 +54,7 @@ impl JsonEcho {
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        local_addrs(&self.listeners)
     }
 }
 
@@ -94,14 +87,7 @@ impl Service for JsonEcho {
                     .in_current_span(),
                 );
             }
-            while let Some(done) = accepting.join_next().await {
-                match done {
-                    Ok(result) => result?,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(e) => return Err(io::Error::other(e)),
-                }
-            }
-            Ok(())
+            first_failure(&mut accepting).await
         })
     }
 }

@@ -43,6 +43,20 @@ pub trait Service: Send + Sync + 'static {
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture;
 }
 
+/// Waits for the first of a service's tasks to fail: its error, or its panic
+/// passed on so the supervisor sees it; Ok once all have ended.
+pub(crate) async fn first_failure(tasks: &mut JoinSet<io::Result<()>>) -> io::Result<()> {
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(io::Error::other(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Receive errors on a UDP socket that concern one datagram, not the socket.
 pub(crate) fn transient(error: &io::Error) -> bool {
     matches!(

@@ -19,8 +19,8 @@ use tracing::{Instrument, debug};
 use crate::batch::{Datagrams, MAX_PAYLOAD};
 use crate::config::UdpEchoConfig;
 use crate::limit::RateLimiter;
-use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source};
-use crate::services::{Service, ServiceFuture, transient};
+use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source, local_addrs};
+use crate::services::{Service, ServiceFuture, first_failure, transient};
 use crate::stats::{Refusal, ServiceStats};
 
 pub const NAME: &str = "udp_echo";
@@ -40,11 +40,7 @@ impl UdpEcho {
         sockets: &mut Sockets,
         stats: Arc<ServiceStats>,
     ) -> Result<Self, BindError> {
-        let sockets = config
-            .listen
-            .iter()
-            .map(|&addr| sockets.udp(NAME, addr, false))
-            .collect::<Result<_, _>>()?;
+        let sockets = sockets.udp_all(NAME, &config.listen, false)?;
         Ok(Self {
             config: config.clone(),
             sockets,
@@ -54,10 +50,7 @@ impl UdpEcho {
 
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect()
+        local_addrs(&self.sockets)
     }
 
     fn stats(&self) -> &ServiceStats {
@@ -148,11 +141,7 @@ impl Service for UdpEcho {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => Ok(()),
-                Some(done) = tasks.join_next() => match done {
-                    Ok(result) => result,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(e) => Err(io::Error::other(e)),
-                },
+                failed = first_failure(&mut tasks) => failed,
             }
         })
     }
