@@ -394,3 +394,39 @@ fn tells_systemd_ready_reloading_and_stopping_with_live_status() {
         .unwrap();
     assert!(line.starts_with(" INFO shutting down"), "{line:?}");
 }
+
+#[test]
+fn pings_the_watchdog_when_systemd_asks() {
+    let dir = temp_dir("watchdog");
+    let path = write_config(&dir, LOCAL);
+    let notify_path = dir.join("watchdog.sock");
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // WatchdogSec=200ms: a ping at least every 100 ms.
+    let mut daemon = Proc::start_with_env(
+        &["--config", path.to_str().unwrap()],
+        &[
+            ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    daemon.wait_for("started");
+    let mut pings = 0;
+    let started = std::time::Instant::now();
+    while pings < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no watchdog pings"
+        );
+        let mut buf = [0u8; 4096];
+        let n = notify.recv(&mut buf).expect("a notification");
+        if buf[..n].trim_ascii() == b"WATCHDOG=1" {
+            pings += 1;
+        }
+    }
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+}
