@@ -174,24 +174,42 @@ impl Splitter {
     }
 }
 
+/// Follows strings through JSON text, byte by byte.
+#[derive(Default)]
+struct Strings {
+    inside: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Takes the next byte; true if it stands outside every string (quotes
+    /// count as inside).
+    fn outside(&mut self, b: u8) -> bool {
+        if self.inside {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.inside = false;
+            }
+            false
+        } else {
+            self.inside = b == b'"';
+            !self.inside
+        }
+    }
+}
+
 /// The offset of the first bracket nested deeper than [`MAX_DEPTH`], if any.
 fn too_deep(json: &[u8]) -> Option<usize> {
+    let mut strings = Strings::default();
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
     for (i, &b) in json.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
+        if !strings.outside(b) {
             continue;
         }
         match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
@@ -208,21 +226,10 @@ fn too_deep(json: &[u8]) -> Option<usize> {
 /// Appends `raw` (valid JSON) without the whitespace outside strings, so every
 /// number, escape and key stays exactly as the client wrote it.
 pub fn write_compact(raw: &[u8], out: &mut Vec<u8>) {
-    let mut in_string = false;
-    let mut escaped = false;
+    let mut strings = Strings::default();
     let mut run_start = 0;
     for (i, &b) in raw.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+        if strings.outside(b) && matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
             out.extend_from_slice(&raw[run_start..i]);
             run_start = i + 1;
         }

@@ -20,7 +20,7 @@ use crate::config::DiscoveryConfig;
 use crate::describe::SelfInfo;
 use crate::limit::RateLimiter;
 use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source, local_addrs};
-use crate::services::{Service, ServiceFuture, first_failure, transient};
+use crate::services::{Service, ServiceFuture, serve_each, transient};
 use crate::stats::{Refusal, ServiceStats};
 
 pub const NAME: &str = "discovery";
@@ -125,16 +125,12 @@ impl Service for Discovery {
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
         Box::pin(async move {
-            let mut tasks = JoinSet::new();
-            for socket in &self.sockets {
-                let (me, socket) = (self.clone(), socket.clone());
-                tasks.spawn(async move { me.serve(socket).await }.in_current_span());
-            }
             // Replies still waiting for their delay are dropped with the tasks.
-            tokio::select! {
-                _ = shutdown.cancelled() => Ok(()),
-                failed = first_failure(&mut tasks) => failed,
-            }
+            serve_each(&self.sockets, &shutdown, |socket| {
+                let me = self.clone();
+                async move { me.serve(socket).await }
+            })
+            .await
         })
     }
 }

@@ -57,6 +57,27 @@ pub(crate) async fn first_failure(tasks: &mut JoinSet<io::Result<()>>) -> io::Re
     Ok(())
 }
 
+/// Runs `serve` on each socket, each in its own task, until `shutdown`; the
+/// first failure ends them all (and the service, for the supervisor).
+pub(crate) async fn serve_each<S, F, Fut>(
+    sockets: &[Arc<S>],
+    shutdown: &CancellationToken,
+    serve: F,
+) -> io::Result<()>
+where
+    F: Fn(Arc<S>) -> Fut,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
+    let mut tasks = JoinSet::new();
+    for socket in sockets {
+        tasks.spawn(serve(socket.clone()).in_current_span());
+    }
+    tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        failed = first_failure(&mut tasks) => failed,
+    }
+}
+
 /// Receive errors on a UDP socket that concern one datagram, not the socket.
 pub(crate) fn transient(error: &io::Error) -> bool {
     matches!(

@@ -12,15 +12,14 @@ use std::time::Instant;
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug};
+use tracing::debug;
 
 use crate::batch::{Datagrams, MAX_PAYLOAD};
 use crate::config::UdpEchoConfig;
 use crate::limit::RateLimiter;
 use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source, local_addrs};
-use crate::services::{Service, ServiceFuture, first_failure, transient};
+use crate::services::{Service, ServiceFuture, serve_each, transient};
 use crate::stats::{Refusal, ServiceStats};
 
 pub const NAME: &str = "udp_echo";
@@ -134,15 +133,11 @@ impl Service for UdpEcho {
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
         Box::pin(async move {
-            let mut tasks = JoinSet::new();
-            for socket in &self.sockets {
-                let (me, socket) = (self.clone(), socket.clone());
-                tasks.spawn(async move { me.serve(&socket).await }.in_current_span());
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => Ok(()),
-                failed = first_failure(&mut tasks) => failed,
-            }
+            serve_each(&self.sockets, &shutdown, |socket| {
+                let me = self.clone();
+                async move { me.serve(&socket).await }
+            })
+            .await
         })
     }
 }
