@@ -22,7 +22,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
@@ -385,12 +385,16 @@ impl Client {
         rx: &mut broadcast::Receiver<Item>,
         shutdown: &CancellationToken,
     ) -> Close {
-        let config = self.hub.config.clone();
+        let hub = self.hub.clone();
+        let config = &hub.config;
         let mut lines = Lines::new(config.max_line_bytes as usize);
         let mut input = BytesMut::new();
         let cancelled = shutdown.cancelled();
-        let quiet = sleep(config.flush_after);
-        tokio::pin!(cancelled, quiet);
+        // One timer, two uses: the end of a pause, or the quiet that ends an
+        // unterminated message (a paused sender is not quiet).
+        let timer = sleep(config.flush_after);
+        let mut timing_pause = false;
+        tokio::pin!(cancelled, timer);
         loop {
             if !self.out.is_empty() && !self.flush_within(config.write_timeout).await {
                 return Close::Gone;
@@ -402,6 +406,17 @@ impl Client {
             let resume_at = self.allowance.resume_at();
             let room = READ_CHUNK.min(config.max_line_bytes as usize + 1);
             let paused = resume_at.is_some();
+            match resume_at {
+                Some(at) if !timing_pause || timer.deadline() != at => {
+                    timer.as_mut().reset(at);
+                    timing_pause = true;
+                }
+                None if timing_pause => {
+                    timer.as_mut().reset(Instant::now() + config.flush_after);
+                    timing_pause = false;
+                }
+                _ => {}
+            }
             let event = tokio::select! {
                 biased;
                 _ = &mut cancelled => Event::Shutdown,
@@ -411,24 +426,31 @@ impl Client {
                     Ok(()) => {
                         input.reserve(room);
                         match read.try_read_buf(&mut (&mut input).limit(room)) {
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                // A spurious wake: keep holding nothing.
+                                if input.is_empty() {
+                                    input = BytesMut::new();
+                                }
+                                continue;
+                            }
                             got => Event::Read(got),
                         }
                     }
                     Err(e) => Event::Read(Err(e)),
                 },
-                // Quiet only counts while reading: a paused sender is not quiet.
-                _ = &mut quiet, if !paused && !input.is_empty() => Event::Quiet,
-                _ = sleep_until(resume_at.unwrap_or_else(Instant::now)), if paused => Event::Resume,
+                _ = &mut timer, if paused || !input.is_empty() => {
+                    if paused { Event::Resume } else { Event::Quiet }
+                }
             };
             match event {
                 Event::Shutdown => return Close::Say("*** server shutting down\n"),
                 Event::Resume => {
+                    timing_pause = false;
                     if self.drain(&mut lines, &mut input) {
                         return Close::Say("*** bye\n");
                     }
                     // The rest of a line may still be in the socket: quiet starts again.
-                    quiet.as_mut().reset(Instant::now() + config.flush_after);
+                    timer.as_mut().reset(Instant::now() + config.flush_after);
                 }
                 Event::Received(Ok(item)) => self.take(item, rx),
                 Event::Received(Err(broadcast::error::RecvError::Lagged(missed))) => {
@@ -459,7 +481,7 @@ impl Client {
                         // Back to holding nothing until the next message.
                         input = BytesMut::new();
                     } else {
-                        quiet.as_mut().reset(Instant::now() + config.flush_after);
+                        timer.as_mut().reset(Instant::now() + config.flush_after);
                     }
                 }
                 // Only a partial line is left: complete ones were drained above.
@@ -593,23 +615,21 @@ impl Client {
     async fn flush(&mut self) -> io::Result<()> {
         let mut done = 0;
         while done < self.out.len() {
-            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
-            let count = (self.out.len() - done).min(WRITE_BATCH);
-            for (slice, buf) in slices.iter_mut().zip(&self.out[done..done + count]) {
-                *slice = IoSlice::new(buf);
-            }
-            let mut written = self.write.write_vectored(&slices[..count]).await?;
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            while written > 0 {
-                let first = &mut self.out[done];
-                let n = written.min(first.len());
-                first.advance(n);
-                written -= n;
-                if first.is_empty() {
-                    done += 1;
+            match self.write_some(done) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut written) => {
+                    while written > 0 {
+                        let first = &mut self.out[done];
+                        let n = written.min(first.len());
+                        first.advance(n);
+                        written -= n;
+                        if first.is_empty() {
+                            done += 1;
+                        }
+                    }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write.writable().await?,
+                Err(e) => return Err(e),
             }
         }
         self.out.clear();
@@ -617,5 +637,16 @@ impl Client {
             self.out.shrink_to(WRITE_BATCH);
         }
         Ok(())
+    }
+
+    /// One vectored write of the queued buffers from `from` on. Not async:
+    /// the slices stay off the task's state, which every idle client keeps.
+    fn write_some(&self, from: usize) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+        let count = (self.out.len() - from).min(WRITE_BATCH);
+        for (slice, buf) in slices.iter_mut().zip(&self.out[from..from + count]) {
+            *slice = IoSlice::new(buf);
+        }
+        self.write.try_write_vectored(&slices[..count])
     }
 }
