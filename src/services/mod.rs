@@ -22,7 +22,7 @@ use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, debug_span, warn};
 
 use crate::net::allowed;
 use crate::stats::{Refusal, ServiceStats};
@@ -139,20 +139,34 @@ impl Accept<'_> {
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            let client = Client::new(self.stats.clone());
-            let served = handle(stream, peer);
-            connections.spawn(
-                async move {
-                    debug!("connected");
-                    served.await;
-                    debug!("closed");
-                    drop(client);
-                }
-                .instrument(info_span!("conn", %peer)),
-            );
+            // Debug level: every connection line is debug, and at info an
+            // idle client should not carry a span's memory.
+            let span = debug_span!("conn", %peer);
+            span.in_scope(|| debug!("connected"));
+            let served = Counted {
+                served: Box::pin(handle(stream, peer)),
+                _client: Client::new(self.stats.clone()),
+            };
+            connections.spawn(served.instrument(span));
         }
         while connections.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// A connection's future, boxed rather than moved into an `async` block:
+/// awaiting it there would hold it twice in the task, which every idle
+/// client pays for.
+struct Counted<F> {
+    served: Pin<Box<F>>,
+    _client: Client,
+}
+
+impl<F: Future<Output = ()>> Future for Counted<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.served.as_mut().poll(cx)
     }
 }
 
@@ -169,5 +183,6 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.0.clients.fetch_sub(1, Relaxed);
+        debug!("closed");
     }
 }
