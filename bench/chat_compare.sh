@@ -58,10 +58,11 @@ both() {
   echo "-- pinetd";  load "$1" "$pinetd" --proto line --pid "$pinetd_pid" "${@:2}"
   if [ -n "${redis:-}" ]; then echo "-- redis"; load "$1" "$redis" --proto redis --pid "$redis_pid" "${@:2}"; fi
 }
+# Idle first, on fresh hubs: memory a load freed stays in the allocator.
+echo "== idle, 10000 clients";           both idle --clients 10000
 echo "== fanout, 1000 subscribers";      both fanout --clients 1000 --seconds "$seconds"
 echo "== latency, 100 subscribers, 1000 msg/s"; both latency --clients 100 --rate 1000 --seconds "$seconds"
 echo "== stopped reader among 100 (pinetd): without, then with"
 load fanout "$pinetd" --proto line --pid "$pinetd_pid" --clients 99 --seconds "$seconds"
 load fanout "$pinetd" --proto line --pid "$pinetd_pid" --clients 99 --stopped 1 --seconds "$seconds"
-echo "== idle, 10000 clients";           both idle --clients 10000
 [ -n "${redis:-}" ] || echo "== redis-server: not installed (apt-get install redis-server), skipped"
