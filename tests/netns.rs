@@ -40,11 +40,15 @@ impl Lan {
     fn new(hosts: usize) -> Option<Lan> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: network namespaces need root (CI runs as root)");
+            common::skip(format_args!(
+                "network namespaces need root (CI runs as root)"
+            ));
             return None;
         }
         if Command::new("ip").arg("-V").output().is_err() {
-            eprintln!("skipped: `ip` is not installed (apt-get install iproute2)");
+            common::skip(format_args!(
+                "`ip` is not installed (apt-get install iproute2)"
+            ));
             return None;
         }
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -251,7 +255,7 @@ fn probe_from(lan: &Lan, source: &str, to: &str) -> usize {
 #[test]
 fn a_probe_from_off_every_local_subnet_gets_no_answer() {
     if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("skipped: python3 is not installed");
+        common::skip(format_args!("python3 is not installed"));
         return;
     }
     let Some(lan) = Lan::new(3) else { return };

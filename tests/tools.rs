@@ -20,7 +20,7 @@ fn run(program: &str, args: &[&str], input: &[u8]) -> Option<(i32, String)> {
     let mut child = match child {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("skipped: {program} is not installed");
+            common::skip(format_args!("{program} is not installed"));
             return None;
         }
         Err(e) => panic!("{program}: {e}"),

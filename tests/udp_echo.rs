@@ -48,7 +48,7 @@ async fn any_bytes_any_size_intact() {
 #[tokio::test]
 async fn ipv6_listener() {
     if std::net::UdpSocket::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback here");
+        common::skip(format_args!("no IPv6 loopback here"));
         return;
     }
     let daemon = start(config(|c| {
@@ -88,9 +88,9 @@ async fn reflection_sources_get_nothing() {
                 tried += 1;
             }
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                eprintln!("skipped source port {port}: binding it needs root")
+                common::skip(format_args!("source port {port}: binding it needs root"))
             }
-            Err(e) => eprintln!("skipped source port {port}: {e}"),
+            Err(e) => common::skip(format_args!("source port {port}: {e}")),
         }
     }
     assert_eq!(stats.refused(Refusal::BadSource), tried);
