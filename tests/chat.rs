@@ -416,3 +416,43 @@ fn pinetd_chat_through_a_pipe() {
     daemon.signal("TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
 }
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = temp_dir("chat-second-signal");
+    let config = CHAT_ONLY.replace("[chat]\n", "[chat]\nrate_limit = 0\nqueue = 100000\n");
+    let path = write_config(
+        &dir,
+        &format!("[daemon]\nshutdown_grace = \"30s\"\n{config}"),
+    );
+    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let addr = daemon.addrs(&["chat"])["chat"];
+    // A client that reads nothing, its buffers full: its goodbye cannot be
+    // written, so the drain waits on it.
+    let _stopped = Peer::stingy(addr);
+    let mut talker = Peer::connect(addr);
+    let line = format!("{}\n", "z".repeat(4000));
+    for _ in 0..500 {
+        talker.send(line.as_bytes());
+    }
+    talker.send(b"/who\n");
+    talker.until("online");
+    daemon.signal("TERM");
+    daemon.wait_for("shutting down");
+    let second = Instant::now();
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(5)), Some(130));
+    assert!(
+        second.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        second.elapsed()
+    );
+    assert!(
+        daemon
+            .log
+            .iter()
+            .any(|l| l.contains("second signal: exiting now")),
+        "{:#?}",
+        daemon.log
+    );
+}
