@@ -179,6 +179,8 @@ impl Connection {
             let room = (self.max + 1)
                 .saturating_sub(self.input.len())
                 .clamp(1, READ_CHUNK);
+            // Without room reserved, a BytesMut offers 64 bytes a read.
+            self.input.reserve(room);
             let event = {
                 let mut input = (&mut self.input).limit(room);
                 tokio::select! {
