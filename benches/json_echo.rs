@@ -1,5 +1,5 @@
 //! JSON echo through the real service over loopback: one connection keeping
-//! 8 objects in flight, and a 16 KiB object; criterion reports round-trips
+//! 8 objects in flight, and a 21 KiB object; criterion reports round-trips
 //! and bytes per second. The side-by-side comparison with xinetd and the
 //! course's server is bench/json_compare.sh.
 
@@ -65,7 +65,7 @@ fn echo(c: &mut Criterion) {
             .join(",")
     );
     group.throughput(Throughput::Bytes(large.len() as u64));
-    group.bench_function("object_16k", |b| {
+    group.bench_function("object_21k", |b| {
         b.iter(|| {
             runtime.block_on(exchange(
                 &mut stream,
