@@ -291,7 +291,10 @@ async fn fanout(args: &Args) -> std::io::Result<()> {
 
 async fn latency(args: &Args) -> std::io::Result<()> {
     let epoch = Instant::now();
-    let samples: Rc<std::cell::RefCell<Vec<u64>>> = Rc::default();
+    // Sized up front: a growing Vec would copy itself mid-run and show up as latency.
+    let expected = (args.clients as f64 * args.rate as f64 * (args.seconds + 1.0)) as usize;
+    let samples: Rc<std::cell::RefCell<Vec<u64>>> =
+        Rc::new(std::cell::RefCell::new(Vec::with_capacity(expected)));
     let counting = Rc::new(Cell::new(false));
     for _ in 0..args.clients {
         let mut reader = subscribe(args.target, args.proto).await?;
