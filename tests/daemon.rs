@@ -321,16 +321,22 @@ fn udp_client_prints_the_reply_or_times_out() {
     assert!(String::from_utf8_lossy(&usage.stderr).contains("Usage: pinetd udp"));
 }
 
+/// A socket standing in for systemd's NOTIFY_SOCKET.
+fn notify_socket(dir: &std::path::Path) -> (std::os::unix::net::UnixDatagram, std::path::PathBuf) {
+    let path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&path);
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (socket, path)
+}
+
 #[test]
 fn tells_systemd_ready_reloading_and_stopping_with_live_status() {
     let dir = temp_dir("notify");
     let path = write_config(&dir, LOCAL);
-    let notify_path = dir.join("notify.sock");
-    let _ = std::fs::remove_file(&notify_path);
-    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let (notify, notify_path) = notify_socket(&dir);
     let next = || {
         let mut buf = [0u8; 4096];
         let n = notify.recv(&mut buf).expect("a notification");
@@ -399,12 +405,7 @@ fn tells_systemd_ready_reloading_and_stopping_with_live_status() {
 fn pings_the_watchdog_when_systemd_asks() {
     let dir = temp_dir("watchdog");
     let path = write_config(&dir, LOCAL);
-    let notify_path = dir.join("watchdog.sock");
-    let _ = std::fs::remove_file(&notify_path);
-    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let (notify, notify_path) = notify_socket(&dir);
     // WatchdogSec=200ms: a ping at least every 100 ms.
     let mut daemon = Proc::start_with_env(
         &["--config", path.to_str().unwrap()],
