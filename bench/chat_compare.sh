@@ -14,15 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-5}
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/lib.sh
 
 cargo build --release --quiet --bin pinetd --example chat_load
 load() { ./target/release/examples/chat_load "$@" 2>&1 | tail -1; }
 
-cat > "$work/pinetd.toml" <<TOML
+start_pinetd <<TOML
 [json_echo]
 enabled = false
 [udp_echo]
@@ -38,11 +35,7 @@ rate_limit = 0         # one sender publishes as fast as it can
 queue = 4096
 max_clients = 20000
 TOML
-./target/release/pinetd --config "$work/pinetd.toml" 2> "$work/pinetd.log" &
-pinetd_pid=$!
-pids+=($pinetd_pid)
-until grep -q "listening" "$work/pinetd.log"; do sleep 0.05; done
-pinetd=$(grep -o 'addr=127.0.0.1:[0-9]*' "$work/pinetd.log" | head -1 | cut -d= -f2)
+pinetd="127.0.0.1:$pinetd_port"
 
 if command -v redis-server >/dev/null; then
   port=$((20000 + RANDOM % 20000))
@@ -50,7 +43,7 @@ if command -v redis-server >/dev/null; then
     --maxclients 20000 --logfile "$work/redis.log" &
   redis_pid=$!
   pids+=($redis_pid)
-  until grep -q "Ready to accept" "$work/redis.log" 2>/dev/null; do sleep 0.05; done
+  wait_for "$work/redis.log" "Ready to accept" "$redis_pid"
   redis="127.0.0.1:$port"
 fi
 

@@ -10,10 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-5}
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/lib.sh
 
 cargo build --release --quiet --bin pinetd --example tcp_load
 load() { ./target/release/examples/tcp_load "127.0.0.1:$1" --conns "$2" --inflight "$3" --seconds "$seconds" 2>&1 | tail -1; }
@@ -24,7 +21,7 @@ loads() {
   load "$2" 10 8
 }
 
-cat > "$work/pinetd.toml" <<TOML
+start_pinetd <<TOML
 [chat]
 enabled = false
 [udp_echo]
@@ -36,39 +33,14 @@ enabled = false
 [json_echo]
 listen = "127.0.0.1:0"
 TOML
-./target/release/pinetd --config "$work/pinetd.toml" 2> "$work/pinetd.log" &
-pids+=($!)
-until grep -q "listening" "$work/pinetd.log"; do sleep 0.05; done
-loads "pinetd json_echo" "$(grep -o 'addr=127.0.0.1:[0-9]*' "$work/pinetd.log" | head -1 | cut -d: -f2)"
+loads "pinetd json_echo" "$pinetd_port"
 
-if command -v xinetd >/dev/null; then
-  port=$((20000 + RANDOM % 20000))
-  cat > "$work/xinetd.conf" <<CONF
-service echo
-{
-	type		= INTERNAL UNLISTED
-	id		= echo-stream
-	socket_type	= stream
-	protocol	= tcp
-	wait		= no
-	user		= root
-	bind		= 127.0.0.1
-	port		= $port
-	cps		= 1000000 1
-	instances	= UNLIMITED
-	per_source	= UNLIMITED
-}
-CONF
-  xinetd -dontfork -filelog "$work/xinetd.log" -f "$work/xinetd.conf" -pidfile "$work/xinetd.pid" &
-  pids+=($!)
-  until grep -q "Started working" "$work/xinetd.log" 2>/dev/null; do sleep 0.05; done
-  loads "xinetd internal TCP echo (copies bytes, parses nothing)" "$port"
+if start_xinetd stream; then
+  loads "xinetd internal TCP echo (copies bytes, parses nothing)" "$xinetd_port"
 else
   echo "== xinetd: not installed (apt-get install xinetd), skipped"
 fi
 
-python3 bench/course_json_server.py 0 > "$work/python.port" &
-pids+=($!)
-until [ -s "$work/python.port" ]; do sleep 0.05; done
+start_python bench/course_json_server.py
 echo "== course Python JSON server (1 connection, 1 in flight)"
-load "$(cat "$work/python.port")" 1 1
+load "$python_port" 1 1

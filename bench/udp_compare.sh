@@ -8,10 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-5}
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/lib.sh
 
 cargo build --release --quiet --bin pinetd --example udp_load
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -27,7 +24,7 @@ load() {
 }
 
 # pinetd: only UDP echo, no rate limit (every sender is 127.0.0.1), port 0.
-cat > "$work/pinetd.toml" <<TOML
+start_pinetd <<TOML
 [chat]
 enabled = false
 [json_echo]
@@ -40,43 +37,12 @@ enabled = false
 listen = "127.0.0.1:0"
 rate_limit = 0
 TOML
-./target/release/pinetd --config "$work/pinetd.toml" 2> "$work/pinetd.log" &
-pinetd_pid=$!
-pids+=($pinetd_pid)
-until grep -q "listening" "$work/pinetd.log"; do sleep 0.05; done
-pinetd_port=$(grep -o 'addr=127.0.0.1:[0-9]*' "$work/pinetd.log" | head -1 | cut -d: -f2)
-
-python3 bench/course_udp_listener.py 0 > "$work/python.port" &
-python_pid=$!
-pids+=($python_pid)
-until [ -s "$work/python.port" ]; do sleep 0.05; done
-python_port=$(cat "$work/python.port")
+start_python bench/course_udp_listener.py
 
 echo "== pinetd udp_echo"; pinetd_out=$(load "$pinetd_port" "$pinetd_pid"); echo "$pinetd_out"
 echo "== course Python listener"; python_out=$(load "$python_port" "$python_pid"); echo "$python_out"
 
-if command -v xinetd >/dev/null; then
-  xinetd_port=$((20000 + RANDOM % 20000))
-  cat > "$work/xinetd.conf" <<CONF
-service echo
-{
-	type		= INTERNAL UNLISTED
-	id		= echo-dgram
-	socket_type	= dgram
-	protocol	= udp
-	wait		= yes
-	user		= root
-	bind		= 127.0.0.1
-	port		= $xinetd_port
-	cps		= 1000000 1
-	instances	= UNLIMITED
-	per_source	= UNLIMITED
-}
-CONF
-  xinetd -dontfork -filelog "$work/xinetd.log" -f "$work/xinetd.conf" -pidfile "$work/xinetd.pid" &
-  xinetd_pid=$!
-  pids+=($xinetd_pid)
-  until grep -q "Started working" "$work/xinetd.log" 2>/dev/null; do sleep 0.05; done
+if start_xinetd dgram; then
   echo "== xinetd internal echo"; load "$xinetd_port" "$xinetd_pid"
 else
   echo "== xinetd: not installed (apt-get install xinetd), skipped"

@@ -1,0 +1,65 @@
+# Shared by the side-by-side scripts (source it from the project root): a
+# scratch folder, every server stopped on exit, and helpers that start
+# pinetd, the course's Python servers and xinetd's internal echo on 127.0.0.1.
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# Waits until FILE has a line matching PATTERN, or fails if PID has exited.
+wait_for() {
+  until grep -q "$2" "$1" 2>/dev/null; do
+    kill -0 "$3" 2>/dev/null || { echo "server exited:" >&2; cat "$1" >&2; exit 1; }
+    sleep 0.05
+  done
+}
+
+# start_pinetd < CONFIG: the release build with that config (its service on
+# 127.0.0.1:0); sets pinetd_pid and pinetd_port.
+start_pinetd() {
+  cat > "$work/pinetd.toml"
+  ./target/release/pinetd --config "$work/pinetd.toml" 2> "$work/pinetd.log" &
+  pinetd_pid=$!
+  pids+=("$pinetd_pid")
+  wait_for "$work/pinetd.log" listening "$pinetd_pid"
+  pinetd_port=$(grep -o 'addr=127.0.0.1:[0-9]*' "$work/pinetd.log" | head -1 | cut -d: -f2)
+}
+
+# start_python SCRIPT: a course server that prints its port; sets python_pid and python_port.
+start_python() {
+  python3 "$1" 0 > "$work/python.port" &
+  python_pid=$!
+  pids+=("$python_pid")
+  wait_for "$work/python.port" . "$python_pid"
+  python_port=$(cat "$work/python.port")
+}
+
+# start_xinetd dgram|stream: xinetd's internal echo with no rate limits; sets
+# xinetd_pid and xinetd_port. Returns 1 when xinetd is not installed.
+start_xinetd() {
+  command -v xinetd >/dev/null || return 1
+  local protocol=udp wait=yes
+  [ "$1" = stream ] && protocol=tcp wait=no
+  xinetd_port=$((20000 + RANDOM % 20000))
+  cat > "$work/xinetd.conf" <<CONF
+service echo
+{
+	type		= INTERNAL UNLISTED
+	id		= echo-$1
+	socket_type	= $1
+	protocol	= $protocol
+	wait		= $wait
+	user		= root
+	bind		= 127.0.0.1
+	port		= $xinetd_port
+	cps		= 1000000 1
+	instances	= UNLIMITED
+	per_source	= UNLIMITED
+}
+CONF
+  xinetd -dontfork -filelog "$work/xinetd.log" -f "$work/xinetd.conf" -pidfile "$work/xinetd.pid" &
+  xinetd_pid=$!
+  pids+=("$xinetd_pid")
+  wait_for "$work/xinetd.log" "Started working" "$xinetd_pid"
+}
