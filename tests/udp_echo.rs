@@ -3,11 +3,15 @@
 
 mod common;
 
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::{ask, config, nothing_received, start, udp_on};
+use pinetd::batch::{self, Datagrams, MAX_PAYLOAD, Replies};
 use pinetd::stats::Refusal;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 #[tokio::test]
@@ -165,4 +169,104 @@ async fn shutdown_while_busy_is_prompt() {
     let reply = tokio::time::timeout(Duration::from_millis(300), client.recv_from(&mut buf)).await;
     assert!(!matches!(reply, Ok(Ok(_))), "answered after shutdown");
     flood.abort();
+}
+
+/// Sends `datagrams` to `to` as one UDP GSO message, the way a QUIC client
+/// sends a burst; false (after saying so) where the kernel has no GSO.
+fn send_burst(socket: &UdpSocket, to: SocketAddr, datagrams: &[&[u8]]) -> bool {
+    if !batch::gso_supported(socket.as_fd()) {
+        common::skip(format_args!("this kernel has no UDP GSO"));
+        return false;
+    }
+    let mut burst = Datagrams::new(datagrams.len(), 2048);
+    let mut plan = Replies::new(true);
+    for (i, d) in datagrams.iter().enumerate() {
+        assert!(burst.push(d, to));
+        plan.add(&burst, i, 0..d.len());
+    }
+    assert_eq!(plan.len(), 1, "one GSO message");
+    assert_eq!(plan.send(&mut burst, socket.as_fd(), 0).unwrap(), 1);
+    true
+}
+
+/// Every datagram that arrives until 300 ms pass without one, and how
+/// many receive slots they came in.
+async fn receive_all(socket: &UdpSocket) -> (Vec<Vec<u8>>, usize) {
+    let mut inbox = Datagrams::new(8, MAX_PAYLOAD);
+    let (mut got, mut slots) = (Vec::new(), 0);
+    while let Ok(n) = tokio::time::timeout(
+        Duration::from_millis(300),
+        socket.async_io(Interest::READABLE, || inbox.recv(socket.as_fd())),
+    )
+    .await
+    {
+        let n = n.unwrap();
+        slots += n;
+        for i in 0..n {
+            got.extend(inbox.datagrams(i).map(|r| inbox.payload(i)[r].to_vec()));
+        }
+    }
+    (got, slots)
+}
+
+#[tokio::test]
+async fn a_gso_burst_comes_back_as_the_same_datagrams() {
+    let daemon = start(config(|_| {}));
+    let server = daemon.addrs("udp_echo")[0];
+    // A plain client sees each datagram on its own, in order.
+    let client = udp_on("127.0.0.1").await;
+    let burst: [&[u8]; 3] = [b"0123456789", "가나다.".as_bytes(), b"short"];
+    if !send_burst(&client, server, &burst) {
+        return;
+    }
+    let (got, _) = receive_all(&client).await;
+    assert_eq!(got, burst.map(<[u8]>::to_vec));
+
+    // A client taking GRO gets the replies coalesced too: 40 datagrams in
+    // fewer receive slots than datagrams.
+    let client = udp_on("127.0.0.1").await;
+    assert!(batch::enable_gro(client.as_fd()));
+    let many: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 100]).collect();
+    let refs: Vec<&[u8]> = many.iter().map(Vec::as_slice).collect();
+    assert!(send_burst(&client, server, &refs));
+    let (got, slots) = receive_all(&client).await;
+    assert_eq!(got, many);
+    assert!(slots < 40, "{slots} slots: the replies were not coalesced");
+    assert_eq!(daemon.stats().udp_echo.messages.load(Relaxed), 43);
+}
+
+#[tokio::test]
+async fn each_datagram_of_a_burst_counts_against_the_rate_limit() {
+    const RATE: u32 = 5;
+    let daemon = start(config(|c| c.udp_echo.rate_limit = RATE));
+    let server = daemon.addrs("udp_echo")[0];
+    let client = udp_on("127.0.0.1").await;
+    let burst = [&b"flood"[..]; 60];
+    if !send_burst(&client, server, &burst) {
+        return;
+    }
+    let (got, _) = receive_all(&client).await;
+    // The burst allowance, plus what the rate earns while the test runs.
+    assert!(
+        (1..=RATE as usize + 5).contains(&got.len()),
+        "{} answered",
+        got.len()
+    );
+    assert_eq!(
+        daemon.stats().udp_echo.refused(Refusal::RateLimited) as usize,
+        60 - got.len()
+    );
+}
+
+#[tokio::test]
+async fn a_fixed_reply_answers_each_datagram_of_a_burst() {
+    let daemon = start(config(|c| c.udp_echo.reply = "Hello UDP Client".into()));
+    let server = daemon.addrs("udp_echo")[0];
+    let client = udp_on("127.0.0.1").await;
+    let burst = [&b"Hello UDP Listener"[..]; 4];
+    if !send_burst(&client, server, &burst) {
+        return;
+    }
+    let (got, _) = receive_all(&client).await;
+    assert_eq!(got, vec![b"Hello UDP Client".to_vec(); 4]);
 }

@@ -13,9 +13,9 @@ use std::time::Instant;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info};
 
-use crate::batch::{Datagrams, MAX_PAYLOAD};
+use crate::batch::{self, Datagrams, MAX_PAYLOAD, Replies};
 use crate::config::UdpEchoConfig;
 use crate::limit::RateLimiter;
 use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source, local_addrs};
@@ -58,11 +58,16 @@ impl UdpEcho {
 
     /// Answers batches: every datagram waiting is taken in one call, judged,
     /// and the replies go out in one call; the socket is never drained of
-    /// more than one batch before answering.
+    /// more than one batch before answering. Bursts from one peer arrive
+    /// as one slot (GRO) and go back as one message (GSO) where the kernel
+    /// can.
     async fn serve(&self, socket: &UdpSocket) -> io::Result<()> {
+        let gro = batch::enable_gro(socket.as_fd());
+        let gso = batch::gso_supported(socket.as_fd());
+        debug!(gro, gso, "segmentation offload");
         let mut batch = Datagrams::new(BATCH, MAX_PAYLOAD);
         let mut judge = Judge::new(&self.config);
-        let mut replies = Vec::with_capacity(BATCH);
+        let mut replies = Replies::new(gso);
         let fixed = self.config.reply.as_bytes();
         loop {
             let received = socket
@@ -80,45 +85,69 @@ impl UdpEcho {
             replies.clear();
             for i in 0..batch.len() {
                 let Some(peer) = batch.peer(i) else { continue };
-                let request = batch.payload(i).len();
-                let reply = if fixed.is_empty() {
-                    request
-                } else {
-                    fixed.len()
-                };
-                match judge.check(peer, request, reply, now) {
-                    Ok(()) => {
-                        if !fixed.is_empty() {
-                            batch.set_payload(i, fixed);
+                if !fixed.is_empty() {
+                    // Each datagram judged gets the fixed reply.
+                    let answered = batch
+                        .datagrams(i)
+                        .filter(|d| self.judge(&mut judge, peer, d.len(), fixed.len(), now))
+                        .count();
+                    if answered > 0 && batch.set_repeated(i, fixed, answered) {
+                        for k in 0..answered {
+                            replies.add(&batch, i, k * fixed.len()..(k + 1) * fixed.len());
                         }
-                        replies.push(i);
                     }
-                    Err(why) => {
-                        self.stats().refuse(why);
-                        debug!(%peer, reason = why.name(), "refused");
+                    continue;
+                }
+                for datagram in batch.datagrams(i) {
+                    let len = datagram.len();
+                    if self.judge(&mut judge, peer, len, len, now) {
+                        replies.add(&batch, i, datagram);
                     }
                 }
             }
-            self.send_all(socket, &mut batch, &replies).await;
+            self.send_all(socket, &mut batch, &mut replies).await;
         }
     }
 
-    async fn send_all(&self, socket: &UdpSocket, batch: &mut Datagrams, replies: &[usize]) {
+    fn judge(
+        &self,
+        judge: &mut Judge,
+        peer: SocketAddr,
+        request: usize,
+        reply: usize,
+        now: Instant,
+    ) -> bool {
+        match judge.check(peer, request, reply, now) {
+            Ok(()) => true,
+            Err(why) => {
+                self.stats().refuse(why);
+                debug!(%peer, reason = why.name(), "refused");
+                false
+            }
+        }
+    }
+
+    async fn send_all(&self, socket: &UdpSocket, batch: &mut Datagrams, replies: &mut Replies) {
         let mut sent = 0;
         while sent < replies.len() {
             let result = socket
                 .async_io(Interest::WRITABLE, || {
-                    batch.send(socket.as_fd(), &replies[sent..])
+                    replies.send(batch, socket.as_fd(), sent)
                 })
                 .await;
             match result {
                 Ok(n) => {
-                    self.stats().messages.fetch_add(n as u64, Relaxed);
+                    let datagrams: usize = (sent..sent + n).map(|m| replies.datagrams(m)).sum();
+                    self.stats().messages.fetch_add(datagrams as u64, Relaxed);
                     sent += n;
+                }
+                Err(e) if replies.datagrams(sent) > 1 => {
+                    info!(peer = %replies.peer(sent), error = %e, "a coalesced (GSO) reply was refused; replies go one by one from now on");
+                    replies.ungroup(batch, sent);
                 }
                 Err(e) => {
                     // The first reply of the rest could not go out; skip just it.
-                    debug!(peer = ?batch.peer(replies[sent]), error = %e, "reply failed");
+                    debug!(peer = %replies.peer(sent), error = %e, "reply failed");
                     sent += 1;
                 }
             }
