@@ -2,7 +2,11 @@
 //! flight, for a fixed time; reports round-trips per second and loss. Works
 //! against any echo-like server (pinetd, the course's Python listener, xinetd).
 //!
-//! cargo run --release --example udp_load -- ADDR [--senders 10] [--inflight 8] [--seconds 5] [--size 18]
+//! cargo run --release --example udp_load -- ADDR [--senders 10] [--inflight 8] [--seconds 5] [--size 18] [--gso]
+//!
+//! With `--gso` each sender sends its new requests as one UDP GSO message
+//! (the kernel cuts it into datagrams, as a QUIC client does) and takes its
+//! replies with GRO; the server sees the same datagrams either way.
 //!
 //! All senders share one thread; each sends its replies' worth of new requests
 //! in one `sendmmsg`, so the tool costs the machine little and the server is
@@ -15,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use pinetd::batch::{Datagrams, MAX_PAYLOAD};
+use pinetd::batch::{self, Datagrams, MAX_PAYLOAD, Replies};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -31,13 +35,16 @@ struct Args {
     inflight: usize,
     seconds: f64,
     size: usize,
+    gso: bool,
 }
 
 fn args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let target: SocketAddr = args
         .next()
-        .ok_or("usage: udp_load ADDR [--senders N] [--inflight K] [--seconds S] [--size B]")?
+        .ok_or(
+            "usage: udp_load ADDR [--senders N] [--inflight K] [--seconds S] [--size B] [--gso]",
+        )?
         .parse()
         .map_err(|e| format!("ADDR: {e}"))?;
     if !target.ip().is_loopback() {
@@ -49,8 +56,13 @@ fn args() -> Result<Args, String> {
         inflight: 8,
         seconds: 5.0,
         size: 18,
+        gso: false,
     };
     while let Some(flag) = args.next() {
+        if flag == "--gso" {
+            parsed.gso = true;
+            continue;
+        }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         let bad = |e: std::num::ParseIntError| format!("{flag}: {e}");
         match flag.as_str() {
@@ -76,14 +88,19 @@ struct Totals {
 async fn sender(args: Arc<Args>, deadline: Instant, totals: Arc<Totals>) -> std::io::Result<()> {
     let socket = UdpSocket::bind("127.0.0.1:0").await?;
     socket.connect(args.target).await?;
+    if args.gso && !(batch::enable_gro(socket.as_fd()) && batch::gso_supported(socket.as_fd())) {
+        return Err(std::io::Error::other(
+            "--gso: this kernel has no UDP GSO/GRO",
+        ));
+    }
     let mut requests = Datagrams::new(args.inflight, args.size.max(1));
     let payload = vec![b'x'; args.size.max(1)];
     while requests.push(&payload, args.target) {}
-    let all: Vec<usize> = (0..args.inflight).collect();
+    let mut plan = Replies::new(args.gso);
     let mut replies = Datagrams::new(args.inflight, MAX_PAYLOAD);
     let (mut sent, mut answered, mut lost) = (0u64, 0u64, 0u64);
     let mut outstanding = args.inflight;
-    send(&socket, &mut requests, &all).await?;
+    send(&socket, &mut requests, &mut plan, args.inflight).await?;
     sent += args.inflight as u64;
     loop {
         let wait = if Instant::now() < deadline {
@@ -97,11 +114,12 @@ async fn sender(args: Arc<Args>, deadline: Instant, totals: Arc<Totals>) -> std:
         )
         .await;
         match received {
-            Ok(Ok(n)) => {
+            Ok(Ok(slots)) => {
+                let n: usize = (0..slots).map(|i| replies.datagrams(i).count()).sum();
                 answered += n as u64;
                 outstanding -= n;
                 if Instant::now() < deadline {
-                    send(&socket, &mut requests, &all[..n]).await?;
+                    send(&socket, &mut requests, &mut plan, n).await?;
                     sent += n as u64;
                     outstanding += n;
                 } else if outstanding == 0 {
@@ -117,7 +135,7 @@ async fn sender(args: Arc<Args>, deadline: Instant, totals: Arc<Totals>) -> std:
             Err(_) if Instant::now() < deadline => {
                 // The window went quiet: count it lost and refill it.
                 lost += outstanding as u64;
-                send(&socket, &mut requests, &all[..outstanding]).await?;
+                send(&socket, &mut requests, &mut plan, outstanding).await?;
                 sent += outstanding as u64;
             }
             Err(_) => {
@@ -132,12 +150,22 @@ async fn sender(args: Arc<Args>, deadline: Instant, totals: Arc<Totals>) -> std:
     Ok(())
 }
 
-async fn send(socket: &UdpSocket, batch: &mut Datagrams, which: &[usize]) -> std::io::Result<()> {
+/// Sends the first `n` requests: one message each, or one GSO message.
+async fn send(
+    socket: &UdpSocket,
+    requests: &mut Datagrams,
+    plan: &mut Replies,
+    n: usize,
+) -> std::io::Result<()> {
+    plan.clear();
+    for i in 0..n {
+        plan.add(requests, i, 0..requests.payload(i).len());
+    }
     let mut done = 0;
-    while done < which.len() {
+    while done < plan.len() {
         done += socket
             .async_io(Interest::WRITABLE, || {
-                batch.send(socket.as_fd(), &which[done..])
+                plan.send(requests, socket.as_fd(), done)
             })
             .await?;
     }
@@ -177,10 +205,11 @@ fn main() {
         totals.lost.load(Relaxed),
     );
     println!(
-        "target={} senders={} inflight={} seconds={:.1} sent={sent} answered={answered} lost={lost} loss={:.2}% rtt_per_s={:.0}",
+        "target={} senders={} inflight={} gso={} seconds={:.1} sent={sent} answered={answered} lost={lost} loss={:.2}% rtt_per_s={:.0}",
         args.target,
         args.senders,
         args.inflight,
+        args.gso,
         elapsed,
         100.0 * lost as f64 / sent.max(1) as f64,
         answered as f64 / elapsed
