@@ -87,6 +87,18 @@ interval = \"0s\"
 }
 
 #[test]
+fn busy_poll_is_bounded() {
+    let got = problems("[json_echo]\nbusy_poll = \"2ms\"\n");
+    assert_eq!(
+        got,
+        vec![
+            "test.toml:2:13: json_echo.busy_poll: must be at most 1ms (\"0s\" turns busy polling off)"
+        ]
+    );
+    assert!(problems("[json_echo]\nbusy_poll = \"0s\"\n").is_empty());
+}
+
+#[test]
 fn unknown_table_is_named() {
     let got = problems("[chat]\nenabled = true\n\n[chatt]\nenabled = true\n");
     assert_eq!(got.len(), 1, "{got:#?}");

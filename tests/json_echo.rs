@@ -105,6 +105,52 @@ fn a_value_split_byte_by_byte_is_assembled() {
     assert_eq!(read_lines(&mut stream, 1), "1234\n");
 }
 
+/// A client in a tight request/response loop, the one busy polling serves:
+/// every answer right and in order, with polling at its largest budget and
+/// off; a close right after an answer ends the connection cleanly.
+#[test]
+fn a_tight_request_response_loop_is_answered_with_and_without_busy_polling() {
+    for budget in [Duration::from_millis(1), Duration::ZERO] {
+        let (rt, daemon, addr) = json_daemon(|c| c.json_echo.busy_poll = budget);
+        let mut stream = connect(addr);
+        let mut buf = [0u8; 256];
+        for count in 0..2_000 {
+            // Sometimes a value in two parts, the second sent while polled for.
+            let value = format!("{{\"name\": \"jung\", \"count\": {count}}}");
+            let (head, tail) = value.split_at(if count % 3 == 0 { 7 } else { value.len() });
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(tail.as_bytes()).unwrap();
+            let want = format!("{{\"name\":\"jung\",\"count\":{count}}}\n");
+            let mut got = Vec::new();
+            while got.len() < want.len() {
+                let n = stream.read(&mut buf).unwrap();
+                assert!(n > 0, "closed after {count} answers ({budget:?})");
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(String::from_utf8(got).unwrap(), want, "{budget:?}");
+        }
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(closed(&mut stream), "{budget:?}");
+
+        // A second client polled for while another is idle; shutdown stops both.
+        let mut quick = connect(addr);
+        let mut idle = connect(addr);
+        quick.write_all(b"1 ").unwrap();
+        assert_eq!(read_lines(&mut quick, 1), "1\n");
+        let stopped = std::time::Instant::now();
+        assert!(rt.block_on(daemon.shutdown()));
+        assert!(stopped.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            read_lines(&mut quick, 1),
+            "{\"error\":\"server shutting down\"}\n"
+        );
+        assert_eq!(
+            read_lines(&mut idle, 1),
+            "{\"error\":\"server shutting down\"}\n"
+        );
+    }
+}
+
 #[test]
 fn numbers_strings_and_unicode_round_trip_exactly() {
     let (_rt, _daemon, addr) = json_daemon(|_| {});

@@ -30,6 +30,18 @@ pub fn nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::
     Ok(value)
 }
 
+/// A busy-poll budget: zero (off) up to 1 ms; past that a spin costs more
+/// than the wake-up it saves.
+pub fn busy_poll<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let value = duration(d)?;
+    if value > Duration::from_millis(1) {
+        return Err(D::Error::custom(
+            "must be at most 1ms (\"0s\" turns busy polling off)",
+        ));
+    }
+    Ok(value)
+}
+
 /// A tracing filter directive, checked now rather than at the first log line.
 pub fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let text = String::deserialize(d)?;

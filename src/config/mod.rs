@@ -112,6 +112,10 @@ pub struct JsonEchoConfig {
     /// A connection with nothing sent (or nothing read of its replies) this long is closed.
     #[serde(deserialize_with = "de::nonzero_duration")]
     pub idle_timeout: Duration,
+    /// After a reply, how long to keep checking for the client's next value
+    /// instead of sleeping, while the client asks again that fast (0: never).
+    #[serde(deserialize_with = "de::busy_poll")]
+    pub busy_poll: Duration,
 }
 
 impl Default for JsonEchoConfig {
@@ -122,6 +126,7 @@ impl Default for JsonEchoConfig {
             allow: Vec::new(),
             max_message_bytes: 65536,
             idle_timeout: Duration::from_secs(60),
+            busy_poll: Duration::from_micros(50),
         }
     }
 }

@@ -110,12 +110,20 @@ enum Event {
     Shutdown,
 }
 
+/// A yield that takes longer than this means other connections had work:
+/// the thread is not idle, and spinning would only take time from them.
+const BUSY_THREAD: std::time::Duration = std::time::Duration::from_micros(10);
+
 /// One client: its own read buffer (so a cancelled read loses nothing) and
 /// the replies to write, both empty until data arrives.
 struct Connection {
     splitter: Splitter,
     max: usize,
     idle: Duration,
+    /// The busy-poll budget, and whether this client earned it: its last
+    /// value came within the budget of the reply before.
+    busy_poll: std::time::Duration,
+    polling: bool,
     input: BytesMut,
     output: Vec<u8>,
     stats: Arc<ServiceStats>,
@@ -128,6 +136,8 @@ impl Connection {
             splitter: Splitter::new(max),
             max,
             idle: config.idle_timeout,
+            busy_poll: config.busy_poll,
+            polling: false,
             input: BytesMut::new(),
             output: Vec::new(),
             stats,
@@ -175,13 +185,21 @@ impl Connection {
                 }
             };
             self.flush(stream).await?;
+            let answered = std::time::Instant::now();
             // Room for the rest of the value being read, never more than max + 1 bytes.
             let room = (self.max + 1)
                 .saturating_sub(self.input.len())
                 .clamp(1, READ_CHUNK);
             // Without room reserved, a BytesMut offers 64 bytes a read.
             self.input.reserve(room);
-            let event = {
+            let polled = if self.polling && !waiting {
+                self.poll_next(stream, room).await?
+            } else {
+                None
+            };
+            let event = if let Some(event) = polled {
+                event
+            } else {
                 let mut input = (&mut self.input).limit(room);
                 tokio::select! {
                     biased;
@@ -197,7 +215,10 @@ impl Connection {
             };
             quiet = false;
             match event {
-                Event::Data => active = true,
+                Event::Data => {
+                    active = true;
+                    self.polling = answered.elapsed() <= self.busy_poll;
+                }
                 Event::Quiet => quiet = true,
                 Event::Idle if active => {
                     active = false;
@@ -215,6 +236,35 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Checks for the client's next bytes without sleeping, up to the
+    /// busy-poll budget and only while the thread has nothing else to do:
+    /// a client in a tight request/response loop then never waits for this
+    /// thread to be woken. None when nothing came (polling stops until the
+    /// client is that fast again).
+    async fn poll_next(&mut self, stream: &TcpStream, room: usize) -> io::Result<Option<Event>> {
+        let start = std::time::Instant::now();
+        loop {
+            // Costs no system call until the runtime has seen the socket readable.
+            match stream.try_read_buf(&mut (&mut self.input).limit(room)) {
+                Ok(0) => return Ok(Some(Event::Eof)),
+                Ok(_) => return Ok(Some(Event::Data)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            let before = std::time::Instant::now();
+            if before - start >= self.busy_poll {
+                break;
+            }
+            // Lets the runtime poll its sockets (without sleeping) and run any other task.
+            tokio::task::yield_now().await;
+            if before.elapsed() > BUSY_THREAD {
+                break;
+            }
+        }
+        self.polling = false;
+        Ok(None)
     }
 
     /// Answers every complete value in the input. Ok(true) if a number at
