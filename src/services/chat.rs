@@ -598,7 +598,13 @@ impl Client {
 
     /// Writes what is queued; false if the client read none of it in `within`.
     async fn flush_within(&mut self, within: Duration) -> bool {
-        match timeout(within, self.flush()).await {
+        // Usually the socket takes it all at once, and no timer is needed.
+        let result = match self.write_ready() {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => timeout(within, self.flush()).await,
+            Err(e) => Ok(Err(e)),
+        };
+        match result {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 debug!(error = %e, "write failed");
@@ -611,38 +617,63 @@ impl Client {
         }
     }
 
+    /// Writes what the socket takes now; true if that was everything.
+    fn write_ready(&mut self) -> io::Result<bool> {
+        match self.write_some() {
+            Ok(written) => {
+                self.advance(written);
+                if self.out.is_empty() {
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes every queued buffer, as few system calls as the socket allows.
     async fn flush(&mut self) -> io::Result<()> {
-        let mut done = 0;
-        while done < self.out.len() {
-            match self.write_some(done) {
+        while !self.out.is_empty() {
+            match self.write_some() {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(mut written) => {
-                    while written > 0 {
-                        let first = &mut self.out[done];
-                        let n = written.min(first.len());
-                        first.advance(n);
-                        written -= n;
-                        if first.is_empty() {
-                            done += 1;
-                        }
-                    }
-                }
+                Ok(written) => self.advance(written),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write.writable().await?,
                 Err(e) => return Err(e),
             }
         }
-        // Holding nothing between writes: most clients are idle most of the time.
-        self.out = Vec::new();
         Ok(())
     }
 
-    /// One vectored write of the queued buffers from `from` on. Not async:
-    /// the slices stay off the task's state, which every idle client keeps.
-    fn write_some(&self, from: usize) -> io::Result<usize> {
+    /// Drops `written` bytes from the front of the queue; once it is empty,
+    /// holds nothing between writes: most clients are idle most of the time.
+    fn advance(&mut self, mut written: usize) {
+        let mut done = 0;
+        while written > 0 {
+            let first = &mut self.out[done];
+            let n = written.min(first.len());
+            first.advance(n);
+            written -= n;
+            if first.is_empty() {
+                done += 1;
+            }
+        }
+        self.out.drain(..done);
+        if self.out.is_empty() {
+            self.out = Vec::new();
+        }
+    }
+
+    /// One write of the queued buffers: vectored when there are several.
+    /// Not async: the slices stay off the task's state, which every idle
+    /// client keeps.
+    fn write_some(&self) -> io::Result<usize> {
+        if let [one] = self.out.as_slice() {
+            return self.write.try_write(one);
+        }
         let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
-        let count = (self.out.len() - from).min(WRITE_BATCH);
-        for (slice, buf) in slices.iter_mut().zip(&self.out[from..from + count]) {
+        let count = self.out.len().min(WRITE_BATCH);
+        for (slice, buf) in slices.iter_mut().zip(&self.out) {
             *slice = IoSlice::new(buf);
         }
         self.write.try_write_vectored(&slices[..count])
