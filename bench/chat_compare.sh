@@ -8,7 +8,13 @@
 #
 # - fanout: 1000 subscribers, one sender, 64-byte messages; deliveries/s and
 #   the hub's CPU time per delivery;
-# - latency: 100 subscribers, 1000 messages/s; p50/p99 from send to receipt;
+# - latency: 100 subscribers, 1000 messages/s; p50/p99 from send to receipt,
+#   first with the processes where the scheduler puts them, then (with
+#   taskset and 2+ CPUs) with the hubs on CPU 0 and the load tool on CPU 1:
+#   on a 2-CPU machine the scheduler now and then runs the load tool on the
+#   hub's CPU, and those messages take twice as long to fan out, for either
+#   hub; pinned, only the hub's own work is measured, as with clients on
+#   other machines;
 # - idle: RSS per connected idle client, 10,000 clients;
 # - stopped: 99 readers and one client that never reads (pinetd).
 set -euo pipefail
@@ -55,6 +61,14 @@ both() {
 echo "== idle, 10000 clients";           both idle --clients 10000
 echo "== fanout, 1000 subscribers";      both fanout --clients 1000 --seconds "$seconds"
 echo "== latency, 100 subscribers, 1000 msg/s"; both latency --clients 100 --rate 1000 --seconds "$seconds"
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  for pid in "$pinetd_pid" ${redis_pid:+"$redis_pid"}; do taskset -a -p -c 0 "$pid" >/dev/null; done
+  load() { taskset -c 1 ./target/release/examples/chat_load "$@" 2>&1 | tail -1; }
+  echo "== latency, 100 subscribers, 1000 msg/s; hubs on CPU 0, load tool on CPU 1"
+  both latency --clients 100 --rate 1000 --seconds "$seconds"
+  for pid in "$pinetd_pid" ${redis_pid:+"$redis_pid"}; do taskset -a -p -c "0-$(($(nproc) - 1))" "$pid" >/dev/null; done
+  load() { ./target/release/examples/chat_load "$@" 2>&1 | tail -1; }
+fi
 echo "== stopped reader among 100 (pinetd): without, then with"
 load fanout "$pinetd" --proto line --pid "$pinetd_pid" --clients 99 --seconds "$seconds"
 load fanout "$pinetd" --proto line --pid "$pinetd_pid" --clients 99 --stopped 1 --seconds "$seconds"
