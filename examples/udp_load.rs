@@ -205,13 +205,27 @@ fn main() {
         totals.lost.load(Relaxed),
     );
     println!(
-        "target={} senders={} inflight={} gso={} seconds={:.1} sent={sent} answered={answered} lost={lost} loss={:.2}% rtt_per_s={:.0}",
+        "target={} senders={} inflight={} gso={} seconds={:.1} sent={sent} answered={answered} lost={lost} loss={:.2}% rtt_per_s={:.0} load_cpu={:.0}%",
         args.target,
         args.senders,
         args.inflight,
         args.gso,
         elapsed,
         100.0 * lost as f64 / sent.max(1) as f64,
-        answered as f64 / elapsed
+        answered as f64 / elapsed,
+        100.0 * own_cpu_seconds() / started.elapsed().as_secs_f64()
     );
+}
+
+/// This process's CPU time so far: when it nears the wall time, the load
+/// tool, not the server, is what limits the round-trips.
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
