@@ -436,10 +436,10 @@ impl Replies {
         self.parts.push((slot, range, m));
     }
 
-    /// Gives up GSO and plans the messages from `m` on again, one per
-    /// datagram: for a kernel or route that refuses GSO sends.
+    /// Plans the messages from `m` on again, one per datagram: after a
+    /// coalesced send was refused, each datagram gets its own chance.
     pub fn ungroup(&mut self, batch: &Datagrams, m: usize) {
-        self.gso = false;
+        let gso = mem::replace(&mut self.gso, false);
         let parts = mem::take(&mut self.parts);
         self.messages.truncate(m);
         for (slot, range, message) in parts {
@@ -449,6 +449,13 @@ impl Replies {
                 self.plan(peer, slot, range);
             }
         }
+        self.gso = gso;
+    }
+
+    /// Stops coalescing for good: for a kernel or device that cannot send
+    /// with GSO at all.
+    pub fn disable_gso(&mut self) {
+        self.gso = false;
     }
 
     /// Sends the messages from `from` on without blocking; returns how many
@@ -523,6 +530,15 @@ impl Replies {
         }
         Ok(n as usize)
     }
+}
+
+/// Whether a send error says GSO itself is not possible here (rather than
+/// something about the peer or route).
+pub fn gso_refused(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT)
+    )
 }
 
 /// Points `hdr` at `control`, holding one `UDP_SEGMENT` message of `size`.
@@ -652,9 +668,10 @@ mod tests {
             plan.add(&batch, i, 0..3);
         }
         assert_eq!(plan.len(), 1);
-        assert!(plan.send(&mut batch, a.as_fd(), 0).is_err());
+        let refused = plan.send(&mut batch, a.as_fd(), 0).unwrap_err();
+        assert!(gso_refused(&refused), "{refused}");
         plan.ungroup(&batch, 0);
-        assert!(!plan.gso());
+        assert!(plan.gso(), "kept for the next batch");
         assert_eq!(plan.len(), 3);
         assert_eq!(plan.send(&mut batch, a.as_fd(), 0).unwrap(), 3);
         let mut buf = [0u8; 8];
@@ -662,6 +679,12 @@ mod tests {
             let n = b.recv(&mut buf).unwrap();
             assert_eq!(&buf[..n], want);
         }
+        plan.disable_gso();
+        plan.clear();
+        for i in 0..batch.len() {
+            plan.add(&batch, i, 0..3);
+        }
+        assert_eq!(plan.len(), 3, "no longer coalesced");
     }
 
     #[test]

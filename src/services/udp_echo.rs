@@ -142,7 +142,12 @@ impl UdpEcho {
                     sent += n;
                 }
                 Err(e) if replies.datagrams(sent) > 1 => {
-                    info!(peer = %replies.peer(sent), error = %e, "a coalesced (GSO) reply was refused; replies go one by one from now on");
+                    if batch::gso_refused(&e) {
+                        info!(peer = %replies.peer(sent), error = %e, "the kernel refused a coalesced (GSO) reply; replies go one by one from now on");
+                        replies.disable_gso();
+                    } else {
+                        debug!(peer = %replies.peer(sent), error = %e, "coalesced reply failed; trying each datagram");
+                    }
                     replies.ungroup(batch, sent);
                 }
                 Err(e) => {
