@@ -235,10 +235,19 @@ fn probe_from(lan: &Lan, source: &str, to: &str) -> usize {
         except socket.timeout:\n\
         \x20   pass\n\
         print(n)\n";
+    python(lan, 2, script, &[source, to])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Runs a Python `script` with `args` inside host `i`; its standard output.
+fn python(lan: &Lan, host: usize, script: &str, args: &[&str]) -> String {
     let mut child = lan
-        .exec(2, "python3", &["-", source, to])
+        .exec(host, "python3", &[&["-"], args].concat())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     child
@@ -248,8 +257,12 @@ fn probe_from(lan: &Lan, source: &str, to: &str) -> usize {
         .write_all(script.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "probe script failed");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    assert!(
+        out.status.success(),
+        "python script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -321,4 +334,51 @@ fn announcing_with_the_network_down_is_retried_not_fatal() {
         "logged once, not every tick: {:#?}",
         daemon.log
     );
+}
+
+/// A burst sent with UDP GSO across the bridge (MTU 1500) comes back as the
+/// same datagrams to a plain client, and coalesced to a client taking GRO.
+#[test]
+fn udp_echo_answers_a_gso_burst_across_the_lan() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        common::skip(format_args!("python3 is not installed"));
+        return;
+    }
+    let Some(lan) = Lan::new(2) else { return };
+    let mut daemon = lan.daemon(
+        0,
+        "[chat]\nenabled = false\n[json_echo]\nenabled = false\n[announcer]\nenabled = false\n\
+         [discovery]\nenabled = false\n[udp_echo]\nlisten = \"0.0.0.0:20001\"\nallow = []\n",
+    );
+    // Prints, for a plain and a GRO client: datagrams back intact, receive calls.
+    let script = "import socket, struct, sys\n\
+        UDP_SEGMENT, UDP_GRO = 103, 104\n\
+        sent = [bytes([i]) * 1000 for i in range(10)]\n\
+        for gro in (0, 1):\n\
+        \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        \x20   s.setsockopt(socket.IPPROTO_UDP, UDP_GRO, gro)\n\
+        \x20   s.settimeout(2.0)\n\
+        \x20   s.sendmsg([b''.join(sent)], [(socket.IPPROTO_UDP, UDP_SEGMENT, struct.pack('H', 1000))], 0, (sys.argv[1], 20001))\n\
+        \x20   got, calls = [], 0\n\
+        \x20   while len(got) < 10:\n\
+        \x20       data, cmsgs, _, _ = s.recvmsg(65536, 64)\n\
+        \x20       calls += 1\n\
+        \x20       size = next((struct.unpack('i', d)[0] for l, t, d in cmsgs if t == UDP_GRO), len(data))\n\
+        \x20       got += [data[i:i + size] for i in range(0, len(data), size)]\n\
+        \x20   print(sum(g == w for g, w in zip(got, sent)), calls)\n";
+    let out = python(&lan, 1, script, &[&format!("{SUBNET}.1")]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(
+        lines[0], "10 10",
+        "plain client: ten datagrams, ten receives"
+    );
+    let (intact, calls) = lines[1].split_once(' ').unwrap();
+    assert_eq!(intact, "10", "GRO client: {out}");
+    assert!(
+        calls.parse::<u32>().unwrap() < 10,
+        "replies coalesced: {out}"
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
 }
