@@ -196,6 +196,25 @@ fn names_adoption_and_notices() {
 }
 
 #[test]
+fn nobody_hears_from_a_client_before_hearing_it_joined() {
+    let (_rt, _daemon, addr) = hub(|_| {});
+    let mut a = Peer::connect(addr);
+    // b joins while the notices are being coalesced (a's join was just
+    // told), and speaks at once.
+    let mut b = Peer::connect(addr);
+    b.send(b"/nick kim\nhello\n");
+    let lines = a.until("hello");
+    assert_eq!(
+        lines,
+        [
+            "*** user2 joined\n",
+            "*** user2 is now kim\n",
+            "[kim] hello\n"
+        ]
+    );
+}
+
+#[test]
 fn prefix_can_be_empty_for_clients_that_name_themselves() {
     let (_rt, _daemon, addr) = hub(|c| c.chat.prefix = String::new());
     let mut a = Peer::connect(addr);

@@ -180,7 +180,7 @@ impl Hub {
     }
 
     fn note(&self, change: impl FnOnce(&mut Pending)) {
-        change(&mut self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        change(&mut self.pending());
         self.notice.notify_one();
     }
 
@@ -213,28 +213,46 @@ impl Hub {
                 _ = shutdown.cancelled() => return,
                 _ = self.notice.notified() => {}
             }
-            let (joined, left) =
-                std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-            // One joiner is not told of itself; in a crowd, everyone hears the crowd.
-            let from = match joined.as_slice() {
-                [(id, _)] if left.is_empty() => *id,
-                _ => 0,
-            };
-            let joined: Vec<String> = joined.into_iter().map(|(_, name)| name).collect();
-            let mut text = String::new();
-            if !joined.is_empty() {
-                text.push_str(&format!("*** {} joined\n", names_line(&joined)));
-            }
-            if !left.is_empty() {
-                text.push_str(&format!("*** {} left\n", names_line(&left)));
-            }
-            if !text.is_empty() {
-                self.send(from, text);
-            }
+            self.tell_pending();
             // Each notice goes to every client: in a big room, fewer of them.
             let clients = self.names().len() as u32;
             sleep(NOTICE_EVERY.max(NOTICE_COST * clients)).await;
         }
+    }
+
+    /// Tells the joins and leaves not told yet, in one item.
+    fn tell_pending(&self) {
+        let (joined, left) = std::mem::take(&mut *self.pending());
+        // One joiner is not told of itself; in a crowd, everyone hears the crowd.
+        let from = match joined.as_slice() {
+            [(id, _)] if left.is_empty() => *id,
+            _ => 0,
+        };
+        let joined: Vec<String> = joined.into_iter().map(|(_, name)| name).collect();
+        let mut text = String::new();
+        if !joined.is_empty() {
+            text.push_str(&format!("*** {} joined\n", names_line(&joined)));
+        }
+        if !left.is_empty() {
+            text.push_str(&format!("*** {} left\n", names_line(&left)));
+        }
+        if !text.is_empty() {
+            self.send(from, text);
+        }
+    }
+
+    /// Before client `id` first says anything to the others: if its join
+    /// is still waiting to be told, tell it now, so nobody hears from a
+    /// client before hearing it joined.
+    fn before_first_words(&self, id: u64) {
+        let waiting = self.pending().0.iter().any(|(joined, _)| *joined == id);
+        if waiting {
+            self.tell_pending();
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn who(&self) -> String {
@@ -332,6 +350,8 @@ struct Client {
     name: String,
     /// Still on its default name (exercise 4-3 clients may claim one).
     default_name: bool,
+    /// Has said something to the others (so its join has been told).
+    spoken: bool,
     write: OwnedWriteHalf,
     /// Lines waiting for this client, written in one go.
     out: Vec<Bytes>,
@@ -359,6 +379,7 @@ impl Client {
             id,
             name,
             default_name: true,
+            spoken: false,
             write,
             out: Vec::new(),
             relay: BytesMut::new(),
@@ -584,16 +605,25 @@ impl Client {
     fn renamed(&mut self, new: &str) {
         // Lines relayed before the rename go out under the old name.
         self.send_relay();
-        self.hub
-            .send(self.id, format!("*** {} is now {new}\n", self.name));
+        self.speak(format!("*** {} is now {new}\n", self.name));
         self.name = new.to_owned();
         self.default_name = false;
     }
 
     fn send_relay(&mut self) {
         if !self.relay.is_empty() {
-            self.hub.send(self.id, self.relay.split().freeze());
+            let lines = self.relay.split().freeze();
+            self.speak(lines);
         }
+    }
+
+    /// Sends `lines` from this client to the others, its join told first.
+    fn speak(&mut self, lines: impl Into<Bytes>) {
+        if !self.spoken {
+            self.hub.before_first_words(self.id);
+            self.spoken = true;
+        }
+        self.hub.send(self.id, lines);
     }
 
     /// Writes what is queued; false if the client read none of it in `within`.
