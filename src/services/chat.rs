@@ -93,28 +93,19 @@ impl Service for Chat {
                 }
                 .in_current_span(),
             );
-            for listener in &self.listeners {
-                let (hub, listener, shutdown) = (hub.clone(), listener.clone(), shutdown.clone());
-                let max = self.config.max_clients as usize;
-                let stats = self.stats.clone();
-                tasks.spawn(
-                    async move {
-                        let accept = Accept {
-                            listener: &listener,
-                            allow: &hub.config.allow,
-                            max,
-                            full: b"*** the hub is full, try again later\n",
-                            stats,
-                        };
-                        accept
-                            .run(&shutdown, |stream, peer| {
-                                Client::serve(hub.clone(), stream, peer, shutdown.clone())
-                            })
-                            .await
-                    }
-                    .in_current_span(),
-                );
-            }
+            let accept = Accept {
+                allow: self.config.allow.clone(),
+                max: self.config.max_clients as usize,
+                full: Bytes::from_static(b"*** the hub is full, try again later\n"),
+                stats: self.stats.clone(),
+            };
+            let serve = shutdown.clone();
+            accept.spawn_each(
+                &mut tasks,
+                &self.listeners,
+                &shutdown,
+                move |stream, peer| Client::serve(hub.clone(), stream, peer, serve.clone()),
+            );
             first_failure(&mut tasks).await
         })
     }

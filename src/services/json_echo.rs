@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug};
+use tracing::debug;
 
 use crate::config::JsonEchoConfig;
 use crate::jsonstream::{Next, Splitter, error_line, write_compact};
@@ -66,27 +66,21 @@ impl Service for JsonEcho {
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
         Box::pin(async move {
             let mut accepting = JoinSet::new();
-            for listener in &self.listeners {
-                let (me, listener, shutdown) = (self.clone(), listener.clone(), shutdown.clone());
-                accepting.spawn(
-                    async move {
-                        let accept = Accept {
-                            listener: &listener,
-                            allow: &me.config.allow,
-                            max: MAX_CONNECTIONS,
-                            full: &error_line("server busy, try again later", None),
-                            stats: me.stats.clone(),
-                        };
-                        accept
-                            .run(&shutdown, |stream, _peer| {
-                                Connection::new(&me.config, me.stats.clone())
-                                    .serve(stream, shutdown.clone())
-                            })
-                            .await
-                    }
-                    .in_current_span(),
-                );
-            }
+            let accept = Accept {
+                allow: self.config.allow.clone(),
+                max: MAX_CONNECTIONS,
+                full: error_line("server busy, try again later", None).into(),
+                stats: self.stats.clone(),
+            };
+            let (me, serve) = (self.clone(), shutdown.clone());
+            accept.spawn_each(
+                &mut accepting,
+                &self.listeners,
+                &shutdown,
+                move |stream, _peer| {
+                    Connection::new(&me.config, me.stats.clone()).serve(stream, serve.clone())
+                },
+            );
             first_failure(&mut accepting).await
         })
     }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use bytes::Bytes;
 use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -92,21 +93,51 @@ pub(crate) fn transient(error: &io::Error) -> bool {
 }
 
 /// How a TCP service takes its connections.
-pub(crate) struct Accept<'a> {
-    pub listener: &'a TcpListener,
-    pub allow: &'a [IpNet],
-    /// Connections served at once; one more is sent `full` and closed.
+#[derive(Clone)]
+pub(crate) struct Accept {
+    pub allow: Vec<IpNet>,
+    /// Connections served at once (per listener); one more is sent `full`
+    /// and closed.
     pub max: usize,
-    pub full: &'a [u8],
+    pub full: Bytes,
     pub stats: Arc<ServiceStats>,
 }
 
-impl Accept<'_> {
+impl Accept {
+    /// Adds to `tasks` an accept loop (see `run`) for each of `listeners`.
+    pub fn spawn_each<F, Fut>(
+        &self,
+        tasks: &mut JoinSet<io::Result<()>>,
+        listeners: &[Arc<TcpListener>],
+        shutdown: &CancellationToken,
+        handle: F,
+    ) where
+        F: Fn(TcpStream, SocketAddr) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        for listener in listeners {
+            let (accept, listener, shutdown, handle) = (
+                self.clone(),
+                listener.clone(),
+                shutdown.clone(),
+                handle.clone(),
+            );
+            tasks.spawn(
+                async move { accept.run(&listener, &shutdown, handle).await }.in_current_span(),
+            );
+        }
+    }
+
     /// Accepts until `shutdown`, each connection in its own task and `peer`
     /// span; peers outside `allow` are closed at once. Then waits for the
     /// connections, which see the same token, to finish (the supervisor
     /// bounds that wait by the grace time).
-    pub async fn run<F, Fut>(self, shutdown: &CancellationToken, handle: F) -> io::Result<()>
+    async fn run<F, Fut>(
+        &self,
+        listener: &TcpListener,
+        shutdown: &CancellationToken,
+        handle: F,
+    ) -> io::Result<()>
     where
         F: Fn(TcpStream, SocketAddr) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
@@ -116,7 +147,7 @@ impl Accept<'_> {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-                accepted = self.listener.accept() => accepted,
+                accepted = listener.accept() => accepted,
             };
             let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
@@ -126,7 +157,7 @@ impl Accept<'_> {
                     continue;
                 }
             };
-            if !allowed(self.allow, peer.ip()) {
+            if !allowed(&self.allow, peer.ip()) {
                 self.stats.refuse(Refusal::NotAllowed);
                 debug!(%peer, "refused: not in allow");
                 continue;
@@ -135,7 +166,7 @@ impl Accept<'_> {
                 self.stats.refuse(Refusal::OverLimit);
                 debug!(%peer, "refused: full");
                 // A new socket's send buffer is empty: this never blocks.
-                let _ = stream.try_write(self.full);
+                let _ = stream.try_write(&self.full);
                 continue;
             }
             let _ = stream.set_nodelay(true);
