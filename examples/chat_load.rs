@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::task::LocalSet;
@@ -28,70 +29,60 @@ const PAYLOAD: usize = 63; // + "\n" = 64 bytes a message on the wire for a line
 const WINDOW: u64 = 256;
 const CHANNEL: &str = "chat";
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Proto {
     Line,
     Redis,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Fanout,
+    Latency,
+    Idle,
+}
+
+#[derive(Parser)]
 struct Args {
-    mode: String,
+    mode: Mode,
+    /// The hub, on loopback.
+    #[arg(value_parser = loopback)]
     target: SocketAddr,
+    #[arg(long, value_enum, default_value_t = Proto::Line)]
     proto: Proto,
-    clients: usize,
+    /// Subscribers (default: 1000 for fanout, 100 for latency, 10000 for idle).
+    #[arg(long)]
+    clients: Option<usize>,
+    #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// latency: messages a second.
+    #[arg(long, default_value_t = 1000)]
     rate: u64,
+    /// The hub's process, for its CPU time and memory.
+    #[arg(long)]
     pid: Option<u32>,
     /// fanout: this many more subscribers that never read.
+    #[arg(long, default_value_t = 0)]
     stopped: usize,
 }
 
-fn args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let usage = "usage: chat_load fanout|latency|idle ADDR --proto line|redis [--clients N] [--seconds S] [--rate R] [--pid PID]";
-    let mode = args.next().ok_or(usage)?;
-    let target: SocketAddr = args
-        .next()
-        .ok_or(usage)?
-        .parse()
-        .map_err(|e| format!("ADDR: {e}"))?;
-    if !target.ip().is_loopback() {
-        return Err("chat_load only connects to loopback addresses".into());
+impl Args {
+    fn clients(&self) -> usize {
+        self.clients.unwrap_or(match self.mode {
+            Mode::Fanout => 1000,
+            Mode::Latency => 100,
+            Mode::Idle => 10_000,
+        })
     }
-    let mut parsed = Args {
-        clients: match mode.as_str() {
-            "latency" => 100,
-            "idle" => 10_000,
-            _ => 1000,
-        },
-        mode,
-        target,
-        proto: Proto::Line,
-        seconds: 5.0,
-        rate: 1000,
-        pid: None,
-        stopped: 0,
-    };
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let bad = |e: std::num::ParseIntError| format!("{flag}: {e}");
-        match flag.as_str() {
-            "--proto" => {
-                parsed.proto = match value.as_str() {
-                    "line" => Proto::Line,
-                    "redis" => Proto::Redis,
-                    _ => return Err("--proto is line or redis".into()),
-                }
-            }
-            "--clients" => parsed.clients = value.parse().map_err(bad)?,
-            "--rate" => parsed.rate = value.parse().map_err(bad)?,
-            "--pid" => parsed.pid = Some(value.parse().map_err(bad)?),
-            "--stopped" => parsed.stopped = value.parse().map_err(bad)?,
-            "--seconds" => parsed.seconds = value.parse().map_err(|e| format!("--seconds: {e}"))?,
-            _ => return Err(format!("unknown flag {flag}")),
-        }
+}
+
+/// ADDR, which must be on loopback: the tool sends nowhere else.
+fn loopback(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text.parse().map_err(|e| format!("{e}"))?;
+    if !addr.ip().is_loopback() {
+        return Err("chat_load only sends to loopback addresses".into());
     }
-    Ok(parsed)
+    Ok(addr)
 }
 
 /// A connected subscriber, past the hub's greeting.
@@ -213,9 +204,9 @@ async fn fanout(args: &Args) -> std::io::Result<()> {
     for _ in 0..args.stopped {
         stopped.push(subscribe(args.target, args.proto).await?);
     }
-    let received: Rc<Vec<Cell<u64>>> = Rc::new((0..args.clients).map(|_| Cell::new(0)).collect());
+    let received: Rc<Vec<Cell<u64>>> = Rc::new((0..args.clients()).map(|_| Cell::new(0)).collect());
     let frame = frame_len(args.proto);
-    for i in 0..args.clients {
+    for i in 0..args.clients() {
         let mut reader = subscribe(args.target, args.proto).await?;
         let received = received.clone();
         tokio::task::spawn_local(async move {
@@ -283,7 +274,8 @@ async fn fanout(args: &Args) -> std::io::Result<()> {
         .unwrap_or_default();
     println!(
         "mode=fanout clients={} stopped={} seconds={elapsed:.1} sent={sent} delivered={delivered} deliveries_per_s={per_s:.0}{cpu}{rss}",
-        args.clients, args.stopped
+        args.clients(),
+        args.stopped
     );
     drop(stopped);
     Ok(())
@@ -292,11 +284,11 @@ async fn fanout(args: &Args) -> std::io::Result<()> {
 async fn latency(args: &Args) -> std::io::Result<()> {
     let epoch = Instant::now();
     // Sized up front: a growing Vec would copy itself mid-run and show up as latency.
-    let expected = (args.clients as f64 * args.rate as f64 * (args.seconds + 1.0)) as usize;
+    let expected = (args.clients() as f64 * args.rate as f64 * (args.seconds + 1.0)) as usize;
     let samples: Rc<std::cell::RefCell<Vec<u64>>> =
         Rc::new(std::cell::RefCell::new(Vec::with_capacity(expected)));
     let counting = Rc::new(Cell::new(false));
-    for _ in 0..args.clients {
+    for _ in 0..args.clients() {
         let mut reader = subscribe(args.target, args.proto).await?;
         let (samples, counting) = (samples.clone(), counting.clone());
         tokio::task::spawn_local(async move {
@@ -342,7 +334,7 @@ async fn latency(args: &Args) -> std::io::Result<()> {
     };
     println!(
         "mode=latency clients={} rate={} samples={} p50_us={:.0} p99_us={:.0} max_us={:.0}",
-        args.clients,
+        args.clients(),
         args.rate,
         all.len(),
         pick(0.50) as f64 / 1e3,
@@ -357,9 +349,9 @@ async fn idle(args: &Args) -> std::io::Result<()> {
         .pid
         .ok_or_else(|| std::io::Error::other("idle needs --pid"))?;
     let before = rss_kib(pid).unwrap_or(0);
-    let mut held = Vec::with_capacity(args.clients);
+    let mut held = Vec::with_capacity(args.clients());
     let started = Instant::now();
-    for _ in 0..args.clients {
+    for _ in 0..args.clients() {
         held.push(subscribe(args.target, args.proto).await?);
     }
     let connected_in = started.elapsed();
@@ -376,9 +368,9 @@ async fn idle(args: &Args) -> std::io::Result<()> {
     let after = rss_kib(pid).unwrap_or(0);
     println!(
         "mode=idle clients={} connected_in={:.1?} rss_before_kib={before} rss_after_kib={after} bytes_per_client={:.0}",
-        args.clients,
+        args.clients(),
         connected_in,
-        (after.saturating_sub(before)) as f64 * 1024.0 / args.clients as f64
+        (after.saturating_sub(before)) as f64 * 1024.0 / args.clients() as f64
     );
     Ok(())
 }
@@ -398,13 +390,7 @@ fn raise_open_files_limit() {
 }
 
 fn main() {
-    let args = match args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("chat_load: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = Args::parse();
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -412,11 +398,10 @@ fn main() {
         .expect("runtime");
     let local = LocalSet::new();
     let result = local.block_on(&runtime, async {
-        match args.mode.as_str() {
-            "fanout" => fanout(&args).await,
-            "latency" => latency(&args).await,
-            "idle" => idle(&args).await,
-            other => Err(std::io::Error::other(format!("unknown mode {other}"))),
+        match args.mode {
+            Mode::Fanout => fanout(&args).await,
+            Mode::Latency => latency(&args).await,
+            Mode::Idle => idle(&args).await,
         }
     });
     runtime.shutdown_background();

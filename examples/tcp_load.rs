@@ -13,45 +13,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const MESSAGE: &[u8] = b"{\"name\":\"jung\",\"count\":3}\n";
 
+/// Round-trips per second through a TCP echo server.
+#[derive(Parser)]
 struct Args {
+    /// The server, on loopback.
+    #[arg(value_parser = loopback)]
     target: SocketAddr,
+    #[arg(long, default_value_t = 10)]
     conns: usize,
+    #[arg(long, default_value_t = 8)]
     inflight: usize,
+    #[arg(long, default_value_t = 5.0)]
     seconds: f64,
 }
 
-fn args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let target: SocketAddr = args
-        .next()
-        .ok_or("usage: tcp_load ADDR [--conns N] [--inflight K] [--seconds S]")?
-        .parse()
-        .map_err(|e| format!("ADDR: {e}"))?;
-    if !target.ip().is_loopback() {
-        return Err("tcp_load only connects to loopback addresses".into());
+/// ADDR, which must be on loopback: the tool sends nowhere else.
+fn loopback(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text.parse().map_err(|e| format!("{e}"))?;
+    if !addr.ip().is_loopback() {
+        return Err("tcp_load only sends to loopback addresses".into());
     }
-    let mut parsed = Args {
-        target,
-        conns: 10,
-        inflight: 8,
-        seconds: 5.0,
-    };
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let bad = |e: std::num::ParseIntError| format!("{flag}: {e}");
-        match flag.as_str() {
-            "--conns" => parsed.conns = value.parse().map_err(bad)?,
-            "--inflight" => parsed.inflight = value.parse().map_err(bad)?,
-            "--seconds" => parsed.seconds = value.parse().map_err(|e| format!("--seconds: {e}"))?,
-            _ => return Err(format!("unknown flag {flag}")),
-        }
-    }
-    Ok(parsed)
+    Ok(addr)
 }
 
 /// One connection: `inflight` messages outstanding; every batch of replies
@@ -87,13 +75,7 @@ async fn connection(
 }
 
 fn main() {
-    let args = match args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("tcp_load: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = Args::parse();
     let done = Arc::new(AtomicU64::new(0));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

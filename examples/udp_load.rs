@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use pinetd::batch::{self, Datagrams, MAX_PAYLOAD, Replies};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -29,51 +30,32 @@ const LOSS_AFTER: Duration = Duration::from_millis(200);
 /// After the run, how long replies still in flight are waited for.
 const DRAIN_FOR: Duration = Duration::from_millis(300);
 
+#[derive(Parser)]
 struct Args {
+    /// The server, on loopback.
+    #[arg(value_parser = loopback)]
     target: SocketAddr,
+    #[arg(long, default_value_t = 10)]
     senders: usize,
+    #[arg(long, default_value_t = 8)]
     inflight: usize,
+    #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Bytes a datagram.
+    #[arg(long, default_value_t = 18)]
     size: usize,
+    /// Send each window as one UDP GSO message; take replies with GRO.
+    #[arg(long)]
     gso: bool,
 }
 
-fn args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let target: SocketAddr = args
-        .next()
-        .ok_or(
-            "usage: udp_load ADDR [--senders N] [--inflight K] [--seconds S] [--size B] [--gso]",
-        )?
-        .parse()
-        .map_err(|e| format!("ADDR: {e}"))?;
-    if !target.ip().is_loopback() {
+/// ADDR, which must be on loopback: the tool sends nowhere else.
+fn loopback(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text.parse().map_err(|e| format!("{e}"))?;
+    if !addr.ip().is_loopback() {
         return Err("udp_load only sends to loopback addresses".into());
     }
-    let mut parsed = Args {
-        target,
-        senders: 10,
-        inflight: 8,
-        seconds: 5.0,
-        size: 18,
-        gso: false,
-    };
-    while let Some(flag) = args.next() {
-        if flag == "--gso" {
-            parsed.gso = true;
-            continue;
-        }
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let bad = |e: std::num::ParseIntError| format!("{flag}: {e}");
-        match flag.as_str() {
-            "--senders" => parsed.senders = value.parse().map_err(bad)?,
-            "--inflight" => parsed.inflight = value.parse().map_err(bad)?,
-            "--size" => parsed.size = value.parse().map_err(bad)?,
-            "--seconds" => parsed.seconds = value.parse().map_err(|e| format!("--seconds: {e}"))?,
-            _ => return Err(format!("unknown flag {flag}")),
-        }
-    }
-    Ok(parsed)
+    Ok(addr)
 }
 
 #[derive(Default)]
@@ -173,13 +155,7 @@ async fn send(
 }
 
 fn main() {
-    let args = match args() {
-        Ok(args) => Arc::new(args),
-        Err(e) => {
-            eprintln!("udp_load: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = Arc::new(Args::parse());
     let totals = Arc::new(Totals::default());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
