@@ -106,7 +106,7 @@ enum Event {
 
 /// A yield that takes longer than this means other connections had work:
 /// the thread is not idle, and spinning would only take time from them.
-const BUSY_THREAD: std::time::Duration = std::time::Duration::from_micros(10);
+const BUSY_THREAD: Duration = Duration::from_micros(10);
 
 /// One client: its own read buffer (so a cancelled read loses nothing) and
 /// the replies to write, both empty until data arrives.
@@ -116,7 +116,7 @@ struct Connection {
     idle: Duration,
     /// The busy-poll budget, and whether this client earned it: its last
     /// value came within the budget of the reply before.
-    busy_poll: std::time::Duration,
+    busy_poll: Duration,
     polling: bool,
     input: BytesMut,
     output: Vec<u8>,
@@ -179,7 +179,7 @@ impl Connection {
                 }
             };
             self.flush(stream).await?;
-            let answered = std::time::Instant::now();
+            let answered = Instant::now();
             // Room for the rest of the value being read, never more than max + 1 bytes.
             let room = (self.max + 1)
                 .saturating_sub(self.input.len())
@@ -211,7 +211,8 @@ impl Connection {
             match event {
                 Event::Data => {
                     active = true;
-                    self.polling = answered.elapsed() <= self.busy_poll;
+                    self.polling =
+                        !self.busy_poll.is_zero() && answered.elapsed() <= self.busy_poll;
                 }
                 Event::Quiet => quiet = true,
                 Event::Idle if active => {
@@ -238,7 +239,7 @@ impl Connection {
     /// thread to be woken. None when nothing came (polling stops until the
     /// client is that fast again).
     async fn poll_next(&mut self, stream: &TcpStream, room: usize) -> io::Result<Option<Event>> {
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         loop {
             // Costs no system call until the runtime has seen the socket readable.
             match stream.try_read_buf(&mut (&mut self.input).limit(room)) {
@@ -247,7 +248,7 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            let before = std::time::Instant::now();
+            let before = Instant::now();
             if before - start >= self.busy_poll {
                 break;
             }

@@ -66,7 +66,7 @@ impl UdpEcho {
         let gso = batch::gso_supported(socket.as_fd());
         debug!(gro, gso, "segmentation offload");
         let mut batch = Datagrams::new(BATCH, MAX_PAYLOAD);
-        let mut judge = Judge::new(&self.config);
+        let mut judge = Judge::new(&self.config, self.stats.clone());
         let mut replies = Replies::new(gso);
         let fixed = self.config.reply.as_bytes();
         loop {
@@ -89,7 +89,7 @@ impl UdpEcho {
                     // Each datagram judged gets the fixed reply.
                     let answered = batch
                         .datagrams(i)
-                        .filter(|d| self.judge(&mut judge, peer, d.len(), fixed.len(), now))
+                        .filter(|d| judge.allows(peer, d.len(), fixed.len(), now))
                         .count();
                     if answered > 0 && batch.set_repeated(i, fixed, answered) {
                         for k in 0..answered {
@@ -100,30 +100,12 @@ impl UdpEcho {
                 }
                 for datagram in batch.datagrams(i) {
                     let len = datagram.len();
-                    if self.judge(&mut judge, peer, len, len, now) {
+                    if judge.allows(peer, len, len, now) {
                         replies.add(&batch, i, datagram);
                     }
                 }
             }
             self.send_all(socket, &mut batch, &mut replies).await;
-        }
-    }
-
-    fn judge(
-        &self,
-        judge: &mut Judge,
-        peer: SocketAddr,
-        request: usize,
-        reply: usize,
-        now: Instant,
-    ) -> bool {
-        match judge.check(peer, request, reply, now) {
-            Ok(()) => true,
-            Err(why) => {
-                self.stats().refuse(why);
-                debug!(%peer, reason = why.name(), "refused");
-                false
-            }
         }
     }
 
@@ -181,14 +163,29 @@ struct Judge {
     allow: Vec<ipnet::IpNet>,
     limiter: RateLimiter,
     nets: LocalNets,
+    /// Where refusals are counted.
+    stats: Arc<ServiceStats>,
 }
 
 impl Judge {
-    fn new(config: &UdpEchoConfig) -> Self {
+    fn new(config: &UdpEchoConfig, stats: Arc<ServiceStats>) -> Self {
         Self {
             allow: config.allow.clone(),
             limiter: RateLimiter::new(config.rate_limit),
             nets: LocalNets::new(),
+            stats,
+        }
+    }
+
+    /// `check`, with a refusal counted and logged.
+    fn allows(&mut self, peer: SocketAddr, request: usize, reply: usize, now: Instant) -> bool {
+        match self.check(peer, request, reply, now) {
+            Ok(()) => true,
+            Err(why) => {
+                self.stats.refuse(why);
+                debug!(%peer, reason = why.name(), "refused");
+                false
+            }
         }
     }
 
@@ -221,15 +218,18 @@ mod tests {
     use super::*;
 
     fn judge(reply: &str, rate_limit: u32) -> Judge {
-        Judge::new(&UdpEchoConfig {
-            reply: reply.into(),
-            rate_limit,
-            allow: vec![
-                "127.0.0.0/8".parse().unwrap(),
-                "192.0.2.0/24".parse().unwrap(),
-            ],
-            ..UdpEchoConfig::default()
-        })
+        Judge::new(
+            &UdpEchoConfig {
+                reply: reply.into(),
+                rate_limit,
+                allow: vec![
+                    "127.0.0.0/8".parse().unwrap(),
+                    "192.0.2.0/24".parse().unwrap(),
+                ],
+                ..UdpEchoConfig::default()
+            },
+            Arc::default(),
+        )
     }
 
     #[test]
