@@ -214,36 +214,6 @@ impl Datagrams {
         Ok(n)
     }
 
-    /// Sends the datagrams whose indexes are in `which`, without blocking;
-    /// returns how many of them (from the front) went out.
-    pub fn send(&mut self, socket: BorrowedFd<'_>, which: &[usize]) -> io::Result<usize> {
-        for (k, &i) in which.iter().enumerate() {
-            let start = i * self.slot_size;
-            self.iov[k] = libc::iovec {
-                iov_base: self.data[start..].as_mut_ptr().cast(),
-                iov_len: self.lens[i],
-            };
-            let hdr = &mut self.hdrs[k].msg_hdr;
-            hdr.msg_name = (&raw mut self.addrs[i]).cast();
-            hdr.msg_namelen = self.addr_lens[i];
-            hdr.msg_iov = &raw mut self.iov[k];
-            hdr.msg_iovlen = 1;
-        }
-        // SAFETY: as in `recv`; `which` has at most `capacity` entries.
-        let n = unsafe {
-            libc::sendmmsg(
-                socket.as_raw_fd(),
-                self.hdrs.as_mut_ptr(),
-                which.len().min(self.capacity()) as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
-    }
-
     /// Points header `i` at slot `i`, `len` bytes, and at its address storage.
     fn point(&mut self, i: usize, len: usize) {
         let start = i * self.slot_size;
@@ -697,7 +667,11 @@ mod tests {
         assert!(out.push("두".as_bytes(), to));
         assert!(out.push(b"", to));
         assert!(!out.push(&[0; 4096], to), "larger than a slot");
-        assert_eq!(out.send(a.as_fd(), &[0, 1, 2]).unwrap(), 3);
+        let mut plan = Replies::new(false);
+        for i in 0..out.len() {
+            plan.add(&out, i, 0..out.payload(i).len());
+        }
+        assert_eq!(plan.send(&mut out, a.as_fd(), 0).unwrap(), 3);
 
         let mut inbox = Datagrams::new(8, MAX_PAYLOAD);
         b.set_nonblocking(true).unwrap();
