@@ -643,10 +643,7 @@ impl Client {
         match self.write_some() {
             Ok(written) => {
                 self.advance(written);
-                if self.out.is_empty() {
-                    return Ok(true);
-                }
-                Ok(false)
+                Ok(self.out.is_empty())
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(e) => Err(e),
