@@ -25,17 +25,7 @@ source bench/lib.sh
 cargo build --release --quiet --bin pinetd --example chat_load
 load() { ./target/release/examples/chat_load "$@" 2>&1 | tail -1; }
 
-start_pinetd <<TOML
-[json_echo]
-enabled = false
-[udp_echo]
-enabled = false
-[announcer]
-enabled = false
-[discovery]
-enabled = false
-[chat]
-listen = "127.0.0.1:0"
+start_pinetd chat <<TOML
 prefix = ""            # 64 bytes a message on the wire, as for Redis's payload
 rate_limit = 0         # one sender publishes as fast as it can
 queue = 4096

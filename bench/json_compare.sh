@@ -33,18 +33,7 @@ loads() {
   load "$2" "$3" 10 8
 }
 
-start_pinetd <<TOML
-[chat]
-enabled = false
-[udp_echo]
-enabled = false
-[announcer]
-enabled = false
-[discovery]
-enabled = false
-[json_echo]
-listen = "127.0.0.1:0"
-TOML
+start_pinetd json_echo </dev/null
 loads "pinetd json_echo" "$pinetd_port" "$pinetd_pid"
 
 if start_xinetd stream; then

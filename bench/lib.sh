@@ -15,10 +15,16 @@ wait_for() {
   done
 }
 
-# start_pinetd < CONFIG: the release build with that config (its service on
-# 127.0.0.1:0); sets pinetd_pid and pinetd_port.
+# start_pinetd SERVICE < KEYS: the release build with only SERVICE enabled,
+# on 127.0.0.1:0, with KEYS added to its table; sets pinetd_pid and
+# pinetd_port.
 start_pinetd() {
-  cat > "$work/pinetd.toml"
+  local other
+  for other in chat json_echo udp_echo announcer discovery; do
+    [ "$other" = "$1" ] || printf '[%s]\nenabled = false\n' "$other"
+  done > "$work/pinetd.toml"
+  printf '[%s]\nlisten = "127.0.0.1:0"\n' "$1" >> "$work/pinetd.toml"
+  cat >> "$work/pinetd.toml"
   ./target/release/pinetd --config "$work/pinetd.toml" 2> "$work/pinetd.log" &
   pinetd_pid=$!
   pids+=("$pinetd_pid")

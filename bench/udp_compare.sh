@@ -26,17 +26,7 @@ load() {
 }
 
 # pinetd: only UDP echo, no rate limit (every sender is 127.0.0.1), port 0.
-start_pinetd <<TOML
-[chat]
-enabled = false
-[json_echo]
-enabled = false
-[announcer]
-enabled = false
-[discovery]
-enabled = false
-[udp_echo]
-listen = "127.0.0.1:0"
+start_pinetd udp_echo <<TOML
 rate_limit = 0
 TOML
 start_python bench/course_udp_listener.py
