@@ -21,6 +21,9 @@ pub struct Lines {
     max: usize,
     /// Dropping the rest of a line that was too long, up to its newline.
     discarding: bool,
+    /// The client has ended a line with `\n`: it is a line client, whose
+    /// lines quiet never cuts.
+    ended_a_line: bool,
 }
 
 impl Lines {
@@ -28,7 +31,20 @@ impl Lines {
         Self {
             max,
             discarding: false,
+            ended_a_line: false,
         }
+    }
+
+    /// A new limit, from the next line on.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
+    /// Has the client ever ended a line with `\n`? Until it has, quiet ends
+    /// a message (the course's client sends none); after, only a newline,
+    /// the length limit or the client closing do.
+    pub fn ended_a_line(&self) -> bool {
+        self.ended_a_line
     }
 
     /// The next complete line in `buf` (`\n` or `\r\n` ended), consumed from it.
@@ -37,6 +53,7 @@ impl Lines {
     pub fn next(&mut self, buf: &mut BytesMut) -> Option<Line> {
         loop {
             let newline = memchr(b'\n', buf);
+            self.ended_a_line |= newline.is_some();
             if self.discarding {
                 match newline {
                     Some(i) => {

@@ -1,7 +1,9 @@
 //! The daemon: describe, bind, run. [`Daemon::start`] binds every enabled
 //! service's listeners first (so a port clash fails start-up, naming service
-//! and address), then hands each to the supervisor. A reload restarts only the
-//! services whose table changed; a shutdown drains within the grace time.
+//! and address), then hands each to the supervisor. A reload applies each
+//! changed table in place where its service can take it (keeping every
+//! connection), and restarts the others; a shutdown drains within the grace
+//! time.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,7 +27,7 @@ use crate::supervisor::Supervisor;
 /// Every service table, in start-up order.
 pub const SERVICES: [&str; 5] = ["chat", "json_echo", "udp_echo", "announcer", "discovery"];
 
-/// A service bound and ready to run.
+/// A service bound and ready to run (or running).
 struct Bound {
     service: Arc<dyn Service>,
     addrs: Vec<SocketAddr>,
@@ -35,7 +37,7 @@ pub struct Daemon {
     config: Config,
     sockets: Sockets,
     supervisor: Supervisor,
-    bound: HashMap<&'static str, Vec<SocketAddr>>,
+    bound: HashMap<&'static str, Bound>,
     stats: Arc<Stats>,
     info: Arc<SelfInfo>,
 }
@@ -72,13 +74,13 @@ impl Daemon {
         }
         self.info
             .set_service(name, bound.addrs.first().map(SocketAddr::port));
-        self.supervisor.spawn(bound.service);
-        self.bound.insert(name, bound.addrs);
+        self.supervisor.spawn(bound.service.clone());
+        self.bound.insert(name, bound);
     }
 
     /// The addresses a service is bound to (port 0 resolved); empty if not running.
     pub fn addrs(&self, service: &str) -> &[SocketAddr] {
-        self.bound.get(service).map_or(&[], Vec::as_slice)
+        self.bound.get(service).map_or(&[], |b| b.addrs.as_slice())
     }
 
     pub fn config(&self) -> &Config {
@@ -94,51 +96,100 @@ impl Daemon {
         &mut self.supervisor
     }
 
-    /// Applies a new (already validated) config: restarts only the services
-    /// whose table changed. Returns their names.
+    /// Applies a new (already validated) config to the services whose table
+    /// changed: in place where the service can take it, else by a restart.
+    /// Returns their names.
     pub async fn reload(&mut self, config: Config) -> Vec<&'static str> {
         let changed: Vec<&'static str> = SERVICES
             .into_iter()
             .filter(|name| table_differs(name, &self.config, &config))
             .collect();
-        let grace = config.daemon.shutdown_grace;
+        let keys = self.config.changed_keys(&config);
         let old = std::mem::replace(&mut self.config, config);
         for &name in &changed {
-            info!(service = %name, "config changed; restarting");
-            self.supervisor.stop(name, grace).await;
-            self.bound.remove(name);
-            self.info.set_service(name, None);
-            // Sockets on unchanged addresses are reused, so they keep their port
-            // and never close; a new address may overlap one of the old ones.
-            let rebound = bind(
+            let table: Vec<&str> = keys
+                .iter()
+                .filter_map(|key| key.strip_prefix(name)?.strip_prefix('.'))
+                .collect();
+            if !self.reconfigure(name, &old).await {
+                info!(service = %name, changed = ?table, "config changed; restarting");
+                self.restart(name, &old).await;
+            } else {
+                info!(service = %name, changed = ?table, "config changed; applied in place");
+            }
+        }
+        self.sockets.release_unused();
+        changed
+    }
+
+    /// Hands a still-enabled service its new table while it runs; false if
+    /// it must be restarted instead.
+    async fn reconfigure(&mut self, name: &'static str, old: &Config) -> bool {
+        let Some(bound) = self.bound.get_mut(name) else {
+            return false;
+        };
+        if !enabled(name, &self.config) {
+            return false;
+        }
+        match bound.service.reconfigure(&self.config, &mut self.sockets) {
+            None => false,
+            Some(Ok(reconfigured)) => {
+                for addr in reconfigured
+                    .addrs
+                    .iter()
+                    .filter(|a| !bound.addrs.contains(a))
+                {
+                    info!(service = %name, %addr, "listening");
+                }
+                bound.addrs = reconfigured.addrs;
+                self.info
+                    .set_service(name, bound.addrs.first().map(SocketAddr::port));
+                reconfigured.applied.await;
+                true
+            }
+            Some(Err(e)) => {
+                error!(service = %name, "{e}; keeping its previous settings");
+                set_table(name, &mut self.config, old);
+                true
+            }
+        }
+    }
+
+    /// Stops a service and starts it again on its new table.
+    async fn restart(&mut self, name: &'static str, old: &Config) {
+        self.supervisor
+            .stop(name, self.config.daemon.shutdown_grace)
+            .await;
+        self.bound.remove(name);
+        self.info.set_service(name, None);
+        // Sockets on unchanged addresses are reused, so they keep their port
+        // and never close; a new address may overlap one of the old ones.
+        let rebound = bind(
+            name,
+            &self.config,
+            &mut self.sockets,
+            &self.stats,
+            &self.info,
+        )
+        .or_else(|_| {
+            let aside = self.sockets.take_unused();
+            let retried = bind(
                 name,
                 &self.config,
                 &mut self.sockets,
                 &self.stats,
                 &self.info,
-            )
-            .or_else(|_| {
-                let aside = self.sockets.take_unused();
-                let retried = bind(
-                    name,
-                    &self.config,
-                    &mut self.sockets,
-                    &self.stats,
-                    &self.info,
-                );
-                if retried.is_err() {
-                    self.sockets.put_back(aside);
-                }
-                retried
-            });
-            match rebound {
-                Ok(Some(bound)) => self.run(name, bound),
-                Ok(None) => {}
-                Err(e) => self.keep_old(name, &old, e),
+            );
+            if retried.is_err() {
+                self.sockets.put_back(aside);
             }
+            retried
+        });
+        match rebound {
+            Ok(Some(bound)) => self.run(name, bound),
+            Ok(None) => {}
+            Err(e) => self.keep_old(name, old, e),
         }
-        self.sockets.release_unused();
-        changed
     }
 
     /// A reloaded table that cannot bind: its old settings go on serving.
@@ -224,6 +275,17 @@ fn bind(
         _ => return Ok(None),
     };
     Ok(Some(bound))
+}
+
+fn enabled(name: &str, config: &Config) -> bool {
+    match name {
+        "chat" => config.chat.enabled,
+        "json_echo" => config.json_echo.enabled,
+        "udp_echo" => config.udp_echo.enabled,
+        "announcer" => config.announcer.enabled,
+        "discovery" => config.discovery.enabled,
+        _ => false,
+    }
 }
 
 fn table_differs(name: &str, a: &Config, b: &Config) -> bool {

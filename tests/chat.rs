@@ -475,3 +475,211 @@ fn a_second_signal_exits_at_once() {
         daemon.log
     );
 }
+
+/// A raw client that sends and never reads: a script, a paused terminal.
+fn deaf(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
+/// Reads lines from `peer` until `count` lines start with `[user`, or none
+/// comes for 10 s; those lines.
+fn relayed(peer: &mut Peer, count: usize) -> Vec<String> {
+    peer.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < count {
+        match peer.line() {
+            Some(line) if line.starts_with("[user") => got.push(line),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    got
+}
+
+/// Every line from `senders` arrived once, whole, in each sender's order.
+fn assert_all_in_order(got: &[String], senders: usize, lines: usize, body: &str) {
+    let mut next = vec![0usize; senders];
+    for line in got {
+        let text = line.split_once("] ").map(|(_, t)| t).unwrap_or(line);
+        let parsed = text
+            .strip_suffix(&format!(" {body}\n"))
+            .and_then(|t| t.strip_prefix('s'))
+            .and_then(|t| t.split_once('-'))
+            .and_then(|(s, i)| Some((s.parse::<usize>().ok()?, i.parse::<usize>().ok()?)));
+        let Some((sender, index)) = parsed else {
+            panic!("spliced or foreign line: {line:?}");
+        };
+        assert_eq!(index, next[sender], "sender {sender} out of order or twice");
+        next[sender] += 1;
+    }
+    assert_eq!(next, vec![lines; senders], "lines missing");
+}
+
+#[test]
+fn senders_that_never_read_have_every_line_relayed() {
+    let (_rt, _daemon, addr) = hub(|c| {
+        c.chat.rate_limit = 0;
+        c.chat.write_timeout = Duration::from_secs(60);
+    });
+    let mut reader = Peer::connect(addr);
+    let body = "x".repeat(90);
+    let senders: Vec<_> = (0..4)
+        .map(|s| {
+            let mut stream = deaf(addr);
+            let body = body.clone();
+            std::thread::spawn(move || {
+                for i in 0..5000 {
+                    stream
+                        .write_all(format!("s{s}-{i} {body}\n").as_bytes())
+                        .unwrap();
+                }
+                stream
+            })
+        })
+        .collect();
+    let got = relayed(&mut reader, 20_000);
+    assert_all_in_order(&got, 4, 5000, &body);
+    drop(senders);
+}
+
+#[test]
+fn a_sender_dropped_for_not_reading_has_its_lines_relayed_first() {
+    let (_rt, _daemon, addr) = hub(|c| {
+        c.chat.rate_limit = 0;
+        c.chat.write_timeout = Duration::from_secs(1);
+    });
+    let mut reader = Peer::connect(addr);
+    let mut talker = Peer::connect(addr);
+    let mut deaf = Peer::stingy(addr);
+    reader.until("joined");
+    // The room is busy: the deaf client's buffers fill, its output waits.
+    let noise = format!("noise {}\n", "n".repeat(3000));
+    for _ in 0..200 {
+        talker.send(noise.as_bytes());
+    }
+    let body = "y".repeat(50);
+    // Its lines trickle in while its output waits, unread; then it stops
+    // sending and is dropped a second after its output stopped moving.
+    for i in 0..300 {
+        deaf.send(format!("s0-{i} {body}\n").as_bytes());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut got = Vec::new();
+    let mut left = false;
+    while let Some(line) = reader.line() {
+        if line.contains("s0-") {
+            got.push(line);
+        } else if line.contains("user3 left") {
+            left = true;
+            break;
+        }
+    }
+    assert!(left, "the deaf client was dropped");
+    assert_all_in_order(&got, 1, 300, &body);
+    assert!(deaf.closed(), "its connection was closed");
+}
+
+#[test]
+fn a_line_sent_in_pieces_arrives_whole_while_the_course_client_still_flushes() {
+    let (_rt, _daemon, addr) = hub(|c| {
+        c.chat.rate_limit = 0;
+        c.chat.flush_after = Duration::from_millis(50);
+    });
+    let mut reader = Peer::connect(addr);
+    let mut slow = Peer::connect(addr);
+    let mut busy = Peer::connect(addr);
+    let mut course = Peer::connect(addr);
+    reader.until("joined");
+    slow.send(b"hello\n");
+    reader.until("hello");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise = {
+        let stop = stop.clone();
+        let mut stream = busy.stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = stream.write_all(b"busy busy busy\n");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    for i in 0..8 {
+        for piece in [format!("line {i} "), "second piece ".into(), "end\n".into()] {
+            slow.send(piece.as_bytes());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    noise.join().unwrap();
+    course.send(b"no newline here");
+    let got: Vec<String> = reader
+        .until("no newline here")
+        .into_iter()
+        .filter(|l| !l.contains("busy"))
+        .collect();
+    let lines: Vec<&String> = got.iter().filter(|l| l.starts_with("[user2]")).collect();
+    let want: Vec<String> = (0..8)
+        .map(|i| format!("[user2] line {i} second piece end\n"))
+        .collect();
+    assert_eq!(lines, want.iter().collect::<Vec<_>>());
+    assert_eq!(got.last().unwrap(), "[user4] no newline here\n");
+    drop(busy);
+}
+
+#[test]
+fn max_clients_counts_every_listener() {
+    let (_rt, daemon, _) = hub(|c| {
+        c.chat.max_clients = 4;
+        c.chat.listen = vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.2:0".parse().unwrap(),
+        ];
+    });
+    let addrs = daemon.addrs("chat").to_vec();
+    assert_eq!(addrs.len(), 2);
+    let _peers: Vec<Peer> = (0..4).map(|i| Peer::connect(addrs[i % 2])).collect();
+    for addr in &addrs {
+        let mut extra = TcpStream::connect(addr).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = String::new();
+        extra.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "*** the hub is full, try again later\n");
+    }
+}
+
+/// A TCP connection from `ip` (any 127.0.0.x: every one is this machine).
+fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: SocketAddr = format!("{ip}:0").parse().unwrap();
+    socket.bind(&from.into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    socket.into()
+}
+
+#[test]
+fn one_address_over_max_per_source_is_told_while_another_joins() {
+    let (_rt, _daemon, addr) = hub(|c| c.chat.max_per_source = 2);
+    let _a = Peer::with_stream(connect_from("127.0.0.1", addr));
+    let _b = Peer::with_stream(connect_from("127.0.0.1", addr));
+    let mut third = connect_from("127.0.0.1", addr);
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = String::new();
+    third.read_to_string(&mut got).unwrap();
+    assert_eq!(
+        got,
+        "*** too many connections from your address, try again later\n"
+    );
+    let mut other = Peer::with_stream(connect_from("127.0.0.2", addr));
+    other.send(b"/who\n");
+    assert!(other.until("online").last().unwrap().contains("(3)"));
+}

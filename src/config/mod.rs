@@ -11,12 +11,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, Problem};
 
+/// A student may run a few clients at once, but not take every slot.
+const DEFAULT_PER_SOURCE: u32 = 16;
+
 /// The whole file: one table per service plus `[daemon]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub daemon: DaemonConfig,
@@ -27,7 +30,7 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
     /// SIGTERM: stop accepting, tell clients, drain for at most this long.
@@ -48,14 +51,14 @@ impl Default for DaemonConfig {
 }
 
 /// What the chat hub does with a client that falls `queue` messages behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnLag {
     Skip,
     Disconnect,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatConfig {
     pub enabled: bool,
@@ -63,8 +66,11 @@ pub struct ChatConfig {
     pub listen: Vec<SocketAddr>,
     #[serde(deserialize_with = "de::networks")]
     pub allow: Vec<IpNet>,
+    /// Clients at once, over all of `listen`.
     #[serde(deserialize_with = "de::positive_u32")]
     pub max_clients: u32,
+    /// Clients at once from one address (IPv6: one /64); 0 means no limit.
+    pub max_per_source: u32,
     #[serde(deserialize_with = "de::line_bytes")]
     pub max_line_bytes: u32,
     pub echo_self: bool,
@@ -87,6 +93,7 @@ impl Default for ChatConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 9999))],
             allow: Vec::new(),
             max_clients: 1000,
+            max_per_source: DEFAULT_PER_SOURCE,
             max_line_bytes: 4096,
             echo_self: false,
             prefix: "[{name}] ".into(),
@@ -99,7 +106,7 @@ impl Default for ChatConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JsonEchoConfig {
     pub enabled: bool,
@@ -107,6 +114,11 @@ pub struct JsonEchoConfig {
     pub listen: Vec<SocketAddr>,
     #[serde(deserialize_with = "de::networks")]
     pub allow: Vec<IpNet>,
+    /// Connections at once, over all of `listen`.
+    #[serde(deserialize_with = "de::positive_u32")]
+    pub max_clients: u32,
+    /// Connections at once from one address (IPv6: one /64); 0 means no limit.
+    pub max_per_source: u32,
     #[serde(deserialize_with = "de::message_bytes")]
     pub max_message_bytes: u32,
     /// A connection with nothing sent (or nothing read of its replies) this long is closed.
@@ -124,6 +136,8 @@ impl Default for JsonEchoConfig {
             enabled: true,
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 9000))],
             allow: Vec::new(),
+            max_clients: 1000,
+            max_per_source: DEFAULT_PER_SOURCE,
             max_message_bytes: 65536,
             idle_timeout: Duration::from_secs(60),
             busy_poll: Duration::from_micros(50),
@@ -131,7 +145,7 @@ impl Default for JsonEchoConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UdpEchoConfig {
     pub enabled: bool,
@@ -158,7 +172,7 @@ impl Default for UdpEchoConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnnouncerConfig {
     pub enabled: bool,
@@ -185,7 +199,7 @@ impl Default for AnnouncerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscoveryConfig {
     pub enabled: bool,
@@ -223,6 +237,31 @@ pub enum Transport {
 }
 
 impl Config {
+    /// The keys whose values differ between `self` and `other`, as
+    /// `table.key`, sorted: what a reload changes.
+    pub fn changed_keys(&self, other: &Config) -> Vec<String> {
+        let (Ok(a), Ok(b)) = (serde_json::to_value(self), serde_json::to_value(other)) else {
+            return Vec::new();
+        };
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+            return Vec::new();
+        };
+        let mut changed = Vec::new();
+        for (table, old) in a {
+            let (Some(old), Some(new)) =
+                (old.as_object(), b.get(table).and_then(|t| t.as_object()))
+            else {
+                continue;
+            };
+            for (key, value) in old {
+                if new.get(key) != Some(value) {
+                    changed.push(format!("{table}.{key}"));
+                }
+            }
+        }
+        changed
+    }
+
     /// Every enabled listener as (service table, transport, address).
     pub fn listeners(&self) -> Vec<(&'static str, Transport, SocketAddr)> {
         let tables: [(&'static str, bool, Transport, &[SocketAddr]); 4] = [

@@ -4,32 +4,38 @@
 //! buffer never copied per receiver, and a receiver that falls `queue`
 //! messages behind skips them (or is disconnected) instead of stalling anyone.
 //!
-//! Each client is one task that reads its lines (cut at `max_line_bytes`; an
-//! unterminated message is flushed after `flush_after` of quiet, as the
-//! course's client sends no newline) and writes everything waiting for it in
-//! one vectored write.
+//! Each client is one task whose two directions are independent: its input
+//! is read and relayed however full its output is (cut at `max_line_bytes`;
+//! a client that has never sent a newline, as the course's client, has a
+//! message flushed after `flush_after` of quiet), and everything waiting for
+//! it goes out in one vectored write when its socket takes it. Output is
+//! bounded by the channel (`queue`, then `on_lag`) and by `write_timeout`.
+//!
+//! A reload hands the hub new settings in place: every client takes them
+//! from its next line on, and nobody is dropped.
 
 use std::collections::HashSet;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug};
+use tracing::{Instrument, debug, info};
 
 use crate::chatline::{HELP, Line, Lines, Said, bad_name, claimed_name, clean, parse, relay_line};
-use crate::config::{ChatConfig, OnLag};
-use crate::net::{BindError, Sockets, local_addrs};
-use crate::services::{Accept, Service, ServiceFuture, first_failure};
+use crate::config::{ChatConfig, Config, OnLag};
+use crate::net::{BindError, Sockets};
+use crate::services::accept::{Gate, Listeners, Policy, Refusals};
+use crate::services::{Reconfigured, Service, ServiceFuture, first_failure};
 use crate::stats::ServiceStats;
 
 pub const NAME: &str = "chat";
@@ -50,11 +56,25 @@ const NAMES_SHOWN: usize = 5;
 const WHO_SHOWN: usize = 100;
 /// The goodbye on shutdown is not worth waiting for longer than this.
 const GOODBYE_WITHIN: Duration = Duration::from_secs(1);
+/// A client's own replies (/who, /help, notices) waiting beyond this many
+/// bytes: it is not read until it takes some, or `write_timeout` drops it.
+const OWN_REPLIES: usize = 64 * 1024;
 
 pub struct Chat {
-    config: ChatConfig,
-    listeners: Vec<Arc<TcpListener>>,
+    listeners: Listeners<ChatConfig>,
+    gate: Arc<Gate>,
+    /// The channel, made once: `queue` is its capacity.
+    tx: broadcast::Sender<Item>,
+    queue: u32,
     stats: Arc<ServiceStats>,
+}
+
+fn policy(config: &ChatConfig) -> Policy {
+    Policy {
+        allow: config.allow.clone(),
+        max: config.max_clients as usize,
+        per_source: config.max_per_source as usize,
+    }
 }
 
 impl Chat {
@@ -64,15 +84,25 @@ impl Chat {
         stats: Arc<ServiceStats>,
     ) -> Result<Self, BindError> {
         let listeners = sockets.tcp_all(NAME, &config.listen)?;
+        let refusals = Refusals {
+            full: Bytes::from_static(b"*** the hub is full, try again later\n"),
+            crowded: Bytes::from_static(
+                b"*** too many connections from your address, try again later\n",
+            ),
+        };
+        let gate = Gate::new(policy(config), refusals, stats.clone());
+        let (tx, _) = broadcast::channel(config.queue as usize);
         Ok(Self {
-            config: config.clone(),
-            listeners,
+            listeners: Listeners::new(config.clone(), listeners, policy(config)),
+            gate,
+            tx,
+            queue: config.queue,
             stats,
         })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        local_addrs(&self.listeners)
+        self.listeners.local_addrs()
     }
 }
 
@@ -83,7 +113,7 @@ impl Service for Chat {
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
         Box::pin(async move {
-            let hub = Arc::new(Hub::new(&self.config, self.stats.clone()));
+            let hub = Arc::new(Hub::new(self.tx.clone(), self.stats.clone()));
             let mut tasks = JoinSet::new();
             let notices = hub.clone().tell_notices(shutdown.clone());
             tasks.spawn(
@@ -93,21 +123,54 @@ impl Service for Chat {
                 }
                 .in_current_span(),
             );
-            let accept = Accept {
-                allow: self.config.allow.clone(),
-                max: self.config.max_clients as usize,
-                full: Bytes::from_static(b"*** the hub is full, try again later\n"),
-                stats: self.stats.clone(),
-            };
-            let serve = shutdown.clone();
-            accept.spawn_each(
-                &mut tasks,
-                &self.listeners,
-                &shutdown,
-                move |stream, peer| Client::serve(hub.clone(), stream, peer, serve.clone()),
+            let me = self.clone();
+            let (apply_to, hub_of_client, client_shutdown) =
+                (hub.clone(), hub.clone(), shutdown.clone());
+            tasks.spawn(
+                async move {
+                    me.listeners
+                        .serve(
+                            &me.gate,
+                            &shutdown,
+                            |config| apply_to.set_config(config),
+                            |_, stream, _| {
+                                Client::serve(
+                                    hub_of_client.clone(),
+                                    stream,
+                                    client_shutdown.clone(),
+                                )
+                            },
+                        )
+                        .await
+                }
+                .in_current_span(),
             );
             first_failure(&mut tasks).await
         })
+    }
+
+    fn reconfigure(
+        &self,
+        config: &Config,
+        sockets: &mut Sockets,
+    ) -> Option<Result<Reconfigured, BindError>> {
+        let table = &config.chat;
+        if table.queue != self.queue {
+            info!(
+                running = self.queue,
+                queue = table.queue,
+                "a new queue length applies when the service is next started"
+            );
+        }
+        Some(sockets.tcp_all(NAME, &table.listen).map(|listeners| {
+            let applied = self
+                .listeners
+                .update(table.clone(), listeners, policy(table));
+            Reconfigured {
+                addrs: self.listeners.local_addrs(),
+                applied,
+            }
+        }))
     }
 }
 
@@ -124,7 +187,10 @@ type Pending = (Vec<(u64, String)>, Vec<String>);
 
 /// What every client shares.
 struct Hub {
-    config: ChatConfig,
+    /// The settings now; `generation` counts how often they changed, so a
+    /// client checks one number, not a lock, before each thing it does.
+    config: RwLock<Arc<ChatConfig>>,
+    generation: AtomicU64,
     tx: broadcast::Sender<Item>,
     names: Mutex<HashSet<String>>,
     next_id: AtomicU64,
@@ -135,10 +201,10 @@ struct Hub {
 }
 
 impl Hub {
-    fn new(config: &ChatConfig, stats: Arc<ServiceStats>) -> Self {
-        let (tx, _) = broadcast::channel(config.queue as usize);
+    fn new(tx: broadcast::Sender<Item>, stats: Arc<ServiceStats>) -> Self {
         Self {
-            config: config.clone(),
+            config: RwLock::default(),
+            generation: AtomicU64::new(0),
             tx,
             names: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(1),
@@ -146,6 +212,19 @@ impl Hub {
             notice: Notify::new(),
             stats,
         }
+    }
+
+    fn config(&self) -> Arc<ChatConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// New settings for every client, from its next line on.
+    fn set_config(&self, config: &Arc<ChatConfig>) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
+        self.generation.fetch_add(1, Relaxed);
     }
 
     fn names(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -304,6 +383,17 @@ impl Allowance {
         }
     }
 
+    /// A new rate from a reload; a client that had none starts full.
+    fn set_rate(&mut self, rate: u32) {
+        let rate = f64::from(rate);
+        if self.rate <= 0.0 {
+            self.tokens = rate;
+            self.at = Instant::now();
+        }
+        self.rate = rate;
+        self.tokens = self.tokens.min(rate);
+    }
+
     /// When reading may go on: None if now.
     fn resume_at(&self) -> Option<Instant> {
         if self.rate <= 0.0 || self.tokens >= 1.0 {
@@ -319,10 +409,10 @@ enum Event {
     Shutdown,
     Received(Result<Item, broadcast::error::RecvError>),
     Read(io::Result<usize>),
-    /// No byte for `flush_after` after an unterminated message.
-    Quiet,
-    /// Its allowance refilled: read again.
-    Resume,
+    /// The socket takes output again.
+    Writable,
+    /// One of the client's deadlines: see [`Client::next_deadline`].
+    Timer,
 }
 
 /// Why a client's loop ended.
@@ -335,8 +425,19 @@ enum Close {
     Gone,
 }
 
+/// What a client has sent and the hub not yet handled.
+struct Input {
+    lines: Lines,
+    bytes: BytesMut,
+    /// When bytes last arrived: quiet is measured from here.
+    at: Instant,
+}
+
 struct Client {
     hub: Arc<Hub>,
+    /// The hub's settings as of `generation`.
+    config: Arc<ChatConfig>,
+    generation: u64,
     id: u64,
     name: String,
     /// Still on its default name (exercise 4-3 clients may claim one).
@@ -346,26 +447,28 @@ struct Client {
     write: OwnedWriteHalf,
     /// Lines waiting for this client, written in one go.
     out: Vec<Bytes>,
+    /// Bytes of its own replies queued since `out` was last empty.
+    own: usize,
+    /// Output has been waiting since then with none of it taken.
+    stuck_since: Option<Instant>,
     /// Relayed lines of the current read, sent as one item.
     relay: BytesMut,
     allowance: Allowance,
 }
 
 impl Client {
-    async fn serve(
-        hub: Arc<Hub>,
-        stream: TcpStream,
-        _peer: SocketAddr,
-        shutdown: CancellationToken,
-    ) {
+    async fn serve(hub: Arc<Hub>, stream: TcpStream, shutdown: CancellationToken) {
         // Chat lines are small: a fixed kernel buffer bounds what a client
         // that reads nothing holds there, and lets the hub see it lag.
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
         let mut rx = hub.tx.subscribe();
         let (id, name) = hub.join();
         let (mut read, write) = stream.into_split();
+        let config = hub.config();
         let mut client = Client {
-            allowance: Allowance::new(hub.config.rate_limit),
+            allowance: Allowance::new(config.rate_limit),
+            generation: hub.generation.load(Relaxed),
+            config,
             hub,
             id,
             name,
@@ -373,6 +476,8 @@ impl Client {
             spoken: false,
             write,
             out: Vec::new(),
+            own: 0,
+            stuck_since: None,
             relay: BytesMut::new(),
         };
         debug!(name = %client.name, "joined");
@@ -380,10 +485,10 @@ impl Client {
             "*** welcome to pinetd chat, you are {}; /help for commands\n",
             client.name
         );
-        client.out.push(welcome.into());
+        client.queue(welcome);
         let close = client.chat(&mut read, &mut rx, &shutdown).await;
         if let Close::Say(goodbye) = close {
-            client.out.push(Bytes::from_static(goodbye.as_bytes()));
+            client.queue(Bytes::from_static(goodbye.as_bytes()));
             let _ = timeout(GOODBYE_WITHIN, client.flush()).await;
         }
         let _ = timeout(GOODBYE_WITHIN, client.write.shutdown()).await;
@@ -393,84 +498,62 @@ impl Client {
 
     async fn chat(
         &mut self,
-        read: &mut tokio::net::tcp::OwnedReadHalf,
+        read: &mut OwnedReadHalf,
         rx: &mut broadcast::Receiver<Item>,
         shutdown: &CancellationToken,
     ) -> Close {
-        let hub = self.hub.clone();
-        let config = &hub.config;
-        let mut lines = Lines::new(config.max_line_bytes as usize);
-        let mut input = BytesMut::new();
+        let mut input = Input {
+            lines: Lines::new(self.config.max_line_bytes as usize),
+            bytes: BytesMut::new(),
+            at: Instant::now(),
+        };
         let cancelled = shutdown.cancelled();
-        // One timer, two uses: the end of a pause, or the quiet that ends an
-        // unterminated message (a paused sender is not quiet).
-        let timer = sleep(config.flush_after);
-        let mut timing_pause = false;
+        let timer = sleep(Duration::ZERO);
         tokio::pin!(cancelled, timer);
         loop {
-            if !self.out.is_empty() && !self.flush_within(config.write_timeout).await {
+            self.refresh(&mut input.lines);
+            if let Err(e) = self.write_now() {
+                debug!(error = %e, "write failed");
                 return Close::Gone;
             }
-            // Lines left waiting by a pause go first, once the allowance refills.
-            if self.allowance.resume_at().is_none() && self.drain(&mut lines, &mut input) {
+            if self.allowance.resume_at().is_none() && self.drain(&mut input, true) {
                 return Close::Say("*** bye\n");
             }
-            let resume_at = self.allowance.resume_at();
-            let room = READ_CHUNK.min(config.max_line_bytes as usize + 1);
-            let paused = resume_at.is_some();
-            match resume_at {
-                Some(at) if !timing_pause || timer.deadline() != at => {
-                    timer.as_mut().reset(at);
-                    timing_pause = true;
-                }
-                None if timing_pause => {
-                    timer.as_mut().reset(Instant::now() + config.flush_after);
-                    timing_pause = false;
-                }
-                _ => {}
+            let deadline = self.next_deadline(&input);
+            if let Some(at) = deadline
+                && at != timer.deadline()
+            {
+                timer.as_mut().reset(at);
             }
             let event = tokio::select! {
                 biased;
                 _ = &mut cancelled => Event::Shutdown,
-                received = rx.recv() => Event::Received(received),
                 // Readiness first: an idle client holds no read buffer at all.
-                ready = read.readable(), if !paused => match ready {
-                    Ok(()) => {
-                        input.reserve(room);
-                        match read.try_read_buf(&mut (&mut input).limit(room)) {
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                                // A spurious wake: keep holding nothing.
-                                if input.is_empty() {
-                                    input = BytesMut::new();
-                                }
-                                continue;
-                            }
-                            got => Event::Read(got),
-                        }
-                    }
+                ready = read.readable(), if self.may_read() => match ready {
+                    Ok(()) => match self.read_some(read, &mut input.bytes) {
+                        Some(got) => Event::Read(got),
+                        None => continue,
+                    },
                     Err(e) => Event::Read(Err(e)),
                 },
-                _ = &mut timer, if paused || !input.is_empty() => {
-                    if paused { Event::Resume } else { Event::Quiet }
-                }
+                ready = self.write.writable(), if !self.out.is_empty() => match ready {
+                    Ok(()) => Event::Writable,
+                    Err(_) => return Close::Gone,
+                },
+                // Only once the socket took the rest: the channel holds the
+                // backlog, bounded by `queue`.
+                received = rx.recv(), if self.out.is_empty() => Event::Received(received),
+                _ = &mut timer, if deadline.is_some() => Event::Timer,
             };
             match event {
                 Event::Shutdown => return Close::Say("*** server shutting down\n"),
-                Event::Resume => {
-                    timing_pause = false;
-                    if self.drain(&mut lines, &mut input) {
-                        return Close::Say("*** bye\n");
-                    }
-                    // The rest of a line may still be in the socket: quiet starts again.
-                    timer.as_mut().reset(Instant::now() + config.flush_after);
-                }
+                Event::Writable => {}
                 Event::Received(Ok(item)) => self.take(item, rx),
                 Event::Received(Err(broadcast::error::RecvError::Lagged(missed))) => {
-                    match config.on_lag {
-                        OnLag::Skip => self
-                            .out
-                            .push(format!("*** {missed} messages skipped\n").into()),
+                    match self.config.on_lag {
+                        OnLag::Skip => self.queue(format!("*** {missed} messages skipped\n")),
                         OnLag::Disconnect => {
+                            self.relay_rest(read, &mut input);
                             return Close::Say("*** you fell too far behind, disconnected\n");
                         }
                     }
@@ -479,41 +562,105 @@ impl Client {
                     return Close::Say("*** server shutting down\n");
                 }
                 Event::Read(Ok(0) | Err(_)) => {
-                    if let Some(line) = lines.flush(&mut input) {
+                    // What it sent before closing is relayed, its tail too.
+                    self.drain(&mut input, false);
+                    if let Some(line) = input.lines.flush(&mut input.bytes) {
                         self.said(line);
                     }
                     self.send_relay();
                     return Close::Left;
                 }
                 Event::Read(Ok(_)) => {
-                    if self.drain(&mut lines, &mut input) {
-                        return Close::Say("*** bye\n");
-                    }
-                    if input.is_empty() {
-                        // Back to holding nothing until the next message.
-                        input = BytesMut::new();
-                    } else {
-                        timer.as_mut().reset(Instant::now() + config.flush_after);
-                    }
+                    input.at = Instant::now();
                 }
-                // Only a partial line is left: complete ones were drained above.
-                Event::Quiet => {
-                    let quit = lines.flush(&mut input).is_some_and(|line| self.said(line));
-                    self.send_relay();
-                    if quit {
+                Event::Timer => {
+                    let now = Instant::now();
+                    if self
+                        .stuck_since
+                        .is_some_and(|at| at + self.config.write_timeout <= now)
+                    {
+                        debug!(within = ?self.config.write_timeout, "reads nothing; dropped");
+                        self.relay_rest(read, &mut input);
+                        return Close::Gone;
+                    }
+                    if self.quiet_at(&input).is_some_and(|at| at <= now)
+                        && self.flush_quiet(&mut input)
+                    {
                         return Close::Say("*** bye\n");
                     }
                 }
             }
+            if input.bytes.is_empty() {
+                // Back to holding nothing until the next message.
+                input.bytes = BytesMut::new();
+            }
         }
     }
 
-    /// Handles the complete lines in `input` while the allowance lasts (the
-    /// rest wait there, and nothing more is read until it refills); true if
-    /// the client said bye.
-    fn drain(&mut self, lines: &mut Lines, input: &mut BytesMut) -> bool {
-        while self.allowance.resume_at().is_none() {
-            let Some(line) = lines.next(input) else { break };
+    /// Takes the hub's settings if a reload changed them.
+    fn refresh(&mut self, lines: &mut Lines) {
+        let generation = self.hub.generation.load(Relaxed);
+        if generation != self.generation {
+            self.generation = generation;
+            self.config = self.hub.config();
+            lines.set_max(self.config.max_line_bytes as usize);
+            self.allowance.set_rate(self.config.rate_limit);
+        }
+    }
+
+    /// Not while its allowance is spent, nor while its own replies pile up unread.
+    fn may_read(&self) -> bool {
+        self.allowance.resume_at().is_none() && self.own < OWN_REPLIES
+    }
+
+    /// One read into `bytes`; None on a spurious wake.
+    fn read_some(&self, read: &OwnedReadHalf, bytes: &mut BytesMut) -> Option<io::Result<usize>> {
+        let room = READ_CHUNK.min(self.config.max_line_bytes as usize + 1);
+        bytes.reserve(room);
+        match read.try_read_buf(&mut bytes.limit(room)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            got => Some(got),
+        }
+    }
+
+    /// The first of: the end of a pause, the quiet that ends an unterminated
+    /// message, the write deadline.
+    fn next_deadline(&self, input: &Input) -> Option<Instant> {
+        let stuck = self.stuck_since.map(|at| at + self.config.write_timeout);
+        let waiting = self.allowance.resume_at().or_else(|| self.quiet_at(input));
+        match (stuck, waiting) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When quiet ends the unterminated message in `input`: only for a
+    /// client that never sent a newline, and not while it is paused.
+    fn quiet_at(&self, input: &Input) -> Option<Instant> {
+        let waits = !input.bytes.is_empty()
+            && !input.lines.ended_a_line()
+            && self.allowance.resume_at().is_none();
+        waits.then(|| input.at + self.config.flush_after)
+    }
+
+    /// The message quiet ended; true if it was bye.
+    fn flush_quiet(&mut self, input: &mut Input) -> bool {
+        let quit = input
+            .lines
+            .flush(&mut input.bytes)
+            .is_some_and(|line| self.said(line));
+        self.send_relay();
+        quit
+    }
+
+    /// Handles the complete lines in `input`, while the allowance lasts if
+    /// `limited` (the rest wait there, and nothing more is read until it
+    /// refills); true if the client said bye.
+    fn drain(&mut self, input: &mut Input, limited: bool) -> bool {
+        while !limited || self.allowance.resume_at().is_none() {
+            let Some(line) = input.lines.next(&mut input.bytes) else {
+                break;
+            };
             if self.said(line) {
                 self.send_relay();
                 return true;
@@ -523,11 +670,35 @@ impl Client {
         false
     }
 
+    /// A client being dropped: every complete line that reached the hub is
+    /// relayed first (and the message of one that never sent a newline).
+    fn relay_rest(&mut self, read: &OwnedReadHalf, input: &mut Input) {
+        loop {
+            if self.drain(input, false) {
+                return;
+            }
+            match self.read_some(read, &mut input.bytes) {
+                Some(Ok(n)) if n > 0 => {}
+                _ => break,
+            }
+        }
+        if !input.lines.ended_a_line() {
+            self.flush_quiet(input);
+        }
+    }
+
+    /// Queues a reply to this client alone: hub notices and its commands' answers.
+    fn queue(&mut self, bytes: impl Into<Bytes>) {
+        let bytes = bytes.into();
+        self.own += bytes.len();
+        self.out.push(bytes);
+    }
+
     /// Queues `item` and everything else already waiting, up to one batch.
     fn take(&mut self, item: Item, rx: &mut broadcast::Receiver<Item>) {
         let mut next = Some(item);
         while let Some(item) = next.take() {
-            if item.from != self.id || self.hub.config.echo_self {
+            if item.from != self.id || self.config.echo_self {
                 self.out.push(item.lines);
             }
             if self.out.len() >= WRITE_BATCH {
@@ -536,10 +707,9 @@ impl Client {
             match rx.try_recv() {
                 Ok(item) => next = Some(item),
                 Err(broadcast::error::TryRecvError::Lagged(missed))
-                    if self.hub.config.on_lag == OnLag::Skip =>
+                    if self.config.on_lag == OnLag::Skip =>
                 {
-                    self.out
-                        .push(format!("*** {missed} messages skipped\n").into());
+                    self.queue(format!("*** {missed} messages skipped\n"));
                 }
                 // Empty; or lagged under "disconnect", which the next recv reports.
                 Err(_) => break,
@@ -552,18 +722,24 @@ impl Client {
         self.allowance.spend();
         let text = clean(&line.bytes);
         if line.cut {
-            let limit = self.hub.config.max_line_bytes;
-            self.out
-                .push(format!("*** your line was longer than {limit} bytes and was cut\n").into());
+            let limit = self.config.max_line_bytes;
+            self.queue(format!(
+                "*** your line was longer than {limit} bytes and was cut\n"
+            ));
         }
         match parse(&text) {
             Said::Nothing => {}
             Said::Quit => return true,
-            Said::Help => self.out.push(Bytes::from_static(HELP.as_bytes())),
-            Said::Who => self.out.push(self.hub.who().into()),
-            Said::Unknown(command) => self
-                .out
-                .push(format!("*** unknown command /{command}; /help lists them\n").into()),
+            Said::Help => self.queue(Bytes::from_static(HELP.as_bytes())),
+            Said::Who => {
+                let who = self.hub.who();
+                self.queue(who);
+            }
+            Said::Unknown(command) => {
+                self.queue(format!(
+                    "*** unknown command /{command}; /help lists them\n"
+                ));
+            }
             Said::Nick(new) => self.rename(new),
             Said::Message(message) => {
                 if self.default_name
@@ -572,7 +748,7 @@ impl Client {
                 {
                     self.renamed(claimed);
                 }
-                let relayed = relay_line(&self.hub.config.prefix, &self.name, message);
+                let relayed = relay_line(&self.config.prefix, &self.name, message);
                 self.relay.extend_from_slice(relayed.as_bytes());
                 self.hub.stats.message();
             }
@@ -586,10 +762,10 @@ impl Client {
         }
         match self.hub.rename(&self.name, new) {
             Ok(()) => {
-                self.out.push(format!("*** you are now {new}\n").into());
+                self.queue(format!("*** you are now {new}\n"));
                 self.renamed(new);
             }
-            Err(why) => self.out.push(format!("*** cannot rename: {why}\n").into()),
+            Err(why) => self.queue(format!("*** cannot rename: {why}\n")),
         }
     }
 
@@ -617,35 +793,24 @@ impl Client {
         self.hub.send(self.id, lines);
     }
 
-    /// Writes what is queued; false if the client read none of it in `within`.
-    async fn flush_within(&mut self, within: Duration) -> bool {
-        // Usually the socket takes it all at once, and no timer is needed.
-        let result = match self.write_ready() {
-            Ok(true) => Ok(Ok(())),
-            Ok(false) => timeout(within, self.flush()).await,
-            Err(e) => Ok(Err(e)),
-        };
-        match result {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                debug!(error = %e, "write failed");
-                false
-            }
-            Err(_) => {
-                debug!(?within, "reads nothing; dropped");
-                false
-            }
+    /// Writes what the socket takes now, never waiting; notes since when
+    /// output waits with none of it taken.
+    fn write_now(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
         }
-    }
-
-    /// Writes what the socket takes now; true if that was everything.
-    fn write_ready(&mut self) -> io::Result<bool> {
         match self.write_some() {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
             Ok(written) => {
                 self.advance(written);
-                Ok(self.out.is_empty())
+                // Usually the socket takes it all, and no clock is read.
+                self.stuck_since = (!self.out.is_empty()).then(Instant::now);
+                Ok(())
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.stuck_since.get_or_insert_with(Instant::now);
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -679,6 +844,7 @@ impl Client {
         self.out.drain(..done);
         if self.out.is_empty() {
             self.out = Vec::new();
+            self.own = 0;
         }
     }
 

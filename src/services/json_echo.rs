@@ -11,32 +11,40 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::config::JsonEchoConfig;
+use crate::config::{Config, JsonEchoConfig};
 use crate::jsonstream::{Next, Splitter, error_line, write_compact};
-use crate::net::{BindError, Sockets, local_addrs};
-use crate::services::{Accept, Service, ServiceFuture, first_failure};
+use crate::net::{BindError, Sockets};
+use crate::services::accept::{Gate, Listeners, Policy, Refusals};
+use crate::services::{Reconfigured, Service, ServiceFuture};
 use crate::stats::ServiceStats;
 
 pub const NAME: &str = "json_echo";
 
-/// Connections served at once.
-const MAX_CONNECTIONS: usize = 1024;
 /// Read at most this much at a time.
 const READ_CHUNK: usize = 16 * 1024;
 /// A bare number at the end of what arrived (`12`, maybe of `1234`) is
 /// answered after this much quiet.
 const NUMBER_QUIET: Duration = Duration::from_millis(20);
 
+/// A reload applies to connections made after it; those open keep the
+/// settings they started with.
 pub struct JsonEcho {
-    config: JsonEchoConfig,
-    listeners: Vec<Arc<TcpListener>>,
+    listeners: Listeners<JsonEchoConfig>,
+    gate: Arc<Gate>,
     stats: Arc<ServiceStats>,
+}
+
+fn policy(config: &JsonEchoConfig) -> Policy {
+    Policy {
+        allow: config.allow.clone(),
+        max: config.max_clients as usize,
+        per_source: config.max_per_source as usize,
+    }
 }
 
 impl JsonEcho {
@@ -46,15 +54,23 @@ impl JsonEcho {
         stats: Arc<ServiceStats>,
     ) -> Result<Self, BindError> {
         let listeners = sockets.tcp_all(NAME, &config.listen)?;
+        let refusals = Refusals {
+            full: error_line("server busy, try again later", None).into(),
+            crowded: error_line(
+                "too many connections from your address, try again later",
+                None,
+            )
+            .into(),
+        };
         Ok(Self {
-            config: config.clone(),
-            listeners,
+            listeners: Listeners::new(config.clone(), listeners, policy(config)),
+            gate: Gate::new(policy(config), refusals, stats.clone()),
             stats,
         })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        local_addrs(&self.listeners)
+        self.listeners.local_addrs()
     }
 }
 
@@ -65,24 +81,30 @@ impl Service for JsonEcho {
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
         Box::pin(async move {
-            let mut accepting = JoinSet::new();
-            let accept = Accept {
-                allow: self.config.allow.clone(),
-                max: MAX_CONNECTIONS,
-                full: error_line("server busy, try again later", None).into(),
-                stats: self.stats.clone(),
+            let handle = |config: &Arc<JsonEchoConfig>, stream, _| {
+                Connection::new(config, self.stats.clone()).serve(stream, shutdown.clone())
             };
-            let (me, serve) = (self.clone(), shutdown.clone());
-            accept.spawn_each(
-                &mut accepting,
-                &self.listeners,
-                &shutdown,
-                move |stream, _peer| {
-                    Connection::new(&me.config, me.stats.clone()).serve(stream, serve.clone())
-                },
-            );
-            first_failure(&mut accepting).await
+            self.listeners
+                .serve(&self.gate, &shutdown, |_| {}, handle)
+                .await
         })
+    }
+
+    fn reconfigure(
+        &self,
+        config: &Config,
+        sockets: &mut Sockets,
+    ) -> Option<Result<Reconfigured, BindError>> {
+        let table = &config.json_echo;
+        Some(sockets.tcp_all(NAME, &table.listen).map(|listeners| {
+            let applied = self
+                .listeners
+                .update(table.clone(), listeners, policy(table));
+            Reconfigured {
+                addrs: self.listeners.local_addrs(),
+                applied,
+            }
+        }))
     }
 }
 

@@ -23,6 +23,9 @@ pub fn config(edit: impl FnOnce(&mut Config)) -> Config {
     config.json_echo.listen = any.clone();
     config.chat.listen = any.clone();
     config.chat.enabled = false;
+    // Every test client comes from 127.0.0.1: tests of the limit set it.
+    config.chat.max_per_source = 0;
+    config.json_echo.max_per_source = 0;
     config.announcer.enabled = false;
     config.discovery.enabled = false;
     edit(&mut config);
