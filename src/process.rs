@@ -53,7 +53,9 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
             return ExitCode::FAILURE;
         }
     };
-    raise_open_files_limit();
+    let open_files = raise_open_files_limit();
+    let mut config = config;
+    fit_open_files(&mut config, open_files);
     let mut daemon = match Daemon::start(config) {
         Ok(daemon) => daemon,
         Err(e) => {
@@ -71,7 +73,7 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
     loop {
         tokio::select! {
             _ = signals.stop() => break,
-            _ = hangup.recv() => reload(&mut daemon, path.as_ref(), &log).await,
+            _ = hangup.recv() => reload(&mut daemon, path.as_ref(), &log, open_files).await,
             _ = status.tick(), if notify::enabled() => notify::status(&daemon.stats().to_string()),
             _ = watchdog.tick(), if watchdog_every.is_some() => notify::watchdog(),
         }
@@ -92,34 +94,57 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
     }
 }
 
-/// Every client is a file descriptor: take all the hard limit allows (the
-/// unit sets it), not the soft 1024 a shell usually gives.
-fn raise_open_files_limit() {
+fn open_files() -> Option<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            let from = limit.rlim_cur;
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                info!(from, to = limit.rlim_max, "raised the open files limit");
-            }
+    // SAFETY: getrlimit only writes the struct given.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
+}
+
+/// The open-files limit the daemon runs with: the hard limit, to which it
+/// raises the soft one. `pinetd check` judges a file by it too.
+pub fn open_files_limit() -> u64 {
+    open_files().map_or(u64::MAX, |limit| limit.rlim_max)
+}
+
+/// Every client is a file descriptor: take all the hard limit allows (the
+/// unit sets it), not the soft 1024 a shell usually gives. Returns the limit
+/// now in force.
+fn raise_open_files_limit() -> u64 {
+    let Some(mut limit) = open_files() else {
+        return u64::MAX;
+    };
+    if limit.rlim_cur < limit.rlim_max {
+        let from = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit only reads the struct given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+            info!(from, to = limit.rlim_max, "raised the open files limit");
+        } else {
+            limit.rlim_cur = from;
         }
+    }
+    limit.rlim_cur
+}
+
+/// Lowers `max_clients` to fit `limit`, saying so once.
+fn fit_open_files(config: &mut Config, limit: u64) {
+    if let Some(warning) = config.fit_open_files(limit) {
+        warn!("{warning}");
     }
 }
 
-async fn reload(daemon: &mut Daemon, path: Option<&PathBuf>, log: &LogLevel) {
+async fn reload(daemon: &mut Daemon, path: Option<&PathBuf>, log: &LogLevel, open_files: u64) {
     let Some(path) = path else {
         warn!("SIGHUP: running on the embedded default, there is no file to reload");
         return;
     };
     notify::reloading();
     match Config::load(path) {
-        Ok(config) => {
+        Ok(mut config) => {
+            fit_open_files(&mut config, open_files);
             log.set(&config.daemon.log);
             let changed = daemon.reload(config).await;
             info!(?changed, file = %path.display(), "reloaded");

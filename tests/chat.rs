@@ -593,7 +593,7 @@ fn a_line_sent_in_pieces_arrives_whole_while_the_course_client_still_flushes() {
     });
     let mut reader = Peer::connect(addr);
     let mut slow = Peer::connect(addr);
-    let mut busy = Peer::connect(addr);
+    let busy = Peer::connect(addr);
     let mut course = Peer::connect(addr);
     reader.until("joined");
     slow.send(b"hello\n");
@@ -682,4 +682,119 @@ fn one_address_over_max_per_source_is_told_while_another_joins() {
     let mut other = Peer::with_stream(connect_from("127.0.0.2", addr));
     other.send(b"/who\n");
     assert!(other.until("online").last().unwrap().contains("(3)"));
+}
+
+#[test]
+fn two_clients_talk_through_five_reloads() {
+    let (rt, mut daemon, addr) = hub(|c| c.chat.rate_limit = 0);
+    let mut a = Peer::connect(addr);
+    let mut b = Peer::connect(addr);
+    a.until("joined");
+    let body = "z".repeat(40);
+    let mut sender = a.stream.try_clone().unwrap();
+    let talk = {
+        let body = body.clone();
+        std::thread::spawn(move || {
+            for i in 0..800 {
+                sender
+                    .write_all(format!("s0-{i} {body}\n").as_bytes())
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let reload = |daemon: &mut Daemon, edit: &dyn Fn(&mut Config)| {
+        let mut next = daemon.config().clone();
+        edit(&mut next);
+        let changed = rt.block_on(daemon.reload(next));
+        assert_eq!(changed, ["chat"]);
+        std::thread::sleep(Duration::from_millis(150));
+    };
+    let second: SocketAddr = "127.0.0.2:0".parse().unwrap();
+    reload(&mut daemon, &|c| c.chat.rate_limit = 1000);
+    reload(&mut daemon, &|c| c.chat.prefix = "<{name}> ".into());
+    reload(&mut daemon, &|c| c.chat.max_line_bytes = 100);
+    reload(&mut daemon, &|c| c.chat.listen.push(second));
+    let added = *daemon.addrs("chat").last().unwrap();
+    assert_eq!(added.ip(), second.ip());
+    let mut c = Peer::connect(added);
+    reload(&mut daemon, &|c| c.chat.listen.retain(|&l| l != second));
+    talk.join().unwrap();
+
+    // Every line, once, in order, whatever the prefix was when it was relayed.
+    let got: Vec<String> = relayed_any(&mut b, 800)
+        .into_iter()
+        .map(|l| l.split_once(' ').map(|(_, t)| format!("[x] {t}")).unwrap())
+        .collect();
+    assert_all_in_order(&got, 1, 800, &body);
+    // The new settings hold for everyone, and the client that came in
+    // through the removed listener is still in the room.
+    a.send(format!("{}\n", "w".repeat(150)).as_bytes());
+    assert_eq!(
+        a.until("cut").last().unwrap(),
+        "*** your line was longer than 100 bytes and was cut\n"
+    );
+    assert_eq!(
+        b.until("www").last().unwrap(),
+        &format!("<user1> {}\n", "w".repeat(100))
+    );
+    assert_eq!(
+        c.until("www").last().unwrap(),
+        &format!("<user1> {}\n", "w".repeat(100))
+    );
+    assert!(
+        TcpStream::connect(added).is_err(),
+        "the removed listener is closed"
+    );
+    c.send(b"from the old listener\n");
+    assert_eq!(
+        b.until("old listener").last().unwrap(),
+        "<user3> from the old listener\n"
+    );
+    assert_eq!(daemon.supervisor().starts("chat"), 1, "never restarted");
+}
+
+/// Lines from clients (`[name] ` or any other prefix) until `count` `s0-` ones.
+fn relayed_any(peer: &mut Peer, count: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        match peer.line() {
+            Some(line) if line.contains(" s0-") => got.push(line),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    got
+}
+
+#[test]
+fn sighup_applies_chat_settings_without_dropping_anyone() {
+    let dir = temp_dir("chat-sighup");
+    let path = write_config(&dir, CHAT_ONLY);
+    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let addr = daemon.addrs(&["chat"])["chat"];
+    let mut a = Peer::connect(addr);
+    let mut b = Peer::connect(addr);
+    a.until("joined");
+    std::fs::write(
+        &path,
+        CHAT_ONLY.replace(
+            "[chat]\n",
+            "[chat]\nrate_limit = 20\nprefix = \"{name}: \"\n",
+        ),
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    let line = daemon.wait_for("config changed");
+    assert!(
+        line.contains("applied in place") && line.contains("prefix") && line.contains("rate_limit"),
+        "{line}"
+    );
+    b.send(b"after the reload\n");
+    assert_eq!(
+        a.until("after").last().unwrap(),
+        "user2: after the reload\n"
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
 }

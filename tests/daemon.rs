@@ -130,6 +130,55 @@ async fn reload_that_cannot_bind_keeps_the_old_settings() {
     daemon.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_json_connection_in_a_tight_loop_survives_reloads_of_its_table() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut daemon = start(config(|_| {}));
+    let json = daemon.addrs("json_echo")[0];
+    let conn = tokio::net::TcpStream::connect(json).await.unwrap();
+    let asking = tokio::spawn(async move {
+        let (read, mut write) = conn.into_split();
+        let mut lines = BufReader::new(read).lines();
+        for i in 0..3000 {
+            write
+                .write_all(format!("{{\"n\": {i}}}").as_bytes())
+                .await
+                .unwrap();
+            let answer = lines.next_line().await.unwrap();
+            assert_eq!(answer.as_deref(), Some(format!("{{\"n\":{i}}}").as_str()));
+        }
+    });
+    let second: std::net::SocketAddr = "127.0.0.2:0".parse().unwrap();
+    let edits: [&dyn Fn(&mut pinetd::config::Config); 5] = [
+        &|c| c.json_echo.max_message_bytes = 1000,
+        &|c| c.json_echo.idle_timeout = Duration::from_secs(5),
+        &|c| c.json_echo.listen.push(second),
+        &|c| c.json_echo.max_clients = 10,
+        &|c| c.json_echo.listen.retain(|&l| l != second),
+    ];
+    for edit in edits {
+        let mut next = daemon.config().clone();
+        edit(&mut next);
+        assert_eq!(daemon.reload(next).await, ["json_echo"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    asking.await.expect("every answer came, in order");
+    assert_eq!(
+        daemon.supervisor().starts("json_echo"),
+        1,
+        "never restarted"
+    );
+    // A new connection takes the new limit.
+    let mut big = tokio::net::TcpStream::connect(json).await.unwrap();
+    big.write_all(format!("\"{}\"", "x".repeat(2000)).as_bytes())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    BufReader::new(big).read_line(&mut reply).await.unwrap();
+    assert!(reply.contains("\"error\""), "{reply}");
+    daemon.shutdown().await;
+}
+
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pinetd"));
     command.env_remove("RUST_LOG");

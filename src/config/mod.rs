@@ -236,7 +236,43 @@ pub enum Transport {
     Udp,
 }
 
+/// File descriptors the daemon needs besides its clients: stdio, the
+/// runtime, signals, UDP sockets, a connection being refused, the config file.
+const FD_RESERVE: u64 = 64;
+
 impl Config {
+    /// Fits `max_clients` of the TCP services under the open-files `limit`,
+    /// as Redis does with `maxclients`: if their sum and what the daemon
+    /// needs do not fit, lowers them in proportion, so one service's clients
+    /// can never leave another without a descriptor to accept with. Returns
+    /// the warning to log, naming the keys, the limit and the new values.
+    pub fn fit_open_files(&mut self, limit: u64) -> Option<String> {
+        let reserve = FD_RESERVE + self.listeners().len() as u64;
+        let mut tables: Vec<(&str, &mut u32)> = Vec::new();
+        if self.chat.enabled {
+            tables.push(("chat", &mut self.chat.max_clients));
+        }
+        if self.json_echo.enabled {
+            tables.push(("json_echo", &mut self.json_echo.max_clients));
+        }
+        let wanted: u64 = tables.iter().map(|(_, max)| u64::from(**max)).sum();
+        if wanted + reserve <= limit {
+            return None;
+        }
+        let room = limit.saturating_sub(reserve);
+        let mut lowered = Vec::new();
+        for (table, max) in tables {
+            let fitted = (u64::from(*max) * room / wanted).max(1);
+            let fitted = u32::try_from(fitted).unwrap_or(u32::MAX);
+            lowered.push(format!("{table}.max_clients {} -> {fitted}", *max));
+            *max = fitted;
+        }
+        Some(format!(
+            "the open-files limit ({limit}) leaves room for {room} clients, not {wanted}: lowered {} (raise LimitNOFILE, or lower them)",
+            lowered.join(", ")
+        ))
+    }
+
     /// The keys whose values differ between `self` and `other`, as
     /// `table.key`, sorted: what a reload changes.
     pub fn changed_keys(&self, other: &Config) -> Vec<String> {
