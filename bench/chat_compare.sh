@@ -29,7 +29,8 @@ start_pinetd chat <<TOML
 prefix = ""            # 64 bytes a message on the wire, as for Redis's payload
 rate_limit = 0         # one sender publishes as fast as it can
 queue = 4096
-max_clients = 20000
+max_clients = 15000    # 10,000 idle clients, under the open-files budget
+max_per_source = 0     # every load-tool client comes from 127.0.0.1
 TOML
 pinetd="127.0.0.1:$pinetd_port"
 

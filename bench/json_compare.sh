@@ -33,7 +33,7 @@ loads() {
   load "$2" "$3" 10 8
 }
 
-start_pinetd json_echo </dev/null
+echo "max_per_source = 0" | start_pinetd json_echo
 loads "pinetd json_echo" "$pinetd_port" "$pinetd_pid"
 
 if start_xinetd stream; then

@@ -29,6 +29,8 @@ fn config() -> Config {
     config.chat.rate_limit = 0;
     config.chat.queue = 4096;
     config.chat.max_clients = 5000;
+    // Every subscriber comes from 127.0.0.1.
+    config.chat.max_per_source = 0;
     config
 }
 

@@ -532,7 +532,8 @@ impl Client {
                 ready = read.readable(), if self.may_read() => match ready {
                     Ok(()) => match self.read_some(read, &mut input.bytes) {
                         Some(got) => Event::Read(got),
-                        None => continue,
+                        // A spurious wake: keep holding nothing.
+                        None => Event::Read(Err(io::ErrorKind::WouldBlock.into())),
                     },
                     Err(e) => Event::Read(Err(e)),
                 },
@@ -561,6 +562,7 @@ impl Client {
                 Event::Received(Err(broadcast::error::RecvError::Closed)) => {
                     return Close::Say("*** server shutting down\n");
                 }
+                Event::Read(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Event::Read(Ok(0) | Err(_)) => {
                     // What it sent before closing is relayed, its tail too.
                     self.drain(&mut input, false);
@@ -863,3 +865,4 @@ impl Client {
         self.write.try_write_vectored(&slices[..count])
     }
 }
+
