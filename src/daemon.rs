@@ -27,6 +27,16 @@ use crate::supervisor::Supervisor;
 /// Every service table, in start-up order.
 pub const SERVICES: [&str; 5] = ["chat", "json_echo", "udp_echo", "announcer", "discovery"];
 
+/// How a reload changed a service.
+enum Outcome {
+    /// It took its new table while running.
+    InPlace,
+    /// It must be stopped and started on its new table.
+    Restart,
+    /// Its new table could not be bound: it goes on as it was.
+    Kept,
+}
+
 /// A service bound and ready to run (or running).
 struct Bound {
     service: Arc<dyn Service>,
@@ -111,28 +121,31 @@ impl Daemon {
                 .iter()
                 .filter_map(|key| key.strip_prefix(name)?.strip_prefix('.'))
                 .collect();
-            if !self.reconfigure(name, &old).await {
-                info!(service = %name, changed = ?table, "config changed; restarting");
-                self.restart(name, &old).await;
-            } else {
-                info!(service = %name, changed = ?table, "config changed; applied in place");
+            match self.reconfigure(name, &old).await {
+                Outcome::InPlace => {
+                    info!(service = %name, changed = ?table, "config changed; applied in place");
+                }
+                Outcome::Kept => {}
+                Outcome::Restart => {
+                    info!(service = %name, changed = ?table, "config changed; restarting");
+                    self.restart(name, &old).await;
+                }
             }
         }
         self.sockets.release_unused();
         changed
     }
 
-    /// Hands a still-enabled service its new table while it runs; false if
-    /// it must be restarted instead.
-    async fn reconfigure(&mut self, name: &'static str, old: &Config) -> bool {
+    /// Hands a still-enabled service its new table while it runs.
+    async fn reconfigure(&mut self, name: &'static str, old: &Config) -> Outcome {
         let Some(bound) = self.bound.get_mut(name) else {
-            return false;
+            return Outcome::Restart;
         };
         if !enabled(name, &self.config) {
-            return false;
+            return Outcome::Restart;
         }
         match bound.service.reconfigure(&self.config, &mut self.sockets) {
-            None => false,
+            None => Outcome::Restart,
             Some(Ok(reconfigured)) => {
                 for addr in reconfigured
                     .addrs
@@ -145,12 +158,18 @@ impl Daemon {
                 self.info
                     .set_service(name, bound.addrs.first().map(SocketAddr::port));
                 reconfigured.applied.await;
-                true
+                Outcome::InPlace
+            }
+            // Moving between overlapping addresses (127.0.0.1:P to
+            // 0.0.0.0:P) needs the old listener closed first.
+            Some(Err(e)) if bound.addrs.iter().any(|a| a.port() == e.addr.port()) => {
+                warn!(service = %name, "{e}: it overlaps a listener of its own; restarting to move it");
+                Outcome::Restart
             }
             Some(Err(e)) => {
                 error!(service = %name, "{e}; keeping its previous settings");
                 set_table(name, &mut self.config, old);
-                true
+                Outcome::Kept
             }
         }
     }

@@ -798,3 +798,190 @@ fn sighup_applies_chat_settings_without_dropping_anyone() {
     daemon.signal("TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
 }
+
+/// Waits (up to 5 s) until the kernel has nothing of `stream`'s left to send.
+fn wait_until_sent(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int, the bytes not yet sent.
+        let ok = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } == 0;
+        if !ok || queued == 0 || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_client_that_resets_has_every_line_it_sent_relayed() {
+    let (_rt, _daemon, addr) = hub(|c| c.chat.rate_limit = 0);
+    let mut reader = Peer::connect(addr);
+    let mut talker = Peer::connect(addr);
+    let deaf = Peer::stingy(addr);
+    reader.until("joined");
+    // Its output is stuck behind the room's noise when it sends and resets.
+    let noise = format!("noise {}\n", "n".repeat(3000));
+    for _ in 0..100 {
+        talker.send(noise.as_bytes());
+    }
+    let body = "r".repeat(60);
+    let mut stream = deaf.stream;
+    for i in 0..500 {
+        stream
+            .write_all(format!("s0-{i} {body}\n").as_bytes())
+            .unwrap();
+    }
+    stream.write_all(b"an unterminated tail").unwrap();
+    // A reset throws away what is still in the sender's own queue: reset
+    // once everything has reached the hub.
+    wait_until_sent(&stream);
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+    drop(deaf.reader);
+    let mut got = Vec::new();
+    let mut tail = None;
+    while let Some(line) = reader.line() {
+        if line.contains(" s0-") {
+            got.push(line);
+        } else if line.contains("unterminated") {
+            tail = Some(line);
+        } else if line.contains("user3 left") {
+            break;
+        }
+    }
+    assert_all_in_order(&got, 1, 500, &body);
+    assert_eq!(tail.as_deref(), Some("[user3] an unterminated tail\n"));
+}
+
+#[test]
+fn a_rate_limited_sender_that_closes_has_every_line_relayed() {
+    let (_rt, _daemon, addr) = hub(|c| c.chat.rate_limit = 20);
+    let mut reader = Peer::connect(addr);
+    let mut talker = Peer::connect(addr);
+    let mut script = Peer::connect(addr);
+    reader.until("joined");
+    let body = "q".repeat(30);
+    let lines: String = (0..60).map(|i| format!("s0-{i} {body}\n")).collect();
+    script.send(lines.as_bytes());
+    drop(script);
+    // The room goes on talking, so the hub writes to the closed client.
+    let chatter = std::thread::spawn(move || {
+        for i in 0..12 {
+            talker.send(format!("chatter {i}\n").as_bytes());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let got = relayed_any(&mut reader, 60);
+    chatter.join().unwrap();
+    assert_all_in_order(&got, 1, 60, &body);
+}
+
+#[test]
+fn a_dropped_flooder_cannot_flood_the_room() {
+    let (_rt, _daemon, addr) = hub(|c| c.chat.write_timeout = Duration::from_secs(1));
+    let mut reader = Peer::connect(addr);
+    let mut writer = Peer::connect(addr);
+    let flooder = Peer::stingy(addr);
+    reader.until("joined");
+    // The reader and the writer read all the time, as people do.
+    let reading = std::thread::spawn(move || {
+        let (mut got, mut floods) = (Vec::new(), 0);
+        while got.len() < 60 {
+            match reader.line() {
+                Some(line) if line.contains(" s0-") => got.push(line),
+                Some(line) if line.ends_with("] x\n") => floods += 1,
+                Some(line) => assert!(!line.contains("skipped"), "{line}"),
+                None => break,
+            }
+        }
+        (got, floods)
+    });
+    let mut draining = writer.stream.try_clone().unwrap();
+    std::thread::spawn(move || std::io::copy(&mut draining, &mut std::io::sink()));
+    // The room's noise leaves the flooder's output stuck: it is dropped.
+    let noise = format!("noise {}\n", "n".repeat(3000));
+    for _ in 0..100 {
+        writer.send(noise.as_bytes());
+    }
+    let mut stream = flooder.stream;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let flood = std::thread::spawn(move || {
+        let burst = "x\n".repeat(4096);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(4) {
+            if stream.write_all(burst.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    let body = "w".repeat(20);
+    for i in 0..60 {
+        writer.send(format!("s0-{i} {body}\n").as_bytes());
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    flood.join().unwrap();
+    let (got, floods) = reading.join().unwrap();
+    assert_all_in_order(&got, 1, 60, &body);
+    // Read at 100 lines/s until dropped, then at most its receive buffer.
+    assert!(floods < 150_000, "{floods} flood lines relayed");
+}
+
+#[test]
+fn reloads_during_a_connection_storm_leave_the_hub_accepting() {
+    let (rt, mut daemon, _) = hub(|c| {
+        c.chat.listen = vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.2:0".parse().unwrap(),
+        ];
+    });
+    let addrs = daemon.addrs("chat").to_vec();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, addrs) = (stop.clone(), addrs.clone());
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for addr in &addrs {
+                        if let Ok(s) = TcpStream::connect_timeout(addr, Duration::from_millis(200))
+                        {
+                            held.push(s);
+                        }
+                    }
+                    if held.len() > 200 {
+                        held.clear();
+                    }
+                }
+            })
+        })
+        .collect();
+    let both = daemon.config().clone();
+    let mut one = both.clone();
+    one.chat.listen.truncate(1);
+    for round in 0..10 {
+        let next = if round % 2 == 0 {
+            one.clone()
+        } else {
+            both.clone()
+        };
+        rt.block_on(daemon.reload(next));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for thread in storm {
+        thread.join().unwrap();
+    }
+    // Every listener of the last config serves newcomers.
+    for addr in daemon.addrs("chat").to_vec() {
+        let mut peer = Peer::connect(addr);
+        peer.send(b"/who\n");
+        peer.until("online");
+    }
+    assert!(rt.block_on(daemon.shutdown()), "drained within the grace");
+}

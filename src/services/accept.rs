@@ -399,8 +399,13 @@ fn accept_loop(
                 };
                 let _ = stream.set_nodelay(true);
                 debug!(%peer, "connected");
-                if handoff.send((stream, peer, ticket)).await.is_err() {
-                    return;
+                // The service may be waiting for this task to stop, and
+                // not taking connections meanwhile.
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    sent = handoff.send((stream, peer, ticket)) => if sent.is_err() {
+                        return;
+                    },
                 }
             }
         })

@@ -44,6 +44,9 @@ pub const NAME: &str = "chat";
 const READ_CHUNK: usize = 4096;
 /// The kernel's send buffer per client (Linux doubles it).
 const SEND_BUFFER: usize = 64 * 1024;
+/// The kernel's receive buffer per client (doubled too): what a client can
+/// have sent that the hub has not read, so what is relayed when it is dropped.
+const RECV_BUFFER: usize = 64 * 1024;
 /// Messages (or batches of lines) written in one vectored write.
 const WRITE_BATCH: usize = 64;
 /// Join and leave notices are sent at most this often; what happens in
@@ -451,6 +454,8 @@ struct Client {
     own: usize,
     /// Output has been waiting since then with none of it taken.
     stuck_since: Option<Instant>,
+    /// Its socket refused a write: it is gone, but what it sent is still read.
+    write_failed: bool,
     /// Relayed lines of the current read, sent as one item.
     relay: BytesMut,
     allowance: Allowance,
@@ -460,14 +465,18 @@ impl Client {
     async fn serve(hub: Arc<Hub>, stream: TcpStream, shutdown: CancellationToken) {
         // Chat lines are small: a fixed kernel buffer bounds what a client
         // that reads nothing holds there, and lets the hub see it lag.
-        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
+        let socket = socket2::SockRef::from(&stream);
+        let _ = socket.set_send_buffer_size(SEND_BUFFER);
+        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
         let mut rx = hub.tx.subscribe();
         let (id, name) = hub.join();
         let (mut read, write) = stream.into_split();
+        // The generation first: a reload in between is then seen at once.
+        let generation = hub.generation.load(Relaxed);
         let config = hub.config();
         let mut client = Client {
             allowance: Allowance::new(config.rate_limit),
-            generation: hub.generation.load(Relaxed),
+            generation,
             config,
             hub,
             id,
@@ -478,6 +487,7 @@ impl Client {
             out: Vec::new(),
             own: 0,
             stuck_since: None,
+            write_failed: false,
             relay: BytesMut::new(),
         };
         debug!(name = %client.name, "joined");
@@ -513,8 +523,7 @@ impl Client {
         loop {
             self.refresh(&mut input.lines);
             if let Err(e) = self.write_now() {
-                debug!(error = %e, "write failed");
-                return Close::Gone;
+                self.cannot_write(&e);
             }
             if self.allowance.resume_at().is_none() && self.drain(&mut input, true) {
                 return Close::Say("*** bye\n");
@@ -539,11 +548,16 @@ impl Client {
                 },
                 ready = self.write.writable(), if !self.out.is_empty() => match ready {
                     Ok(()) => Event::Writable,
-                    Err(_) => return Close::Gone,
+                    Err(e) => {
+                        self.cannot_write(&e);
+                        Event::Writable
+                    }
                 },
                 // Only once the socket took the rest: the channel holds the
                 // backlog, bounded by `queue`.
-                received = rx.recv(), if self.out.is_empty() => Event::Received(received),
+                received = rx.recv(), if self.out.is_empty() && !self.write_failed => {
+                    Event::Received(received)
+                }
                 _ = &mut timer, if deadline.is_some() => Event::Timer,
             };
             match event {
@@ -597,6 +611,17 @@ impl Client {
                 input.bytes = BytesMut::new();
             }
         }
+    }
+
+    /// A client whose socket refused a write has usually closed or reset:
+    /// nothing more is written, but its input is read to the end (within
+    /// `write_timeout`), so every line it sent is relayed.
+    fn cannot_write(&mut self, error: &io::Error) {
+        debug!(%error, "write failed; reading what it sent");
+        self.write_failed = true;
+        self.out = Vec::new();
+        self.own = 0;
+        self.stuck_since.get_or_insert_with(Instant::now);
     }
 
     /// Takes the hub's settings if a reload changed them.
@@ -655,11 +680,11 @@ impl Client {
         quit
     }
 
-    /// Handles the complete lines in `input`, while the allowance lasts if
-    /// `limited` (the rest wait there, and nothing more is read until it
-    /// refills); true if the client said bye.
+    /// Handles the complete lines in `input`, while the client may be read
+    /// if `limited` (the rest wait there until its allowance refills or it
+    /// takes its own replies); true if the client said bye.
     fn drain(&mut self, input: &mut Input, limited: bool) -> bool {
-        while !limited || self.allowance.resume_at().is_none() {
+        while !limited || self.may_read() {
             let Some(line) = input.lines.next(&mut input.bytes) else {
                 break;
             };
@@ -674,13 +699,19 @@ impl Client {
 
     /// A client being dropped: every complete line that reached the hub is
     /// relayed first (and the message of one that never sent a newline).
+    /// What reached it is at most the receive buffer: reading stops there,
+    /// so a client that goes on sending cannot keep the hub relaying.
     fn relay_rest(&mut self, read: &OwnedReadHalf, input: &mut Input) {
+        let mut budget = 2 * RECV_BUFFER;
         loop {
             if self.drain(input, false) {
                 return;
             }
+            if budget == 0 {
+                break;
+            }
             match self.read_some(read, &mut input.bytes) {
-                Some(Ok(n)) if n > 0 => {}
+                Some(Ok(n)) if n > 0 => budget = budget.saturating_sub(n),
                 _ => break,
             }
         }
@@ -691,6 +722,9 @@ impl Client {
 
     /// Queues a reply to this client alone: hub notices and its commands' answers.
     fn queue(&mut self, bytes: impl Into<Bytes>) {
+        if self.write_failed {
+            return;
+        }
         let bytes = bytes.into();
         self.own += bytes.len();
         self.out.push(bytes);
@@ -798,7 +832,7 @@ impl Client {
     /// Writes what the socket takes now, never waiting; notes since when
     /// output waits with none of it taken.
     fn write_now(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
+        if self.out.is_empty() || self.write_failed {
             return Ok(());
         }
         match self.write_some() {
@@ -865,4 +899,3 @@ impl Client {
         self.write.try_write_vectored(&slices[..count])
     }
 }
-
