@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, broadcast};
@@ -534,25 +535,29 @@ impl Client {
             {
                 timer.as_mut().reset(at);
             }
+            let interest = match (self.may_read(), !self.out.is_empty()) {
+                (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+                (true, false) => Some(Interest::READABLE),
+                (false, true) => Some(Interest::WRITABLE),
+                (false, false) => None,
+            };
             let event = tokio::select! {
                 biased;
                 _ = &mut cancelled => Event::Shutdown,
-                // Readiness first: an idle client holds no read buffer at all.
-                ready = read.readable(), if self.may_read() => match ready {
-                    Ok(()) => match self.read_some(read, &mut input.bytes) {
-                        Some(got) => Event::Read(got),
-                        // A spurious wake: keep holding nothing.
-                        None => Event::Read(Err(io::ErrorKind::WouldBlock.into())),
-                    },
-                    Err(e) => Event::Read(Err(e)),
-                },
-                ready = self.write.writable(), if !self.out.is_empty() => match ready {
-                    Ok(()) => Event::Writable,
-                    Err(e) => {
-                        self.cannot_write(&e);
-                        Event::Writable
+                // Readiness first: an idle client holds no read buffer at
+                // all. One wait for both directions: every idle client
+                // keeps this future.
+                ready = read.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
+                    match ready {
+                        Ok(ready) if ready.is_readable() => match self.read_some(read, &mut input.bytes) {
+                            Some(got) => Event::Read(got),
+                            // A spurious wake: keep holding nothing.
+                            None => Event::Read(Err(io::ErrorKind::WouldBlock.into())),
+                        },
+                        Ok(_) => Event::Writable,
+                        Err(e) => Event::Read(Err(e)),
                     }
-                },
+                }
                 // Only once the socket took the rest: the channel holds the
                 // backlog, bounded by `queue`.
                 received = rx.recv(), if self.out.is_empty() && !self.write_failed => {
