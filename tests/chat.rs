@@ -485,8 +485,8 @@ fn deaf(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// Reads lines from `peer` until `count` lines start with `[user`, or none
-/// comes for 10 s; those lines.
+/// Reads lines from `peer` until `count` of them contain ` s0-` (a test
+/// sender's lines, whatever the prefix), or none comes for 10 s; those lines.
 fn relayed(peer: &mut Peer, count: usize) -> Vec<String> {
     peer.stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -494,12 +494,44 @@ fn relayed(peer: &mut Peer, count: usize) -> Vec<String> {
     let mut got = Vec::new();
     while got.len() < count {
         match peer.line() {
-            Some(line) if line.starts_with("[user") => got.push(line),
+            Some(line) if from_a_test_sender(&line) => got.push(line),
             Some(_) => {}
             None => break,
         }
     }
     got
+}
+
+/// Fills the room with `lines` lines of 3 KB from `talker`: enough to leave
+/// a client that reads nothing with its buffers full and its output waiting.
+fn make_noise(talker: &mut Peer, lines: usize) {
+    let noise = format!("noise {}\n", "n".repeat(3000));
+    for _ in 0..lines {
+        talker.send(noise.as_bytes());
+    }
+}
+
+/// What `reader` hears until `who` leaves: the test senders' lines, the
+/// other lines but noise, and whether `who` left (before 5 s of silence).
+fn until_left(reader: &mut Peer, who: &str) -> (Vec<String>, Vec<String>, bool) {
+    let (mut sent, mut others) = (Vec::new(), Vec::new());
+    while let Some(line) = reader.line() {
+        if from_a_test_sender(&line) {
+            sent.push(line);
+        } else if line.contains(&format!("{who} left")) {
+            return (sent, others, true);
+        } else if !line.contains("noise") {
+            others.push(line);
+        }
+    }
+    (sent, others, false)
+}
+
+/// `PREFIX sN-I ...`: a line of test sender N.
+fn from_a_test_sender(line: &str) -> bool {
+    line.split_once(' ')
+        .and_then(|(_, text)| text.strip_prefix('s')?.split_once('-'))
+        .is_some_and(|(sender, _)| sender.parse::<usize>().is_ok())
 }
 
 /// Every line from `senders` arrived once, whole, in each sender's order.
@@ -559,10 +591,7 @@ fn a_sender_dropped_for_not_reading_has_its_lines_relayed_first() {
     let mut deaf = Peer::stingy(addr);
     reader.until("joined");
     // The room is busy: the deaf client's buffers fill, its output waits.
-    let noise = format!("noise {}\n", "n".repeat(3000));
-    for _ in 0..200 {
-        talker.send(noise.as_bytes());
-    }
+    make_noise(&mut talker, 200);
     let body = "y".repeat(50);
     // Its lines trickle in while its output waits, unread; then it stops
     // sending and is dropped a second after its output stopped moving.
@@ -570,17 +599,8 @@ fn a_sender_dropped_for_not_reading_has_its_lines_relayed_first() {
         deaf.send(format!("s0-{i} {body}\n").as_bytes());
         std::thread::sleep(Duration::from_millis(2));
     }
-    let mut got = Vec::new();
-    let mut left = false;
-    while let Some(line) = reader.line() {
-        if line.contains("s0-") {
-            got.push(line);
-        } else if line.contains("user3 left") {
-            left = true;
-            break;
-        }
-    }
-    assert!(left, "the deaf client was dropped");
+    let (got, others, left) = until_left(&mut reader, "user3");
+    assert!(left, "the deaf client was dropped: {others:#?}");
     assert_all_in_order(&got, 1, 300, &body);
     assert!(deaf.closed(), "its connection was closed");
 }
@@ -722,7 +742,7 @@ fn two_clients_talk_through_five_reloads() {
     talk.join().unwrap();
 
     // Every line, once, in order, whatever the prefix was when it was relayed.
-    let got: Vec<String> = relayed_any(&mut b, 800)
+    let got: Vec<String> = relayed(&mut b, 800)
         .into_iter()
         .map(|l| l.split_once(' ').map(|(_, t)| format!("[x] {t}")).unwrap())
         .collect();
@@ -752,19 +772,6 @@ fn two_clients_talk_through_five_reloads() {
         "<user3> from the old listener\n"
     );
     assert_eq!(daemon.supervisor().starts("chat"), 1, "never restarted");
-}
-
-/// Lines from clients (`[name] ` or any other prefix) until `count` `s0-` ones.
-fn relayed_any(peer: &mut Peer, count: usize) -> Vec<String> {
-    let mut got = Vec::new();
-    while got.len() < count {
-        match peer.line() {
-            Some(line) if line.contains(" s0-") => got.push(line),
-            Some(_) => {}
-            None => break,
-        }
-    }
-    got
 }
 
 #[test]
@@ -822,10 +829,7 @@ fn a_client_that_resets_has_every_line_it_sent_relayed() {
     let deaf = Peer::stingy(addr);
     reader.until("joined");
     // Its output is stuck behind the room's noise when it sends and resets.
-    let noise = format!("noise {}\n", "n".repeat(3000));
-    for _ in 0..100 {
-        talker.send(noise.as_bytes());
-    }
+    make_noise(&mut talker, 100);
     let body = "r".repeat(60);
     let mut stream = deaf.stream;
     for i in 0..500 {
@@ -842,19 +846,13 @@ fn a_client_that_resets_has_every_line_it_sent_relayed() {
         .unwrap();
     drop(stream);
     drop(deaf.reader);
-    let mut got = Vec::new();
-    let mut tail = None;
-    while let Some(line) = reader.line() {
-        if line.contains(" s0-") {
-            got.push(line);
-        } else if line.contains("unterminated") {
-            tail = Some(line);
-        } else if line.contains("user3 left") {
-            break;
-        }
-    }
+    let (got, others, left) = until_left(&mut reader, "user3");
+    assert!(left);
     assert_all_in_order(&got, 1, 500, &body);
-    assert_eq!(tail.as_deref(), Some("[user3] an unterminated tail\n"));
+    assert!(
+        others.contains(&"[user3] an unterminated tail\n".to_owned()),
+        "{others:#?}"
+    );
 }
 
 #[test]
@@ -875,7 +873,7 @@ fn a_rate_limited_sender_that_closes_has_every_line_relayed() {
             std::thread::sleep(Duration::from_millis(300));
         }
     });
-    let got = relayed_any(&mut reader, 60);
+    let got = relayed(&mut reader, 60);
     chatter.join().unwrap();
     assert_all_in_order(&got, 1, 60, &body);
 }
@@ -903,10 +901,7 @@ fn a_dropped_flooder_cannot_flood_the_room() {
     let mut draining = writer.stream.try_clone().unwrap();
     std::thread::spawn(move || std::io::copy(&mut draining, &mut std::io::sink()));
     // The room's noise leaves the flooder's output stuck: it is dropped.
-    let noise = format!("noise {}\n", "n".repeat(3000));
-    for _ in 0..100 {
-        writer.send(noise.as_bytes());
-    }
+    make_noise(&mut writer, 100);
     let mut stream = flooder.stream;
     stream
         .set_write_timeout(Some(Duration::from_secs(5)))

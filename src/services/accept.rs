@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, debug_span, warn};
 
-use crate::net::{allowed, local_addrs};
+use crate::net::{BindError, Sockets, allowed, local_addrs};
+use crate::services::Reconfigured;
 use crate::stats::{Refusal, ServiceStats};
 
 /// After an accept error (out of file descriptors, say), wait this long.
@@ -42,6 +43,16 @@ pub(crate) struct Policy {
     pub max: usize,
     /// Connections at once from one source (an IPv6 /64); 0: no limit.
     pub per_source: usize,
+}
+
+impl Policy {
+    pub fn new(allow: &[IpNet], max_clients: u32, max_per_source: u32) -> Self {
+        Self {
+            allow: allow.to_vec(),
+            max: max_clients as usize,
+            per_source: max_per_source as usize,
+        }
+    }
 }
 
 /// What a refused peer is told before it is closed.
@@ -162,17 +173,24 @@ impl Gate {
     /// Logs an accept error, at most once per ERROR_LOG_EVERY, with how many
     /// there were since the last line.
     fn accept_failed(&self, error: &io::Error) {
-        let mut state = self.state();
-        let log = &mut state.errors;
-        log.unlogged += 1;
-        if log
-            .logged_at
-            .is_none_or(|at| at.elapsed() >= ERROR_LOG_EVERY)
-        {
-            warn!(%error, count = log.unlogged, "accept failed");
-            log.unlogged = 0;
-            log.logged_at = Some(Instant::now());
+        if let Some(count) = self.state().errors.note(Instant::now()) {
+            warn!(%error, count, "accept failed");
         }
+    }
+}
+
+impl ErrorLog {
+    /// Counts one error at `now`; the count to log if a line is due.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        let due = self
+            .logged_at
+            .is_none_or(|at| now.duration_since(at) >= ERROR_LOG_EVERY);
+        if !due {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
     }
 }
 
@@ -232,6 +250,27 @@ impl<C: Send + Sync + 'static> Listeners<C> {
         Box::pin(async move {
             let _ =
                 tokio::time::timeout(APPLY_WITHIN, applied.wait_for(|&g| g >= generation)).await;
+        })
+    }
+
+    /// A reload of the service's table: binds `listen` (what is already
+    /// bound is reused) and hands everything to the running service.
+    pub fn reconfigure(
+        &self,
+        service: &'static str,
+        config: &C,
+        listen: &[SocketAddr],
+        policy: Policy,
+        sockets: &mut Sockets,
+    ) -> Result<Reconfigured, BindError>
+    where
+        C: Clone,
+    {
+        let listeners = sockets.tcp_all(service, listen)?;
+        let applied = self.update(config.clone(), listeners, policy);
+        Ok(Reconfigured {
+            addrs: self.local_addrs(),
+            applied,
         })
     }
 
@@ -467,6 +506,18 @@ mod tests {
         drop(a1);
         let _a3 = gate.admit(ip("127.0.0.1")).ok().unwrap();
         assert_eq!(gate.stats.clients.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn accept_errors_are_told_once_a_second_with_a_count() {
+        let mut log = ErrorLog::default();
+        let start = Instant::now();
+        assert_eq!(log.note(start), Some(1), "the first at once");
+        // EMFILE ten times a second (every accept backoff) for two seconds.
+        let told: Vec<u64> = (1..=20)
+            .filter_map(|i| log.note(start + Duration::from_millis(100 * i)))
+            .collect();
+        assert_eq!(told, [10, 10]);
     }
 
     #[test]

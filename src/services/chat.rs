@@ -74,11 +74,7 @@ pub struct Chat {
 }
 
 fn policy(config: &ChatConfig) -> Policy {
-    Policy {
-        allow: config.allow.clone(),
-        max: config.max_clients as usize,
-        per_source: config.max_per_source as usize,
-    }
+    Policy::new(&config.allow, config.max_clients, config.max_per_source)
 }
 
 impl Chat {
@@ -166,15 +162,10 @@ impl Service for Chat {
                 "a new queue length applies when the service is next started"
             );
         }
-        Some(sockets.tcp_all(NAME, &table.listen).map(|listeners| {
-            let applied = self
-                .listeners
-                .update(table.clone(), listeners, policy(table));
-            Reconfigured {
-                addrs: self.listeners.local_addrs(),
-                applied,
-            }
-        }))
+        Some(
+            self.listeners
+                .reconfigure(NAME, table, &table.listen, policy(table), sockets),
+        )
     }
 }
 

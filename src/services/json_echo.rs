@@ -40,11 +40,7 @@ pub struct JsonEcho {
 }
 
 fn policy(config: &JsonEchoConfig) -> Policy {
-    Policy {
-        allow: config.allow.clone(),
-        max: config.max_clients as usize,
-        per_source: config.max_per_source as usize,
-    }
+    Policy::new(&config.allow, config.max_clients, config.max_per_source)
 }
 
 impl JsonEcho {
@@ -96,15 +92,10 @@ impl Service for JsonEcho {
         sockets: &mut Sockets,
     ) -> Option<Result<Reconfigured, BindError>> {
         let table = &config.json_echo;
-        Some(sockets.tcp_all(NAME, &table.listen).map(|listeners| {
-            let applied = self
-                .listeners
-                .update(table.clone(), listeners, policy(table));
-            Reconfigured {
-                addrs: self.listeners.local_addrs(),
-                applied,
-            }
-        }))
+        Some(
+            self.listeners
+                .reconfigure(NAME, table, &table.listen, policy(table), sockets),
+        )
     }
 }
 
