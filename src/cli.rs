@@ -25,6 +25,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write the man page (pinetd.1) and the bash, zsh and fish completions
+    /// into DIR, from these definitions: for packaging.
+    #[command(hide = true)]
+    GenerateAssets {
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
     /// Validate a config file and exit: 0 if valid, 1 with every problem named.
     Check {
         #[arg(long, value_name = "FILE")]
@@ -93,4 +100,21 @@ pub enum Command {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write it like \"5s\" or \"500ms\")"))
+}
+
+/// The man page and shell completions, generated from the definitions above
+/// (never written by hand), into `dir`: `pinetd.1`, `pinetd.bash`, `_pinetd`
+/// and `pinetd.fish`.
+pub fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(dir)?;
+    let mut command = Cli::command();
+    let mut man = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut man)?;
+    std::fs::write(dir.join("pinetd.1"), man)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut command, "pinetd", dir)?;
+    }
+    Ok(())
 }

@@ -12,6 +12,13 @@ fn main() -> ExitCode {
     match cli.command {
         None => daemon(cli.config),
         Some(Command::Check { config }) => check(&config),
+        Some(Command::GenerateAssets { out_dir }) => match pinetd::cli::generate_assets(&out_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pinetd: cannot write to {}: {e}", out_dir.display());
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Chat { host, port, name }) => {
             logging::init("warn");
             client_runtime(async move { client::chat::main(&host, port, name).await })
