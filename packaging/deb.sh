@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Debian packages of pinetd, built on an x86_64 machine:
+#
+#   bash packaging/deb.sh ARCH...     # ARCH: amd64, arm64 (64-bit Pi OS), armhf (32-bit, Pi 2+)
+#
+# writes target/debian/pinetd_<version>-<revision>_<ARCH>.deb for each. It
+# installs what it needs (Debian's packages, cargo-deb from crates.io), never
+# prompts, and can run again. DEB_REVISION sets the revision (default 1).
+#
+# amd64 is built with the toolchain on PATH. The cross builds use Debian's
+# rustc-web and cargo-web with the target's standard library
+# (libstd-rust-web-dev:ARCH) and the GNU cross linker, in target/cross.
+# Depends is read off each binary: libc6 at the newest GLIBC_ symbol version
+# it uses (dpkg-shlibdeps cannot look at a foreign binary), libgcc-s1 likewise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+revision=${DEB_REVISION:-1}
+cargo_deb_version=3.8.0
+
+[ $# -gt 0 ] || { echo "usage: bash packaging/deb.sh ARCH... (amd64, arm64, armhf)" >&2; exit 2; }
+for arch in "$@"; do
+  case $arch in amd64|arm64|armhf) ;; *) echo "deb.sh: unknown ARCH $arch (amd64, arm64, armhf)" >&2; exit 2 ;; esac
+done
+
+rust_target() {
+  case $1 in
+    amd64) echo x86_64-unknown-linux-gnu ;;
+    arm64) echo aarch64-unknown-linux-gnu ;;
+    armhf) echo armv7-unknown-linux-gnueabihf ;;
+  esac
+}
+gnu_triple() {
+  case $1 in
+    amd64) echo x86_64-linux-gnu ;;
+    arm64) echo aarch64-linux-gnu ;;
+    armhf) echo arm-linux-gnueabihf ;;
+  esac
+}
+
+updated=
+apt_update() {
+  [ -n "$updated" ] && return
+  # A mirror caught mid-sync answers with a wrong size: try again.
+  for attempt in 1 2 3; do
+    apt-get update -qq && { updated=1; return; }
+    echo "deb.sh: apt-get update failed (attempt $attempt)" >&2
+    sleep 10
+  done
+  return 1
+}
+apt_install() {
+  local missing=() package
+  for package in "$@"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  apt_update
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_install dpkg-dev binutils gzip
+if ! cargo deb --version 2>/dev/null | grep -q "$cargo_deb_version"; then
+  cargo install --locked --quiet cargo-deb --version "$cargo_deb_version"
+fi
+
+# The man page and completions come from the clap definitions, via the native build.
+cargo build --release --locked --quiet --bin pinetd
+rm -rf target/assets
+target/release/pinetd generate-assets --out-dir target/assets
+gzip -9n target/assets/pinetd.1
+
+# "libc6 (>= 2.34), libgcc-s1 (>= 4.2)": the versions BINARY's symbols need.
+depends_of() {
+  local binary=$1 needed glibc gcc depends=()
+  needed=$(readelf -d "$binary" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+  glibc=$(readelf -V --wide "$binary" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
+  gcc=$(readelf -V --wide "$binary" | grep -o 'GCC_[0-9][0-9.]*' | sed 's/GCC_//' | sort -uV | tail -1)
+  depends+=("libc6 (>= ${glibc:-2.17})")
+  if grep -q '^libgcc_s' <<<"$needed"; then
+    depends+=("libgcc-s1 (>= $(cut -d. -f1,2 <<<"${gcc:-3.0}"))")
+  fi
+  local library
+  for library in $needed; do
+    case $library in libc.so.*|libm.so.*|libdl.so.*|libpthread.so.*|librt.so.*|ld-linux*|libgcc_s.so.*) ;;
+      *) echo "deb.sh: $binary needs $library, which this script cannot map to a package" >&2; exit 1 ;;
+    esac
+  done
+  local IFS=,
+  sed 's/,/, /g' <<<"${depends[*]}"
+}
+
+# Adds DEPENDS to the control file of the package DEB.
+set_depends() {
+  local deb=$1 depends=$2 root
+  root=$(mktemp -d)
+  chmod 755 "$root"
+  dpkg-deb -R "$deb" "$root"
+  sed -i "/^Depends:/d; /^Architecture:/a Depends: $depends" "$root/DEBIAN/control"
+  dpkg-deb --root-owner-group -Zxz -b "$root" "$deb" >/dev/null
+  rm -rf "$root"
+}
+
+for arch in "$@"; do
+  target=$(rust_target "$arch")
+  triple=$(gnu_triple "$arch")
+  if [ "$arch" = amd64 ]; then
+    target_dir=target
+    binary=target/release/pinetd
+    deb_args=()
+  else
+    if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+      dpkg --add-architecture "$arch"
+      updated=
+    fi
+    apt_install rustc-web cargo-web "libstd-rust-web-dev:$arch" "gcc-$triple" "binutils-$triple"
+    target_dir=target/cross
+    linker_var=CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$target")_LINKER
+    env CARGO_TARGET_DIR=$target_dir RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
+      "$linker_var=$triple-gcc" \
+      /usr/bin/cargo build --release --locked --quiet --target "$target" --bin pinetd
+    binary=$target_dir/$target/release/pinetd
+    deb_args=(--target "$target")
+  fi
+  depends=$(depends_of "$binary")
+  deb=$(CARGO_TARGET_DIR=$target_dir cargo deb --no-build --locked --quiet --strip \
+    --deb-revision "$revision" "${deb_args[@]}" --output target/debian/)
+  set_depends "$deb" "$depends"
+  echo "$deb: Depends: $depends"
+done
