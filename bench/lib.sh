@@ -15,9 +15,9 @@ wait_for() {
   done
 }
 
-# start_pinetd SERVICE < KEYS: the release build with only SERVICE enabled,
-# on 127.0.0.1:0, with KEYS added to its table; sets pinetd_pid and
-# pinetd_port.
+# start_pinetd SERVICE < KEYS: the release build (or $PINETD) with only
+# SERVICE enabled, on 127.0.0.1:0, with KEYS added to its table; sets
+# pinetd_pid and pinetd_port.
 start_pinetd() {
   local other
   for other in chat json_echo udp_echo announcer discovery; do
@@ -25,7 +25,7 @@ start_pinetd() {
   done > "$work/pinetd.toml"
   printf '[%s]\nlisten = "127.0.0.1:0"\n' "$1" >> "$work/pinetd.toml"
   cat >> "$work/pinetd.toml"
-  ./target/release/pinetd --config "$work/pinetd.toml" 2> "$work/pinetd.log" &
+  "${PINETD:-./target/release/pinetd}" --config "$work/pinetd.toml" 2> "$work/pinetd.log" &
   pinetd_pid=$!
   pids+=("$pinetd_pid")
   wait_for "$work/pinetd.log" listening "$pinetd_pid"

@@ -14,30 +14,15 @@ CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
   cargo build --release --quiet --bin pinetd --target-dir target/no-lto
 ls -l target/release/pinetd target/no-lto/release/pinetd | awk '{ print "unstripped", $5, $9 }'
 
-# serve BINARY SERVICE < KEYS: BINARY with only SERVICE on 127.0.0.1:0; sets pid and port.
-serve() {
-  local other
-  for other in chat json_echo udp_echo announcer discovery; do
-    [ "$other" = "$2" ] || printf '[%s]\nenabled = false\n' "$other"
-  done > "$work/$2.toml"
-  printf '[%s]\nlisten = "127.0.0.1:0"\nmax_per_source = 0\n' "$2" >> "$work/$2.toml"
-  cat >> "$work/$2.toml"
-  "$1" --config "$work/$2.toml" 2> "$work/$2.log" &
-  pid=$!
-  pids+=("$pid")
-  wait_for "$work/$2.log" listening "$pid"
-  port=$(grep -o 'addr=127.0.0.1:[0-9]*' "$work/$2.log" | head -1 | cut -d: -f2)
-}
-
 run() {
-  serve "$1" chat <<<$'prefix = ""\nrate_limit = 0\nqueue = 4096\nmax_clients = 15000'
+  PINETD=$1 start_pinetd chat <<<$'prefix = ""\nrate_limit = 0\nqueue = 4096\nmax_clients = 15000\nmax_per_source = 0'
   echo "-- $2: fanout"
-  ./target/release/examples/chat_load fanout "127.0.0.1:$port" --proto line --pid "$pid" --clients 1000 --seconds "$seconds" 2>&1 | tail -1
-  kill "$pid"
-  serve "$1" json_echo </dev/null
+  ./target/release/examples/chat_load fanout "127.0.0.1:$pinetd_port" --proto line --pid "$pinetd_pid" --clients 1000 --seconds "$seconds" 2>&1 | tail -1
+  kill "$pinetd_pid"
+  PINETD=$1 start_pinetd json_echo <<<'max_per_source = 0'
   echo "-- $2: json 10x8"
-  ./target/release/examples/tcp_load "127.0.0.1:$port" --conns 10 --inflight 8 --seconds "$seconds" 2>&1 | tail -1
-  kill "$pid"
+  ./target/release/examples/tcp_load "127.0.0.1:$pinetd_port" --conns 10 --inflight 8 --seconds "$seconds" 2>&1 | tail -1
+  kill "$pinetd_pid"
 }
 for _ in 1 2; do
   run target/no-lto/release/pinetd "no LTO, 16 codegen units"
