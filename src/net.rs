@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::mem::take;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,16 +136,11 @@ impl Sockets {
     /// Moves out the sockets no running service holds, to close them or to
     /// [`put_back`](Self::put_back) if what was to replace them cannot bind.
     pub fn take_unused(&mut self) -> Sockets {
-        Sockets {
-            tcp: self
-                .tcp
-                .extract_if(|_, l| Arc::strong_count(l) == 1)
-                .collect(),
-            udp: self
-                .udp
-                .extract_if(|_, s| Arc::strong_count(s) == 1)
-                .collect(),
-        }
+        let (tcp, held) = take(&mut self.tcp).into_iter().partition(only_here);
+        self.tcp = held;
+        let (udp, held) = take(&mut self.udp).into_iter().partition(only_here);
+        self.udp = held;
+        Sockets { tcp, udp }
     }
 
     pub fn put_back(&mut self, aside: Sockets) {
@@ -171,6 +167,11 @@ impl LocalAddr for UdpSocket {
 }
 
 /// The addresses actually bound (port 0 resolved).
+/// True for a registered socket no running service holds.
+fn only_here<K, S>((_, socket): &(K, Arc<S>)) -> bool {
+    Arc::strong_count(socket) == 1
+}
+
 pub fn local_addrs<S: LocalAddr>(sockets: &[Arc<S>]) -> Vec<SocketAddr> {
     sockets.iter().filter_map(|s| s.local_addr().ok()).collect()
 }

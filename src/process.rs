@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use rlimit::Resource;
+
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::{Instant, MissedTickBehavior, interval, interval_at};
 use tracing::{error, info, warn};
@@ -94,39 +96,29 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
     }
 }
 
-fn open_files() -> Option<libc::rlimit> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct given.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
-}
-
 /// The open-files limit the daemon runs with: the hard limit, to which it
 /// raises the soft one. `pinetd check` judges a file by it too.
 pub fn open_files_limit() -> u64 {
-    open_files().map_or(u64::MAX, |limit| limit.rlim_max)
+    Resource::NOFILE.get_hard().unwrap_or(u64::MAX)
 }
 
 /// Every client is a file descriptor: take all the hard limit allows (the
 /// unit sets it), not the soft 1024 a shell usually gives. Returns the limit
 /// now in force.
 fn raise_open_files_limit() -> u64 {
-    let Some(mut limit) = open_files() else {
+    let Ok((soft, hard)) = Resource::NOFILE.get() else {
         return u64::MAX;
     };
-    if limit.rlim_cur < limit.rlim_max {
-        let from = limit.rlim_cur;
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: setrlimit only reads the struct given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
-            info!(from, to = limit.rlim_max, "raised the open files limit");
-        } else {
-            limit.rlim_cur = from;
-        }
+    if soft >= hard {
+        return soft;
     }
-    limit.rlim_cur
+    match Resource::NOFILE.set(hard, hard) {
+        Ok(()) => {
+            info!(from = soft, to = hard, "raised the open files limit");
+            hard
+        }
+        Err(_) => soft,
+    }
 }
 
 /// Lowers `max_clients` to fit `limit`, saying so once.

@@ -314,8 +314,10 @@ impl<C: Send + Sync + 'static> Listeners<C> {
                 }
                 current.generation
             };
-            for removed in accepting.extract_if(|_, a| a.removed).map(|(_, a)| a) {
-                removed.stop().await;
+            let removed: Vec<Accepting>;
+            (removed, accepting) = take_removed(accepting);
+            for listener in removed {
+                listener.stop().await;
             }
             self.applied.send_replace(generation);
             tokio::select! {
@@ -373,6 +375,14 @@ fn listener_changes(
 /// A listener's identity: the daemon hands out one `Arc` per bound address.
 fn key(listener: &Arc<TcpListener>) -> usize {
     Arc::as_ptr(listener) as usize
+}
+
+/// Splits the accept tasks of removed listeners off the rest.
+fn take_removed(
+    accepting: HashMap<usize, Accepting>,
+) -> (Vec<Accepting>, HashMap<usize, Accepting>) {
+    let (removed, kept): (HashMap<_, _>, _) = accepting.into_iter().partition(|(_, a)| a.removed);
+    (removed.into_values().collect(), kept)
 }
 
 /// One listener's accept task.

@@ -521,9 +521,7 @@ impl Client {
                 return Close::Say("*** bye\n");
             }
             let deadline = self.next_deadline(&input);
-            if let Some(at) = deadline
-                && at != timer.deadline()
-            {
+            if let Some(at) = deadline.filter(|&at| at != timer.deadline()) {
                 timer.as_mut().reset(at);
             }
             let interest = match (self.may_read(), !self.out.is_empty()) {
@@ -774,10 +772,9 @@ impl Client {
             }
             Said::Nick(new) => self.rename(new),
             Said::Message(message) => {
-                if self.default_name
-                    && let Some(claimed) = claimed_name(message)
-                    && self.hub.rename(&self.name, claimed).is_ok()
-                {
+                // The first line of a client that has not chosen a name may claim one.
+                let claimed = self.default_name.then(|| claimed_name(message)).flatten();
+                if let Some(claimed) = claimed.filter(|c| self.hub.rename(&self.name, c).is_ok()) {
                     self.renamed(claimed);
                 }
                 let relayed = relay_line(&self.config.prefix, &self.name, message);
