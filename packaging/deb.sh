@@ -7,9 +7,13 @@
 # installs what it needs (Debian's packages, cargo-deb from crates.io), never
 # prompts, and can run again. DEB_REVISION sets the revision (default 1).
 #
-# amd64 is built with the toolchain on PATH. The cross builds use Debian's
-# rustc-web and cargo-web with the target's standard library
-# (libstd-rust-web-dev:ARCH) and the GNU cross linker, in target/cross.
+# amd64 is built with the toolchain on PATH. A cross build uses Debian's
+# rustc-web with the target's standard library (libstd-rust-web-dev:ARCH),
+# fetched and checked by apt against Debian's signed indexes, but with a
+# private apt state under target/cross/toolchain/ARCH: the system's packages,
+# its default toolchain and dpkg's architectures stay as they are. It takes the
+# newest version whose ARCH index can be had (see the README when an index of
+# the security archive fails), and links with the GNU cross compiler.
 # Depends is read off each binary: libc6 at the newest GLIBC_ symbol version
 # it uses (dpkg-shlibdeps cannot look at a foreign binary), libgcc-s1 likewise.
 set -euo pipefail
@@ -101,6 +105,52 @@ set_depends() {
   rm -rf "$root"
 }
 
+# cross_toolchain ARCH: unpacks rustc-web (for amd64, this machine) and the
+# standard library for ARCH, at one version, into target/cross/toolchain/ARCH
+# and prints the path of a rustc that runs it. apt downloads and verifies the
+# packages with its own sources list, lists and cache there.
+cross_toolchain() {
+  local arch=$1 dir root version llvm minor
+  dir=$(pwd)/target/cross/toolchain/$arch
+  root=$dir/root
+  mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/debs"
+  cat > "$dir/sources.list" <<LIST
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security bookworm-security main
+LIST
+  local apt=(-o "Dir::Etc::sourcelist=$dir/sources.list" -o Dir::Etc::sourceparts=-
+    -o "Dir::State::lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o Dir::State::status=/dev/null
+    -o APT::Architectures::=amd64 -o "APT::Architectures::=$arch" -o APT::Sandbox::User=root)
+  # An index that fails to download (or to verify) is left out: apt then
+  # offers the newest version the other indexes have.
+  apt-get "${apt[@]}" update -qq >&2 ||
+    echo "deb.sh: an index failed to download; $arch takes the newest version the others offer" >&2
+  version=$(apt-cache "${apt[@]}" policy "libstd-rust-web-dev:$arch" | sed -n 's/^ *Candidate: //p')
+  if [ -z "$version" ] || [ "$version" = "(none)" ]; then
+    echo "deb.sh: no libstd-rust-web-dev for $arch in Debian's indexes" >&2
+    exit 1
+  fi
+  minor=$(sed 's/^\([0-9]*\.[0-9]*\).*/\1/' <<<"$version")
+  if [ "$(cat "$root/.version" 2>/dev/null)" != "$version" ]; then
+    llvm=$(apt-cache "${apt[@]}" show "libstd-rust-web-$minor:amd64=$version" |
+      sed -n 's/^Depends:.*\(libllvm[0-9]*\).*/\1/p' | head -1)
+    rm -rf "$root" "$dir/debs"
+    mkdir -p "$dir/debs"
+    (cd "$dir/debs" && apt-get "${apt[@]}" download -qq "rustc-web:amd64=$version" \
+      "libstd-rust-web-$minor:amd64=$version" "libstd-rust-web-dev:amd64=$version" \
+      "libstd-rust-web-$minor:$arch=$version" "libstd-rust-web-dev:$arch=$version" "$llvm:amd64" >&2)
+    local deb
+    for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$root"; done
+    echo "$version" > "$root/.version"
+  fi
+  cat > "$dir/rustc" <<RUSTC
+#!/bin/sh
+LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu exec $root/usr/bin/rustc "\$@"
+RUSTC
+  chmod +x "$dir/rustc"
+  echo "$dir/rustc"
+}
+
 for arch in "$@"; do
   target=$(rust_target "$arch")
   triple=$(gnu_triple "$arch")
@@ -109,16 +159,13 @@ for arch in "$@"; do
     binary=target/release/pinetd
     deb_args=()
   else
-    if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
-      dpkg --add-architecture "$arch"
-      updated=
-    fi
-    apt_install rustc-web cargo-web "libstd-rust-web-dev:$arch" "gcc-$triple" "binutils-$triple"
+    apt_install "gcc-$triple" "binutils-$triple" "libc6-dev-$arch-cross"
+    rustc=$(cross_toolchain "$arch")
     target_dir=target/cross
     linker_var=CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$target")_LINKER
-    env CARGO_TARGET_DIR=$target_dir RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
-      "$linker_var=$triple-gcc" \
-      /usr/bin/cargo build --release --locked --quiet --target "$target" --bin pinetd
+    echo "deb.sh: $arch with $("$rustc" --version)" >&2
+    env CARGO_TARGET_DIR=$target_dir RUSTC="$rustc" RUSTDOC=false "$linker_var=$triple-gcc" \
+      cargo build --release --locked --quiet --target "$target" --bin pinetd
     binary=$target_dir/$target/release/pinetd
     deb_args=(--target "$target")
   fi

@@ -3,11 +3,11 @@
 #
 #   bash packaging/test.sh
 #
-# builds the amd64 and arm64 packages (packaging/deb.sh), checks their
-# contents, control fields and lintian; installs the amd64 one into a fresh
-# Debian root (mmdebstrap), runs it there on loopback, upgrades it over an
-# edited conffile, removes and purges it; runs the arm64 binary under
-# qemu-user. Every daemon started here listens on 127.0.0.1 with ports from
+# builds the amd64, arm64 and armhf packages (packaging/deb.sh), checks
+# their contents, control fields and lintian; installs the amd64 one into a
+# fresh Debian root (mmdebstrap), runs it there on loopback, upgrades it over
+# an edited conffile, removes and purges it; runs the arm64 and armhf
+# binaries under qemu-user. Every daemon started here listens on 127.0.0.1 with ports from
 # the kernel; the packaged pinetd.toml (which broadcasts) is only checked,
 # never run. Needs root (a chroot); skips with a message without it.
 set -euo pipefail
@@ -48,10 +48,11 @@ command -v mmdebstrap >/dev/null && command -v qemu-aarch64 >/dev/null && comman
   apt-get install -y -qq --no-install-recommends mmdebstrap qemu-user lintian >/dev/null
 }
 
-bash packaging/deb.sh amd64 arm64
+bash packaging/deb.sh amd64 arm64 armhf
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 amd64=target/debian/pinetd_${version}-1_amd64.deb
 arm64=target/debian/pinetd_${version}-1_arm64.deb
+armhf=target/debian/pinetd_${version}-1_armhf.deb
 
 # A config on loopback only, every port from the kernel.
 cat > "$work/loop.toml" <<'TOML'
@@ -112,7 +113,7 @@ PY
 }
 
 echo "== contents and control fields"
-for deb in "$amd64" "$arm64"; do
+for deb in "$amd64" "$arm64" "$armhf"; do
   arch=${deb##*_}
   arch=${arch%.deb}
   dpkg-deb -c "$deb" > "$work/contents.$arch"
@@ -131,23 +132,30 @@ for deb in "$amd64" "$arm64"; do
     grep -q 'deb-systemd-helper enable pinetd.service' "$work/control.$arch/postinst"
   check "$arch: lintian finds no error" lintian --fail-on error "$deb"
 done
-mkdir -p "$work/arm64"
-dpkg-deb -x "$arm64" "$work/arm64"
-check "arm64: the binary is an aarch64 ELF, stripped" \
-  bash -c "file '$work/arm64/usr/bin/pinetd' | grep -q 'ARM aarch64.*stripped' && ! file '$work/arm64/usr/bin/pinetd' | grep -q 'not stripped'"
-
-echo "== arm64 under qemu-user"
-qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu "$work/arm64/usr/bin/pinetd")
 version_is() { [ "$("$@" --version)" = "pinetd $version" ]; }
-check "arm64: --version" version_is "${qemu[@]}"
-check "arm64: check on the packaged config" "${qemu[@]}" check --config "$work/arm64/etc/pinetd/pinetd.toml"
-if start_daemon "$work/arm64.log" "${qemu[@]}" --config "$work/loop.toml"; then
-  # The clients are this machine's: the daemon is what runs on the Pi.
-  check "arm64: chat, JSON echo, UDP echo and discovery answer" talk_to target/release/pinetd
-  kill "$daemon_pid"
-else
-  check "arm64: the daemon starts" false
-fi
+# The Pi's binaries under qemu-user, each with its cross C library. The
+# clients are this machine's: the daemon is what runs on the Pi.
+for arch in arm64 armhf; do
+  case $arch in
+    arm64) deb=$arm64 elf='ARM aarch64' qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu) ;;
+    armhf) deb=$armhf elf='ARM, EABI5' qemu=(qemu-arm -L /usr/arm-linux-gnueabihf) ;;
+  esac
+  echo "== $arch under qemu-user"
+  mkdir -p "$work/$arch"
+  dpkg-deb -x "$deb" "$work/$arch"
+  binary=$work/$arch/usr/bin/pinetd
+  check "$arch: the binary is a $elf ELF, stripped" \
+    bash -c "file '$binary' | grep -q '$elf.*stripped' && ! file '$binary' | grep -q 'not stripped'"
+  qemu+=("$binary")
+  check "$arch: --version" version_is "${qemu[@]}"
+  check "$arch: check on the packaged config" "${qemu[@]}" check --config "$work/$arch/etc/pinetd/pinetd.toml"
+  if start_daemon "$work/$arch.log" "${qemu[@]}" --config "$work/loop.toml"; then
+    check "$arch: chat, JSON echo, UDP echo and discovery answer" talk_to target/release/pinetd
+    kill "$daemon_pid"
+  else
+    check "$arch: the daemon starts" false
+  fi
+done
 
 echo "== amd64 installed into a fresh Debian root"
 mmdebstrap --quiet --variant=apt --include=init-system-helpers bookworm "$root" >/dev/null
