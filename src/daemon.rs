@@ -15,17 +15,9 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::describe::SelfInfo;
 use crate::net::{BindError, Sockets};
-use crate::services::Service;
-use crate::services::announcer::{self, Announcer};
-use crate::services::chat::{self, Chat};
-use crate::services::discovery::{self, Discovery};
-use crate::services::json_echo::{self, JsonEcho};
-use crate::services::udp_echo::{self, UdpEcho};
+use crate::services::registry::{BindContext, Bound, Entry, REGISTRY};
 use crate::stats::Stats;
 use crate::supervisor::Supervisor;
-
-/// Every service table, in start-up order.
-pub const SERVICES: [&str; 5] = ["chat", "json_echo", "udp_echo", "announcer", "discovery"];
 
 /// How a reload changed a service.
 enum Outcome {
@@ -35,12 +27,6 @@ enum Outcome {
     Restart,
     /// Its new table could not be bound: it goes on as it was.
     Kept,
-}
-
-/// A service bound and ready to run (or running).
-struct Bound {
-    service: Arc<dyn Service>,
-    addrs: Vec<SocketAddr>,
 }
 
 pub struct Daemon {
@@ -59,9 +45,9 @@ impl Daemon {
         let info = Arc::new(SelfInfo::new());
         let mut sockets = Sockets::default();
         let mut ready = Vec::new();
-        for name in SERVICES {
-            if let Some(bound) = bind(name, &config, &mut sockets, &stats, &info)? {
-                ready.push((name, bound));
+        for entry in &REGISTRY {
+            if let Some(bound) = bind(entry, &config, &mut sockets, &stats, &info)? {
+                ready.push((entry.name, bound));
             }
         }
         let mut daemon = Daemon {
@@ -110,38 +96,46 @@ impl Daemon {
     /// changed: in place where the service can take it, else by a restart.
     /// Returns their names.
     pub async fn reload(&mut self, config: Config) -> Vec<&'static str> {
-        let changed: Vec<&'static str> = SERVICES
-            .into_iter()
-            .filter(|name| table_differs(name, &self.config, &config))
+        let changed: Vec<&'static Entry> = REGISTRY
+            .iter()
+            .filter(|entry| entry.changed(&self.config, &config))
             .collect();
         let keys = self.config.changed_keys(&config);
         let old = std::mem::replace(&mut self.config, config);
-        for &name in &changed {
+        for &entry in &changed {
+            let name = entry.name;
+            // Its own keys by name, those of a table it depends on in full.
             let table: Vec<&str> = keys
                 .iter()
-                .filter_map(|key| key.strip_prefix(name)?.strip_prefix('.'))
+                .filter(|key| entry.concerns(key))
+                .map(|key| {
+                    key.strip_prefix(name)
+                        .and_then(|k| k.strip_prefix('.'))
+                        .unwrap_or(key)
+                })
                 .collect();
-            match self.reconfigure(name, &old).await {
+            match self.reconfigure(entry, &old).await {
                 Outcome::InPlace => {
                     info!(service = %name, changed = ?table, "config changed; applied in place");
                 }
                 Outcome::Kept => {}
                 Outcome::Restart => {
                     info!(service = %name, changed = ?table, "config changed; restarting");
-                    self.restart(name, &old).await;
+                    self.restart(entry, &old).await;
                 }
             }
         }
         self.sockets.release_unused();
-        changed
+        changed.iter().map(|entry| entry.name).collect()
     }
 
     /// Hands a still-enabled service its new table while it runs.
-    async fn reconfigure(&mut self, name: &'static str, old: &Config) -> Outcome {
+    async fn reconfigure(&mut self, entry: &'static Entry, old: &Config) -> Outcome {
+        let name = entry.name;
         let Some(bound) = self.bound.get_mut(name) else {
             return Outcome::Restart;
         };
-        if !enabled(name, &self.config) {
+        if !entry.enabled(&self.config) {
             return Outcome::Restart;
         }
         match bound.service.reconfigure(&self.config, &mut self.sockets) {
@@ -168,14 +162,15 @@ impl Daemon {
             }
             Some(Err(e)) => {
                 error!(service = %name, "{e}; keeping its previous settings");
-                set_table(name, &mut self.config, old);
+                entry.restore(&mut self.config, old);
                 Outcome::Kept
             }
         }
     }
 
     /// Stops a service and starts it again on its new table.
-    async fn restart(&mut self, name: &'static str, old: &Config) {
+    async fn restart(&mut self, entry: &'static Entry, old: &Config) {
+        let name = entry.name;
         self.supervisor
             .stop(name, self.config.daemon.shutdown_grace)
             .await;
@@ -183,22 +178,10 @@ impl Daemon {
         self.info.set_service(name, None);
         // Sockets on unchanged addresses are reused, so they keep their port
         // and never close; a new address may overlap one of the old ones.
-        let rebound = bind(
-            name,
-            &self.config,
-            &mut self.sockets,
-            &self.stats,
-            &self.info,
-        )
-        .or_else(|_| {
+        let (config, stats, info) = (&self.config, &self.stats, &self.info);
+        let rebound = bind(entry, config, &mut self.sockets, stats, info).or_else(|_| {
             let aside = self.sockets.take_unused();
-            let retried = bind(
-                name,
-                &self.config,
-                &mut self.sockets,
-                &self.stats,
-                &self.info,
-            );
+            let retried = bind(entry, config, &mut self.sockets, stats, info);
             if retried.is_err() {
                 self.sockets.put_back(aside);
             }
@@ -207,15 +190,16 @@ impl Daemon {
         match rebound {
             Ok(Some(bound)) => self.run(name, bound),
             Ok(None) => {}
-            Err(e) => self.keep_old(name, old, e),
+            Err(e) => self.keep_old(entry, old, e),
         }
     }
 
     /// A reloaded table that cannot bind: its old settings go on serving.
-    fn keep_old(&mut self, name: &'static str, old: &Config, e: BindError) {
+    fn keep_old(&mut self, entry: &'static Entry, old: &Config, e: BindError) {
+        let name = entry.name;
         error!(service = %name, "{e}; keeping its previous settings");
-        set_table(name, &mut self.config, old);
-        match bind(name, old, &mut self.sockets, &self.stats, &self.info) {
+        entry.restore(&mut self.config, old);
+        match bind(entry, old, &mut self.sockets, &self.stats, &self.info) {
             Ok(Some(bound)) => self.run(name, bound),
             Ok(None) => {}
             Err(e) => error!(service = %name, "{e}; the service is stopped"),
@@ -240,91 +224,16 @@ impl Daemon {
 
 /// Binds one service if its table enables it.
 fn bind(
-    name: &'static str,
+    entry: &Entry,
     config: &Config,
     sockets: &mut Sockets,
-    stats: &Arc<Stats>,
+    stats: &Stats,
     info: &Arc<SelfInfo>,
 ) -> Result<Option<Bound>, BindError> {
-    let bound = match name {
-        chat::NAME if config.chat.enabled => {
-            let service = Chat::bind(&config.chat, sockets, stats.chat.clone())?;
-            Bound {
-                addrs: service.local_addrs(),
-                service: Arc::new(service),
-            }
-        }
-        announcer::NAME if config.announcer.enabled => {
-            let service =
-                Announcer::bind(&config.announcer, info.clone(), stats.announcer.clone())?;
-            Bound {
-                addrs: Vec::new(),
-                service: Arc::new(service),
-            }
-        }
-        discovery::NAME if config.discovery.enabled => {
-            let ttl = config.announcer.interval * 3;
-            let service = Discovery::bind(
-                &config.discovery,
-                ttl,
-                sockets,
-                info.clone(),
-                stats.discovery.clone(),
-            )?;
-            Bound {
-                addrs: service.local_addrs(),
-                service: Arc::new(service),
-            }
-        }
-        json_echo::NAME if config.json_echo.enabled => {
-            let service = JsonEcho::bind(&config.json_echo, sockets, stats.json_echo.clone())?;
-            Bound {
-                addrs: service.local_addrs(),
-                service: Arc::new(service),
-            }
-        }
-        udp_echo::NAME if config.udp_echo.enabled => {
-            let service = UdpEcho::bind(&config.udp_echo, sockets, stats.udp_echo.clone())?;
-            Bound {
-                addrs: service.local_addrs(),
-                service: Arc::new(service),
-            }
-        }
-        // Disabled in its table.
-        _ => return Ok(None),
+    let context = BindContext {
+        sockets,
+        stats: stats.service(entry.name),
+        info: info.clone(),
     };
-    Ok(Some(bound))
-}
-
-fn enabled(name: &str, config: &Config) -> bool {
-    match name {
-        "chat" => config.chat.enabled,
-        "json_echo" => config.json_echo.enabled,
-        "udp_echo" => config.udp_echo.enabled,
-        "announcer" => config.announcer.enabled,
-        "discovery" => config.discovery.enabled,
-        _ => false,
-    }
-}
-
-fn table_differs(name: &str, a: &Config, b: &Config) -> bool {
-    match name {
-        "chat" => a.chat != b.chat,
-        "json_echo" => a.json_echo != b.json_echo,
-        "udp_echo" => a.udp_echo != b.udp_echo,
-        "announcer" => a.announcer != b.announcer,
-        "discovery" => a.discovery != b.discovery,
-        _ => false,
-    }
-}
-
-fn set_table(name: &str, to: &mut Config, from: &Config) {
-    match name {
-        "chat" => to.chat = from.chat.clone(),
-        "json_echo" => to.json_echo = from.json_echo.clone(),
-        "udp_echo" => to.udp_echo = from.udp_echo.clone(),
-        "announcer" => to.announcer = from.announcer.clone(),
-        "discovery" => to.discovery = from.discovery.clone(),
-        _ => {}
-    }
+    entry.bind(config, context)
 }

@@ -1,8 +1,9 @@
 //! Live counters, shared by the services and read for systemd's STATUS= line.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 /// Why a peer or a datagram got no service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,25 +70,23 @@ impl ServiceStats {
     }
 }
 
-/// Every service's counters, by table name.
+/// Every service's counters, by service name.
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub chat: Arc<ServiceStats>,
-    pub json_echo: Arc<ServiceStats>,
-    pub udp_echo: Arc<ServiceStats>,
-    pub announcer: Arc<ServiceStats>,
-    pub discovery: Arc<ServiceStats>,
+    services: Mutex<BTreeMap<&'static str, Arc<ServiceStats>>>,
 }
 
 impl Stats {
-    fn all(&self) -> [&ServiceStats; 5] {
-        [
-            &self.chat,
-            &self.json_echo,
-            &self.udp_echo,
-            &self.announcer,
-            &self.discovery,
-        ]
+    /// The counters of the service named `name`, made on first use; a
+    /// restarted service keeps counting where it was.
+    pub fn service(&self, name: &'static str) -> Arc<ServiceStats> {
+        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        services.entry(name).or_default().clone()
+    }
+
+    fn all(&self) -> Vec<Arc<ServiceStats>> {
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        services.values().cloned().collect()
     }
 }
 
@@ -125,11 +124,11 @@ mod tests {
     fn status_line() {
         let stats = Stats::default();
         assert_eq!(stats.to_string(), "clients 0, messages 0, refused 0");
-        stats.chat.clients.fetch_add(3, Relaxed);
-        stats.udp_echo.message();
-        stats.udp_echo.refuse(Refusal::RateLimited);
-        stats.discovery.refuse(Refusal::BadSource);
-        stats.discovery.refuse(Refusal::RateLimited);
+        stats.service("chat").clients.fetch_add(3, Relaxed);
+        stats.service("udp_echo").message();
+        stats.service("udp_echo").refuse(Refusal::RateLimited);
+        stats.service("discovery").refuse(Refusal::BadSource);
+        stats.service("discovery").refuse(Refusal::RateLimited);
         assert_eq!(
             stats.to_string(),
             "clients 3, messages 1, refused 3 (bad source 1, rate limited 2)"

@@ -264,7 +264,7 @@ fn a_megabyte_without_newline_is_cut_and_harms_nobody() {
     assert_eq!(
         daemon
             .stats()
-            .chat
+            .service("chat")
             .clients
             .load(std::sync::atomic::Ordering::Relaxed),
         2

@@ -25,14 +25,9 @@ fn local_toml_writes_out_the_embedded_default() {
         Config::default()
     );
     // Every key of every table is written out, so the file documents them all.
-    for table in [
-        "daemon",
-        "chat",
-        "json_echo",
-        "udp_echo",
-        "announcer",
-        "discovery",
-    ] {
+    let config = Config::default();
+    let tables = config.tables().map(|t| t.name());
+    for table in ["daemon"].into_iter().chain(tables) {
         assert!(text.contains(&format!("[{table}]")), "[{table}] missing");
     }
 }
@@ -184,4 +179,30 @@ fn values_are_read_as_written() {
     assert_eq!(config.daemon.shutdown_grace, Duration::from_millis(250));
     assert_eq!(config.chat.flush_after, Duration::from_secs(300));
     assert_eq!(config.chat.listen[1], "[::]:1".parse().unwrap());
+}
+
+#[test]
+fn lan_guards_bound_the_announcer_and_discovery() {
+    let text = "[announcer]\ninterval = \"1ms\"\n[discovery]\nmax_delay = \"10h\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "test.toml:2:12: announcer.interval: must be at least 100ms: every device on the LAN hears each announcement",
+            "test.toml:4:13: discovery.max_delay: must be at most 2s: `pinetd discover` waits 3s by default, and a later reply is not heard",
+        ]
+    );
+    // The bounds themselves are fine.
+    let text = "[announcer]\ninterval = \"100ms\"\n[discovery]\nmax_delay = \"2s\"\n";
+    assert_eq!(problems(text), Vec::<String>::new());
+}
+
+#[test]
+fn an_enabled_service_must_listen_somewhere() {
+    let text = "[json_echo]\nlisten = []\n[udp_echo]\nenabled = false\nlisten = []\n";
+    assert_eq!(
+        problems(text),
+        [
+            "test.toml:2:1: json_echo.listen: is empty, so the service would listen nowhere: give it an address, or set enabled = false"
+        ]
+    );
 }

@@ -206,7 +206,7 @@ fn malformed_json_gets_one_error_object_then_close_and_others_go_on() {
     assert_eq!(
         daemon
             .stats()
-            .json_echo
+            .service("json_echo")
             .messages
             .load(std::sync::atomic::Ordering::Relaxed),
         2
@@ -274,7 +274,7 @@ fn peers_outside_allow_are_closed_at_accept() {
     assert_eq!(
         daemon
             .stats()
-            .json_echo
+            .service("json_echo")
             .refused(pinetd::stats::Refusal::NotAllowed),
         1
     );

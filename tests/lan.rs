@@ -79,7 +79,7 @@ async fn announcements_reach_a_listener_on_the_loopback_broadcast() {
     assert!(seen.iter().all(|d| d.instance == first.instance));
     assert_eq!(seen[1].seq, first.seq + 1);
     assert_eq!(seen[2].seq, first.seq + 2);
-    assert!(daemon.stats().announcer.messages.load(Relaxed) >= 3);
+    assert!(daemon.stats().service("announcer").messages.load(Relaxed) >= 3);
     daemon.shutdown().await;
 }
 
@@ -189,7 +189,7 @@ async fn refusals_are_counted_and_unanswered() {
         c.discovery.max_delay = Duration::ZERO;
     }));
     let port = daemon.addrs("discovery")[0].port();
-    let stats = daemon.stats().discovery.clone();
+    let stats = daemon.stats().service("discovery").clone();
     let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for _ in 0..10 {
         caller.send_to(b"?", ("127.0.0.1", port)).await.unwrap();
@@ -212,7 +212,13 @@ async fn refusals_are_counted_and_unanswered() {
     insider.send_to(b"?", ("127.0.0.1", port)).await.unwrap();
     assert!(recv(&insider, Duration::from_secs(5)).await.is_some());
     assert!(recv(&outsider, Duration::from_millis(300)).await.is_none());
-    assert_eq!(picky.stats().discovery.refused(Refusal::NotAllowed), 1);
+    assert_eq!(
+        picky
+            .stats()
+            .service("discovery")
+            .refused(Refusal::NotAllowed),
+        1
+    );
     daemon.shutdown().await;
     picky.shutdown().await;
 }

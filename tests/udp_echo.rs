@@ -31,7 +31,7 @@ async fn course_client_gets_its_answer() {
         ask(&client, server, b"Hello UDP Listener").await.unwrap(),
         b"Hello UDP Client"
     );
-    assert_eq!(daemon.stats().udp_echo.messages.load(Relaxed), 1);
+    assert_eq!(daemon.stats().service("udp_echo").messages.load(Relaxed), 1);
 }
 
 #[tokio::test]
@@ -80,7 +80,7 @@ async fn assert_refused(bad: &UdpSocket, server: std::net::SocketAddr) {
 async fn reflection_sources_get_nothing() {
     let daemon = start(config(|_| {}));
     let server = daemon.addrs("udp_echo")[0];
-    let stats = &daemon.stats().udp_echo;
+    let stats = &daemon.stats().service("udp_echo");
 
     let mut tried = 0;
     // NFS (2049) needs no privilege; echo (7) and the top privileged port
@@ -108,7 +108,13 @@ async fn allow_list_drops_others_unanswered() {
     let server = daemon.addrs("udp_echo")[0];
     let outsider = udp_on("127.0.0.2").await;
     assert_refused(&outsider, server).await;
-    assert_eq!(daemon.stats().udp_echo.refused(Refusal::NotAllowed), 1);
+    assert_eq!(
+        daemon
+            .stats()
+            .service("udp_echo")
+            .refused(Refusal::NotAllowed),
+        1
+    );
 }
 
 #[tokio::test]
@@ -141,7 +147,10 @@ async fn a_flood_is_cut_while_another_source_is_answered() {
         answered >= 1 && answered <= allowance,
         "{answered} answered, allowance {allowance}"
     );
-    let limited = daemon.stats().udp_echo.refused(Refusal::RateLimited) as usize;
+    let limited = daemon
+        .stats()
+        .service("udp_echo")
+        .refused(Refusal::RateLimited) as usize;
     assert!(
         limited >= FLOOD - allowance,
         "{limited} counted as rate limited"
@@ -232,7 +241,10 @@ async fn a_gso_burst_comes_back_as_the_same_datagrams() {
     let (got, slots) = receive_all(&client).await;
     assert_eq!(got, many);
     assert!(slots < 40, "{slots} slots: the replies were not coalesced");
-    assert_eq!(daemon.stats().udp_echo.messages.load(Relaxed), 43);
+    assert_eq!(
+        daemon.stats().service("udp_echo").messages.load(Relaxed),
+        43
+    );
 }
 
 #[tokio::test]
@@ -253,7 +265,10 @@ async fn each_datagram_of_a_burst_counts_against_the_rate_limit() {
         got.len()
     );
     assert_eq!(
-        daemon.stats().udp_echo.refused(Refusal::RateLimited) as usize,
+        daemon
+            .stats()
+            .service("udp_echo")
+            .refused(Refusal::RateLimited) as usize,
         60 - got.len()
     );
 }

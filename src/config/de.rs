@@ -30,6 +30,38 @@ pub fn nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::
     Ok(value)
 }
 
+/// The shortest announcer interval. Every device on the LAN hears each
+/// announcement; a typo of "1ms" for "1s" must not flood a classroom.
+pub const MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The longest discovery delay: a reply must arrive within the discover
+/// client's default timeout (3 s), with a second to spare for the network.
+pub const MAX_DISCOVERY_DELAY: Duration = Duration::from_secs(2);
+
+/// The announcer's interval: above zero and at least [`MIN_ANNOUNCE_INTERVAL`].
+pub fn announce_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let value = nonzero_duration(d)?;
+    if value < MIN_ANNOUNCE_INTERVAL {
+        return Err(D::Error::custom(format!(
+            "must be at least {}: every device on the LAN hears each announcement",
+            humantime::format_duration(MIN_ANNOUNCE_INTERVAL)
+        )));
+    }
+    Ok(value)
+}
+
+/// Discovery's reply delay: at most [`MAX_DISCOVERY_DELAY`].
+pub fn discovery_delay<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let value = duration(d)?;
+    if value > MAX_DISCOVERY_DELAY {
+        return Err(D::Error::custom(format!(
+            "must be at most {}: `pinetd discover` waits 3s by default, and a later reply is not heard",
+            humantime::format_duration(MAX_DISCOVERY_DELAY)
+        )));
+    }
+    Ok(value)
+}
+
 /// A busy-poll budget: zero (off) up to 1 ms; past that a spin costs more
 /// than the wake-up it saves.
 pub fn busy_poll<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

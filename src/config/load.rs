@@ -11,7 +11,7 @@ use std::path::Path;
 
 use toml::de::DeTable;
 
-use super::Config;
+use super::{Config, Listener};
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +89,7 @@ impl Config {
             match toml::from_str::<Config>(&current) {
                 Ok(config) => {
                     problems.extend(clashes(&config, text, &entries));
+                    problems.extend(listens_nowhere(&config, text, &entries));
                     problems.sort_by_key(|p| (p.line, p.column));
                     return if problems.is_empty() {
                         Ok(config)
@@ -181,24 +182,48 @@ fn problem_at(text: &str, offset: usize, key: &str, message: &str) -> Problem {
 fn clashes(config: &Config, text: &str, entries: &[Entry]) -> Vec<Problem> {
     let listeners = config.listeners();
     let mut problems = Vec::new();
-    for (i, (name, transport, addr)) in listeners.iter().enumerate() {
-        let earlier = listeners[..i].iter().find(|(other, t, a)| {
-            other != name && t == transport && a.port() == addr.port() && addr.port() != 0 && {
-                let (x, y) = (a.ip(), addr.ip());
-                x == y || (x.is_ipv4() == y.is_ipv4() && (x.is_unspecified() || y.is_unspecified()))
-            }
-        });
-        if let Some((other, _, other_addr)) = earlier {
-            let key = format!("{name}.listen");
-            let at = entries
-                .iter()
-                .find(|e| e.path == key)
-                .map_or(0, |e| e.span.start);
-            let message = format!(
-                "{addr} clashes with {other_addr} of {other}.listen: two services cannot share an address"
-            );
-            problems.push(problem_at(text, at, &key, &message));
+    for (i, listener) in listeners.iter().enumerate() {
+        let Some(other) = listeners[..i].iter().find(|other| overlap(other, listener)) else {
+            continue;
+        };
+        let key = format!("{}.listen", listener.service);
+        let message = format!(
+            "{} clashes with {} of {}.listen: two services cannot share an address",
+            listener.addr, other.addr, other.service
+        );
+        problems.push(problem_at(text, key_start(entries, &key), &key, &message));
+    }
+    problems
+}
+
+/// True if two services' listeners cannot both bind.
+fn overlap(a: &Listener, b: &Listener) -> bool {
+    let (x, y) = (a.addr.ip(), b.addr.ip());
+    a.service != b.service
+        && a.transport == b.transport
+        && a.addr.port() == b.addr.port()
+        && b.addr.port() != 0
+        && (x == y || (x.is_ipv4() == y.is_ipv4() && (x.is_unspecified() || y.is_unspecified())))
+}
+
+/// An enabled service that listens nowhere would run and answer no one,
+/// silently: say so instead.
+fn listens_nowhere(config: &Config, text: &str, entries: &[Entry]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for table in config.tables() {
+        if table.enabled() && table.listen().is_some_and(|(_, addrs)| addrs.is_empty()) {
+            let key = format!("{}.listen", table.name());
+            let message = "is empty, so the service would listen nowhere: give it an address, or set enabled = false";
+            problems.push(problem_at(text, key_start(entries, &key), &key, message));
         }
     }
     problems
+}
+
+/// Where a key starts in the file; the file's start if it is not written there.
+fn key_start(entries: &[Entry], key: &str) -> usize {
+    entries
+        .iter()
+        .find(|e| e.path == key)
+        .map_or(0, |e| e.span.start)
 }

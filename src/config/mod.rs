@@ -180,11 +180,20 @@ pub struct AnnouncerConfig {
     pub to: Vec<SocketAddr>,
     #[serde(deserialize_with = "de::networks")]
     pub allow: Vec<IpNet>,
-    #[serde(deserialize_with = "de::nonzero_duration")]
+    #[serde(deserialize_with = "de::announce_interval")]
     pub interval: Duration,
     /// "" sends the JSON self-description.
     #[serde(deserialize_with = "de::datagram_text")]
     pub message: String,
+}
+
+impl AnnouncerConfig {
+    /// How long a listener may take the daemon's self-description as
+    /// current: three announcements, so one lost datagram is no departure.
+    /// Discovery replies carry it too.
+    pub fn ttl(&self) -> Duration {
+        self.interval * 3
+    }
 }
 
 impl Default for AnnouncerConfig {
@@ -209,7 +218,7 @@ pub struct DiscoveryConfig {
     pub allow: Vec<IpNet>,
     #[serde(deserialize_with = "de::datagram_text")]
     pub reply: String,
-    #[serde(deserialize_with = "de::duration")]
+    #[serde(deserialize_with = "de::discovery_delay")]
     pub max_delay: Duration,
     pub rate_limit: u32,
 }
@@ -236,6 +245,169 @@ pub enum Transport {
     Udp,
 }
 
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One address a service listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub service: &'static str,
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// What a service's table tells the daemon about the service, whatever the
+/// service: enough to bind it, check it against the others and fit it under
+/// the open-files limit.
+pub trait Table {
+    /// The table's name in the file; also the service's name in logs, stats
+    /// and self-descriptions.
+    fn name(&self) -> &'static str;
+    fn enabled(&self) -> bool;
+    /// Where it listens and on which transport; None for a service that only sends.
+    fn listen(&self) -> Option<(Transport, &[SocketAddr])>;
+    /// Its limit of clients at once, for a service that holds a descriptor per client.
+    fn max_clients_mut(&mut self) -> Option<&mut u32> {
+        None
+    }
+}
+
+/// A table's place in [`Config`], for code that knows which table it wants.
+pub trait TableIn: Table + Clone + PartialEq + Sized + 'static {
+    const NAME: &'static str;
+    fn of(config: &Config) -> &Self;
+    fn of_mut(config: &mut Config) -> &mut Self;
+}
+
+impl Table for ChatConfig {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
+        Some((Transport::Tcp, &self.listen))
+    }
+    fn max_clients_mut(&mut self) -> Option<&mut u32> {
+        Some(&mut self.max_clients)
+    }
+}
+
+impl TableIn for ChatConfig {
+    const NAME: &'static str = "chat";
+    fn of(config: &Config) -> &Self {
+        &config.chat
+    }
+    fn of_mut(config: &mut Config) -> &mut Self {
+        &mut config.chat
+    }
+}
+
+impl Table for JsonEchoConfig {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
+        Some((Transport::Tcp, &self.listen))
+    }
+    fn max_clients_mut(&mut self) -> Option<&mut u32> {
+        Some(&mut self.max_clients)
+    }
+}
+
+impl TableIn for JsonEchoConfig {
+    const NAME: &'static str = "json_echo";
+    fn of(config: &Config) -> &Self {
+        &config.json_echo
+    }
+    fn of_mut(config: &mut Config) -> &mut Self {
+        &mut config.json_echo
+    }
+}
+
+impl Table for UdpEchoConfig {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
+        Some((Transport::Udp, &self.listen))
+    }
+}
+
+impl TableIn for UdpEchoConfig {
+    const NAME: &'static str = "udp_echo";
+    fn of(config: &Config) -> &Self {
+        &config.udp_echo
+    }
+    fn of_mut(config: &mut Config) -> &mut Self {
+        &mut config.udp_echo
+    }
+}
+
+impl Table for AnnouncerConfig {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    /// It only sends.
+    fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
+        None
+    }
+}
+
+impl TableIn for AnnouncerConfig {
+    const NAME: &'static str = "announcer";
+    fn of(config: &Config) -> &Self {
+        &config.announcer
+    }
+    fn of_mut(config: &mut Config) -> &mut Self {
+        &mut config.announcer
+    }
+}
+
+impl Table for DiscoveryConfig {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
+        Some((Transport::Udp, &self.listen))
+    }
+}
+
+impl TableIn for DiscoveryConfig {
+    const NAME: &'static str = "discovery";
+    fn of(config: &Config) -> &Self {
+        &config.discovery
+    }
+    fn of_mut(config: &mut Config) -> &mut Self {
+        &mut config.discovery
+    }
+}
+
 /// File descriptors the daemon needs besides its clients: stdio, the
 /// runtime, signals, UDP sockets, a connection being refused, the config file.
 const FD_RESERVE: u64 = 64;
@@ -248,20 +420,19 @@ impl Config {
     /// the warning to log, naming the keys, the limit and the new values.
     pub fn fit_open_files(&mut self, limit: u64) -> Option<String> {
         let reserve = FD_RESERVE + self.listeners().len() as u64;
-        let mut tables: Vec<(&str, &mut u32)> = Vec::new();
-        if self.chat.enabled {
-            tables.push(("chat", &mut self.chat.max_clients));
-        }
-        if self.json_echo.enabled {
-            tables.push(("json_echo", &mut self.json_echo.max_clients));
-        }
+        let mut tables: Vec<(&str, &mut u32)> = self
+            .tables_mut()
+            .into_iter()
+            .filter(|table| table.enabled())
+            .filter_map(|table| Some((table.name(), table.max_clients_mut()?)))
+            .collect();
         let wanted: u64 = tables.iter().map(|(_, max)| u64::from(**max)).sum();
         if wanted + reserve <= limit {
             return None;
         }
         let room = limit.saturating_sub(reserve);
         let mut lowered = Vec::new();
-        for (table, max) in tables {
+        for (table, max) in tables.drain(..) {
             let fitted = (u64::from(*max) * room / wanted).max(1);
             let fitted = u32::try_from(fitted).unwrap_or(u32::MAX);
             lowered.push(format!("{table}.max_clients {} -> {fitted}", *max));
@@ -298,34 +469,39 @@ impl Config {
         changed
     }
 
-    /// Every enabled listener as (service table, transport, address).
-    pub fn listeners(&self) -> Vec<(&'static str, Transport, SocketAddr)> {
-        let tables: [(&'static str, bool, Transport, &[SocketAddr]); 4] = [
-            ("chat", self.chat.enabled, Transport::Tcp, &self.chat.listen),
-            (
-                "json_echo",
-                self.json_echo.enabled,
-                Transport::Tcp,
-                &self.json_echo.listen,
-            ),
-            (
-                "udp_echo",
-                self.udp_echo.enabled,
-                Transport::Udp,
-                &self.udp_echo.listen,
-            ),
-            (
-                "discovery",
-                self.discovery.enabled,
-                Transport::Udp,
-                &self.discovery.listen,
-            ),
-        ];
-        tables
+    /// Every service table, in start-up order.
+    pub fn tables(&self) -> [&dyn Table; 5] {
+        [
+            &self.chat,
+            &self.json_echo,
+            &self.udp_echo,
+            &self.announcer,
+            &self.discovery,
+        ]
+    }
+
+    pub fn tables_mut(&mut self) -> [&mut dyn Table; 5] {
+        [
+            &mut self.chat,
+            &mut self.json_echo,
+            &mut self.udp_echo,
+            &mut self.announcer,
+            &mut self.discovery,
+        ]
+    }
+
+    /// Every enabled listener, in start-up order.
+    pub fn listeners(&self) -> Vec<Listener> {
+        self.tables()
             .into_iter()
-            .filter(|(_, enabled, _, _)| *enabled)
-            .flat_map(|(name, _, transport, addrs)| {
-                addrs.iter().map(move |addr| (name, transport, *addr))
+            .filter(|table| table.enabled())
+            .flat_map(|table| {
+                let (transport, addrs) = table.listen().unwrap_or((Transport::Udp, &[]));
+                addrs.iter().map(move |&addr| Listener {
+                    service: table.name(),
+                    transport,
+                    addr,
+                })
             })
             .collect()
     }

@@ -14,13 +14,14 @@ use tokio::time::{MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::AnnouncerConfig;
+use crate::config::{AnnouncerConfig, Config, TableIn};
 use crate::describe::SelfInfo;
 use crate::net::{BindError, bind_udp};
+use crate::services::registry::{BindContext, Registered};
 use crate::services::{Service, ServiceFuture};
 use crate::stats::ServiceStats;
 
-pub const NAME: &str = "announcer";
+const NAME: &str = AnnouncerConfig::NAME;
 
 pub struct Announcer {
     config: AnnouncerConfig,
@@ -71,10 +72,7 @@ impl Announcer {
             return self.config.message.clone().into_bytes();
         }
         let seq = self.info.next_seq();
-        let mut line = self
-            .info
-            .describe(self.config.interval * 3, seq)
-            .into_bytes();
+        let mut line = self.info.describe(self.config.ttl(), seq).into_bytes();
         line.push(b'\n');
         line
     }
@@ -103,6 +101,14 @@ impl Announcer {
                 }
             }
         }
+    }
+}
+
+impl Registered for Announcer {
+    type Table = AnnouncerConfig;
+
+    fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
+        Announcer::bind(&config.announcer, context.info, context.stats)
     }
 }
 

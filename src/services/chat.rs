@@ -33,13 +33,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info};
 
 use crate::chatline::{HELP, Line, Lines, Said, bad_name, claimed_name, clean, parse, relay_line};
-use crate::config::{ChatConfig, Config, OnLag};
+use crate::config::{ChatConfig, Config, OnLag, TableIn};
 use crate::net::{BindError, Sockets};
 use crate::services::accept::{Gate, Listeners, Policy, Refusals};
+use crate::services::registry::{BindContext, Registered};
 use crate::services::{Reconfigured, Service, ServiceFuture, first_failure};
 use crate::stats::ServiceStats;
 
-pub const NAME: &str = "chat";
+const NAME: &str = ChatConfig::NAME;
 
 /// Read at most this much at a time.
 const READ_CHUNK: usize = 4096;
@@ -100,15 +101,23 @@ impl Chat {
             stats,
         })
     }
+}
 
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.local_addrs()
+impl Registered for Chat {
+    type Table = ChatConfig;
+
+    fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
+        Chat::bind(&config.chat, context.sockets, context.stats)
     }
 }
 
 impl Service for Chat {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.local_addrs()
     }
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {

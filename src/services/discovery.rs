@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -16,63 +16,67 @@ use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
-use crate::config::DiscoveryConfig;
+use crate::config::{AnnouncerConfig, Config, DiscoveryConfig, TableIn};
 use crate::describe::SelfInfo;
 use crate::limit::RateLimiter;
 use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source, local_addrs};
-use crate::services::{Service, ServiceFuture, serve_each, transient};
+use crate::services::registry::{BindContext, Registered};
+use crate::services::{Reconfigured, Service, ServiceFuture, serve_each, transient};
 use crate::stats::{Refusal, ServiceStats};
 
-pub const NAME: &str = "discovery";
+const NAME: &str = DiscoveryConfig::NAME;
 
 /// Replies waiting for their delay at once; more probes are dropped, counted.
 const MAX_PENDING: usize = 1024;
 
 pub struct Discovery {
-    config: DiscoveryConfig,
     sockets: Vec<Arc<UdpSocket>>,
+    /// `listen` as configured: a reload that changes it restarts the service.
+    listen: Vec<SocketAddr>,
+    /// Replaced whole by a reload; each probe reads the current one.
+    settings: RwLock<Arc<Settings>>,
     info: Arc<SelfInfo>,
-    /// The `ttl` of the description: the announcer's, 3 × its interval.
-    ttl: Duration,
     stats: Arc<ServiceStats>,
 }
 
-impl Discovery {
-    /// Binds with SO_REUSEADDR: every responder on a host hears a broadcast probe.
-    pub fn bind(
-        config: &DiscoveryConfig,
-        ttl: Duration,
-        sockets: &mut Sockets,
-        info: Arc<SelfInfo>,
-        stats: Arc<ServiceStats>,
-    ) -> Result<Self, BindError> {
-        let sockets = sockets.udp_all(NAME, &config.listen, true)?;
-        Ok(Self {
-            config: config.clone(),
-            sockets,
-            info,
-            ttl,
-            stats,
+/// How the responder answers.
+struct Settings {
+    config: DiscoveryConfig,
+    /// The `ttl` of the description: the announcer's.
+    ttl: Duration,
+}
+
+impl Settings {
+    fn new(config: &Config) -> Arc<Settings> {
+        Arc::new(Settings {
+            config: config.discovery.clone(),
+            ttl: config.announcer.ttl(),
         })
     }
 
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        local_addrs(&self.sockets)
-    }
-
-    fn payload(&self) -> Vec<u8> {
+    fn payload(&self, info: &SelfInfo) -> Vec<u8> {
         if !self.config.reply.is_empty() {
             return self.config.reply.clone().into_bytes();
         }
-        let mut line = self.info.describe(self.ttl, self.info.seq()).into_bytes();
+        let mut line = info.describe(self.ttl, info.seq()).into_bytes();
         line.push(b'\n');
         line
+    }
+}
+
+impl Discovery {
+    fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     async fn serve(&self, socket: Arc<UdpSocket>) -> io::Result<()> {
         // The probe's content does not matter; a short buffer is enough.
         let mut buf = [0u8; 512];
-        let mut limiter = RateLimiter::new(self.config.rate_limit);
+        let mut settings = self.settings();
+        let mut limiter = RateLimiter::new(settings.config.rate_limit);
         let mut nets = LocalNets::new();
         let mut pending = JoinSet::new();
         loop {
@@ -84,9 +88,16 @@ impl Discovery {
                     Err(e) => return Err(e),
                 },
             };
+            let current = self.settings();
+            if !Arc::ptr_eq(&current, &settings) {
+                if current.config.rate_limit != settings.config.rate_limit {
+                    limiter = RateLimiter::new(current.config.rate_limit);
+                }
+                settings = current;
+            }
             let now = Instant::now();
             let ip = peer.ip().to_canonical();
-            let refusal = if !allowed(&self.config.allow, ip) {
+            let refusal = if !allowed(&settings.config.allow, ip) {
                 Some(Refusal::NotAllowed)
             } else if bad_source(peer, nets.broadcasts(now)).is_some() || !nets.on_link(ip, now) {
                 Some(Refusal::BadSource)
@@ -102,8 +113,9 @@ impl Discovery {
                 debug!(%peer, reason = why.name(), "refused");
                 continue;
             }
-            let delay = self.config.max_delay.mul_f64(fastrand::f64());
-            let (payload, socket, stats) = (self.payload(), socket.clone(), self.stats.clone());
+            let delay = settings.config.max_delay.mul_f64(fastrand::f64());
+            let payload = settings.payload(&self.info);
+            let (socket, stats) = (socket.clone(), self.stats.clone());
             pending.spawn(
                 async move {
                     sleep(delay).await;
@@ -118,9 +130,48 @@ impl Discovery {
     }
 }
 
+impl Registered for Discovery {
+    type Table = DiscoveryConfig;
+    /// Its replies carry the announcer's ttl.
+    const DEPENDS_ON: &'static [&'static str] = &[AnnouncerConfig::NAME];
+
+    /// Binds with SO_REUSEADDR: every responder on a host hears a broadcast probe.
+    fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
+        let table = &config.discovery;
+        Ok(Self {
+            sockets: context.sockets.udp_all(NAME, &table.listen, true)?,
+            listen: table.listen.clone(),
+            settings: RwLock::new(Settings::new(config)),
+            info: context.info,
+            stats: context.stats,
+        })
+    }
+}
+
 impl Service for Discovery {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn local_addrs(&self) -> Vec<SocketAddr> {
+        local_addrs(&self.sockets)
+    }
+
+    /// Takes every key but `listen` in place: the next probe is answered
+    /// with the new settings (and the announcer's new ttl).
+    fn reconfigure(
+        &self,
+        config: &Config,
+        _sockets: &mut Sockets,
+    ) -> Option<Result<Reconfigured, BindError>> {
+        if config.discovery.listen != self.listen {
+            return None;
+        }
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Settings::new(config);
+        Some(Ok(Reconfigured {
+            addrs: self.local_addrs(),
+            applied: Box::pin(std::future::ready(())),
+        }))
     }
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {

@@ -16,14 +16,15 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::config::{Config, JsonEchoConfig};
+use crate::config::{Config, JsonEchoConfig, TableIn};
 use crate::jsonstream::{Next, Splitter, error_line, write_compact};
 use crate::net::{BindError, Sockets};
 use crate::services::accept::{Gate, Listeners, Policy, Refusals};
+use crate::services::registry::{BindContext, Registered};
 use crate::services::{Reconfigured, Service, ServiceFuture};
 use crate::stats::ServiceStats;
 
-pub const NAME: &str = "json_echo";
+const NAME: &str = JsonEchoConfig::NAME;
 
 /// Read at most this much at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -64,15 +65,23 @@ impl JsonEcho {
             stats,
         })
     }
+}
 
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.local_addrs()
+impl Registered for JsonEcho {
+    type Table = JsonEchoConfig;
+
+    fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
+        JsonEcho::bind(&config.json_echo, context.sockets, context.stats)
     }
 }
 
 impl Service for JsonEcho {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.local_addrs()
     }
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {

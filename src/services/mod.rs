@@ -9,6 +9,7 @@ pub mod announcer;
 pub mod chat;
 pub mod discovery;
 pub mod json_echo;
+pub mod registry;
 pub mod udp_echo;
 
 use std::future::Future;
@@ -32,6 +33,11 @@ pub type ServiceFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 pub trait Service: Send + Sync + 'static {
     /// The config table's name; also the `service=` field of its log lines.
     fn name(&self) -> &'static str;
+
+    /// The addresses it listens on (port 0 resolved); none for a service that only sends.
+    fn local_addrs(&self) -> Vec<SocketAddr> {
+        Vec::new()
+    }
 
     /// Serves until `shutdown` is cancelled, then finishes what is in flight.
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture;

@@ -16,13 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::batch::{self, Datagrams, MAX_PAYLOAD, Replies};
-use crate::config::UdpEchoConfig;
+use crate::config::{Config, TableIn, UdpEchoConfig};
 use crate::limit::RateLimiter;
 use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source, local_addrs};
+use crate::services::registry::{BindContext, Registered};
 use crate::services::{Service, ServiceFuture, serve_each, transient};
 use crate::stats::{Refusal, ServiceStats};
 
-pub const NAME: &str = "udp_echo";
+const NAME: &str = UdpEchoConfig::NAME;
 
 /// Datagrams taken from the socket in one call.
 const BATCH: usize = 32;
@@ -45,11 +46,6 @@ impl UdpEcho {
             sockets,
             stats,
         })
-    }
-
-    /// The addresses actually bound (port 0 resolved).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        local_addrs(&self.sockets)
     }
 
     fn stats(&self) -> &ServiceStats {
@@ -142,9 +138,21 @@ impl UdpEcho {
     }
 }
 
+impl Registered for UdpEcho {
+    type Table = UdpEchoConfig;
+
+    fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
+        UdpEcho::bind(&config.udp_echo, context.sockets, context.stats)
+    }
+}
+
 impl Service for UdpEcho {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn local_addrs(&self) -> Vec<SocketAddr> {
+        local_addrs(&self.sockets)
     }
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {

@@ -1,0 +1,126 @@
+//! After a reload, the daemon describes itself as it now is: the announcer's
+//! ttl, the services and their ports, under the same instance id, in both
+//! the announcement and the discovery reply.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{ask, config, start};
+use pinetd::config::Config;
+use pinetd::describe::Description;
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+fn described(payload: &[u8]) -> Description {
+    Description::parse(payload).unwrap_or_else(|| panic!("a description: {payload:?}"))
+}
+
+/// The discovery responder's answer to one probe.
+async fn probe(socket: &UdpSocket, discovery: SocketAddr) -> Description {
+    described(
+        &ask(socket, discovery, b"?")
+            .await
+            .expect("a discovery reply"),
+    )
+}
+
+/// The next announcement heard whose ttl is `ttl`: those sent before the
+/// reload may still be on their way.
+async fn announcement_with_ttl(listener: &UdpSocket, ttl: u64) -> Description {
+    let mut buf = vec![0u8; 65_536];
+    let wait = async {
+        loop {
+            let (n, _) = listener.recv_from(&mut buf).await.expect("recv");
+            let description = described(&buf[..n]);
+            if description.ttl == ttl {
+                return description;
+            }
+        }
+    };
+    timeout(Duration::from_secs(20), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no announcement with ttl {ttl}"))
+}
+
+fn announcing_to(listener: SocketAddr) -> Config {
+    config(|c| {
+        c.announcer.enabled = true;
+        c.announcer.to = vec![listener];
+        c.announcer.interval = Duration::from_secs(1);
+        c.discovery.enabled = true;
+        c.discovery.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.discovery.max_delay = Duration::ZERO;
+        c.discovery.rate_limit = 0;
+    })
+}
+
+#[tokio::test]
+async fn a_reload_of_the_interval_changes_the_ttl_everywhere() {
+    let listener = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let first = announcing_to(listener.local_addr().unwrap());
+    let mut daemon = start(first.clone());
+    let discovery = daemon.addrs("discovery")[0];
+    let prober = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+
+    let before = probe(&prober, discovery).await;
+    assert_eq!(before.ttl, 3);
+    assert_eq!(
+        announcement_with_ttl(&listener, 3).await.instance,
+        before.instance
+    );
+
+    let mut second = first.clone();
+    second.announcer.interval = Duration::from_secs(4);
+    let changed = daemon.reload(second).await;
+    assert!(changed.contains(&"discovery"), "{changed:?}");
+
+    let after = probe(&prober, discovery).await;
+    assert_eq!(after.ttl, 12, "the reply carries the announcer's new ttl");
+    assert_eq!(after.instance, before.instance);
+    assert_eq!(daemon.addrs("discovery"), [discovery], "still on its port");
+    let announced = announcement_with_ttl(&listener, 12).await;
+    assert_eq!(announced.instance, before.instance);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_of_the_services_changes_what_both_describe() {
+    let listener = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let first = announcing_to(listener.local_addr().unwrap());
+    let mut daemon = start(first.clone());
+    let discovery = daemon.addrs("discovery")[0];
+    let prober = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let before = probe(&prober, discovery).await;
+    let udp_echo = daemon.addrs("udp_echo")[0].port();
+    assert_eq!(
+        before.services.get("json_echo"),
+        Some(&daemon.addrs("json_echo")[0].port())
+    );
+    assert_eq!(before.services.get("udp_echo"), Some(&udp_echo));
+
+    // JSON echo goes, chat comes, and the announcer's interval changes so
+    // its next announcements can be told from those already sent.
+    let mut second = first.clone();
+    second.json_echo.enabled = false;
+    second.chat.enabled = true;
+    second.announcer.interval = Duration::from_secs(2);
+    daemon.reload(second).await;
+    let chat = daemon.addrs("chat")[0].port();
+
+    for description in [
+        probe(&prober, discovery).await,
+        announcement_with_ttl(&listener, 6).await,
+    ] {
+        assert_eq!(description.instance, before.instance);
+        assert_eq!(description.services.get("json_echo"), None);
+        assert_eq!(description.services.get("chat"), Some(&chat));
+        assert_eq!(description.services.get("udp_echo"), Some(&udp_echo));
+        assert_eq!(
+            description.services.get("discovery"),
+            Some(&discovery.port())
+        );
+    }
+    daemon.shutdown().await;
+}
