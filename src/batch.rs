@@ -8,8 +8,10 @@
 //! (`UDP_SEGMENT`), so a burst from one peer costs the kernel one trip
 //! through the stack each way instead of one per datagram.
 //!
-//! The only `unsafe` in pinetd is here: the calls need raw `mmsghdr`
-//! arrays pointing into buffers these structs own, rebuilt before each call.
+//! Most of pinetd's `unsafe` is here: the calls need raw `mmsghdr` arrays
+//! pointing into buffers these structs own, rebuilt before each call. The
+//! safe API keeps them sound: `Replies::add` takes only ranges within a
+//! slot, and `send` slices each range whole before pointing at it.
 
 use std::io;
 use std::mem;
@@ -51,7 +53,6 @@ impl Control {
 // SAFETY: the raw pointers in `iov` and `hdrs` are scratch space, rewritten
 // from owned buffers before every call and never dereferenced otherwise.
 unsafe impl Send for Datagrams {}
-unsafe impl Sync for Datagrams {}
 
 impl Datagrams {
     pub fn new(slots: usize, slot_size: usize) -> Self {
@@ -106,8 +107,8 @@ impl Datagrams {
 
     /// Slot `i`'s peer (its source after a receive).
     pub fn peer(&self, i: usize) -> Option<SocketAddr> {
-        let storage = &self.addrs[i];
-        let len = self.addr_lens[i] as usize;
+        let storage = self.addrs.get(i)?;
+        let len = *self.addr_lens.get(i)? as usize;
         match i32::from(storage.ss_family) {
             libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
                 // SAFETY: the family says this storage holds a sockaddr_in.
@@ -289,8 +290,8 @@ const GSO_MAX_BYTES: usize = 65_507;
 /// GSO message. The order of datagrams to any one peer is kept.
 pub struct Replies {
     gso: bool,
-    /// Every datagram added, in order: (slot, byte range, message).
-    parts: Vec<(usize, Range<usize>, usize)>,
+    /// Every datagram added, in order.
+    parts: Vec<Part>,
     messages: Vec<Message>,
     /// Scratch for `send`, kept to spare allocations.
     offsets: Vec<usize>,
@@ -298,6 +299,15 @@ pub struct Replies {
     iov: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
     control: Vec<Control>,
+}
+
+/// One datagram of a reply: bytes of a slot of the batch, and the message
+/// it goes out in.
+struct Part {
+    slot: usize,
+    /// Within the slot: `add` checks it.
+    range: Range<usize>,
+    message: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -315,7 +325,6 @@ struct Message {
 // SAFETY: as for `Datagrams`: the raw pointers are scratch space, rewritten
 // before every call and never dereferenced otherwise.
 unsafe impl Send for Replies {}
-unsafe impl Sync for Replies {}
 
 impl Replies {
     /// Coalesces with GSO when `gso` is true; otherwise one message per datagram.
@@ -361,12 +370,18 @@ impl Replies {
         self.gso
     }
 
-    /// Plans `range` of slot `slot` of `batch` as one datagram to the slot's peer.
-    pub fn add(&mut self, batch: &Datagrams, slot: usize, range: Range<usize>) {
+    /// Plans `range` of slot `slot` of `batch` as one datagram to the slot's
+    /// peer. False, and nothing planned, if the slot has no peer or the
+    /// range is not within the slot.
+    pub fn add(&mut self, batch: &Datagrams, slot: usize, range: Range<usize>) -> bool {
+        if range.start > range.end || range.end > batch.slot_size {
+            return false;
+        }
         let Some(peer) = batch.peer(slot) else {
-            return;
+            return false;
         };
         self.plan(peer, slot, range);
+        true
     }
 
     fn plan(&mut self, peer: SocketAddr, slot: usize, range: Range<usize>) {
@@ -403,7 +418,11 @@ impl Replies {
                 self.messages.len() - 1
             }
         };
-        self.parts.push((slot, range, m));
+        self.parts.push(Part {
+            slot,
+            range,
+            message: m,
+        });
     }
 
     /// Plans the messages from `m` on again, one per datagram: after a
@@ -412,11 +431,11 @@ impl Replies {
         let gso = mem::replace(&mut self.gso, false);
         let parts = mem::take(&mut self.parts);
         self.messages.truncate(m);
-        for (slot, range, message) in parts {
-            if message < m {
-                self.parts.push((slot, range, message));
-            } else if let Some(peer) = batch.peer(slot) {
-                self.plan(peer, slot, range);
+        for part in parts {
+            if part.message < m {
+                self.parts.push(part);
+            } else if let Some(peer) = batch.peer(part.slot) {
+                self.plan(peer, part.slot, part.range);
             }
         }
         self.gso = gso;
@@ -455,15 +474,18 @@ impl Replies {
         self.iov.clear();
         self.iov.resize(self.offsets[count], empty);
         self.next.clone_from(&self.offsets);
-        for (slot, range, m) in &self.parts {
-            if *m < from {
+        for part in &self.parts {
+            if part.message < from {
                 continue;
             }
-            let k = &mut self.next[m - from];
-            let start = slot * batch.slot_size + range.start;
+            let k = &mut self.next[part.message - from];
+            // Sliced whole, so a batch other than the one planned with can
+            // panic here but never be read past its end.
+            let start = part.slot * batch.slot_size + part.range.start;
+            let bytes = &mut batch.data[start..start + part.range.len()];
             self.iov[*k] = libc::iovec {
-                iov_base: batch.data[start..].as_mut_ptr().cast(),
-                iov_len: range.len(),
+                iov_base: bytes.as_mut_ptr().cast(),
+                iov_len: bytes.len(),
             };
             *k += 1;
         }
@@ -575,6 +597,35 @@ mod tests {
             plain.add(&batch, i, 0..batch.payload(i).len());
         }
         assert_eq!(plain.len(), batch.len(), "one message per datagram");
+    }
+
+    #[test]
+    fn a_range_outside_its_slot_is_refused() {
+        let to: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let batch = batch_of(&[(b"abc", to), (b"def", to)]);
+        let mut plan = Replies::new(false);
+        assert!(!plan.add(&batch, 0, 0..100_000), "past the buffer");
+        assert!(!plan.add(&batch, 0, 0..2049), "into the next slot");
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = 3..1;
+        assert!(!plan.add(&batch, 0, backwards));
+        assert!(!plan.add(&batch, 7, 0..3), "no such slot");
+        assert!(plan.is_empty());
+        assert!(plan.add(&batch, 1, 0..2048), "the whole slot is fine");
+        assert_eq!(plan.len(), 1);
+    }
+
+    #[test]
+    #[should_panic]
+    fn a_plan_sent_with_a_smaller_batch_panics_instead_of_reading_past_it() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = socket.local_addr().unwrap();
+        let big = batch_of(&[(b"abc", to), (b"def", to)]);
+        let mut plan = Replies::new(false);
+        assert!(plan.add(&big, 1, 0..2048));
+        let mut small = Datagrams::new(1, 16);
+        assert!(small.push(b"x", to));
+        let _ = plan.send(&mut small, socket.as_fd(), 0);
     }
 
     #[test]
