@@ -144,15 +144,13 @@ impl Default for SelfInfo {
     }
 }
 
+/// The host's name, as `hostname` prints it; "localhost" if it has none.
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; the result is NUL-terminated or cut.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match ok {
-        true if len > 0 => String::from_utf8_lossy(&buf[..len]).into_owned(),
-        _ => "localhost".to_owned(),
-    }
+    hostname::get()
+        .ok()
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]
