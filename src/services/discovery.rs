@@ -18,10 +18,10 @@ use tracing::{Instrument, debug};
 
 use crate::config::{AnnouncerConfig, Config, DiscoveryConfig, TableIn};
 use crate::describe::SelfInfo;
-use crate::limit::RateLimiter;
-use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source, local_addrs};
+use crate::net::{BindError, Sockets, local_addrs};
+use crate::services::datagram::{Judge, Reach, serve_each, transient};
 use crate::services::registry::{BindContext, Registered};
-use crate::services::{Reconfigured, Service, ServiceFuture, serve_each, transient};
+use crate::services::{Reconfigured, Service, ServiceFuture};
 use crate::stats::{Refusal, ServiceStats};
 
 const NAME: &str = DiscoveryConfig::NAME;
@@ -65,6 +65,17 @@ impl Settings {
 }
 
 impl Discovery {
+    /// A new judge for `settings`: a reload starts the rate counts afresh.
+    fn judge(&self, settings: &Settings) -> Judge {
+        let config = &settings.config;
+        Judge::new(
+            &config.allow,
+            config.rate_limit,
+            Reach::OnLink,
+            self.stats.clone(),
+        )
+    }
+
     fn settings(&self) -> Arc<Settings> {
         self.settings
             .read()
@@ -76,11 +87,10 @@ impl Discovery {
         // The probe's content does not matter; a short buffer is enough.
         let mut buf = [0u8; 512];
         let mut settings = self.settings();
-        let mut limiter = RateLimiter::new(settings.config.rate_limit);
-        let mut nets = LocalNets::new();
+        let mut judge = self.judge(&settings);
         let mut pending = JoinSet::new();
         loop {
-            let (_, peer) = tokio::select! {
+            let (received, peer) = tokio::select! {
                 Some(_) = pending.join_next(), if !pending.is_empty() => continue,
                 received = socket.recv_from(&mut buf) => match received {
                     Ok(received) => received,
@@ -90,31 +100,20 @@ impl Discovery {
             };
             let current = self.settings();
             if !Arc::ptr_eq(&current, &settings) {
-                if current.config.rate_limit != settings.config.rate_limit {
-                    limiter = RateLimiter::new(current.config.rate_limit);
-                }
                 settings = current;
+                judge = self.judge(&settings);
             }
-            let now = Instant::now();
-            let ip = peer.ip().to_canonical();
-            let refusal = if !allowed(&settings.config.allow, ip) {
-                Some(Refusal::NotAllowed)
-            } else if bad_source(peer, nets.broadcasts(now)).is_some() || !nets.on_link(ip, now) {
-                Some(Refusal::BadSource)
-            } else if !limiter.allow(ip, now) {
-                Some(Refusal::RateLimited)
-            } else if pending.len() >= MAX_PENDING {
-                Some(Refusal::OverLimit)
-            } else {
-                None
-            };
-            if let Some(why) = refusal {
-                self.stats.refuse(why);
-                debug!(%peer, reason = why.name(), "refused");
+            // On-link senders only, so the reply's size is not judged: the
+            // description is built only for a probe that gets it.
+            if !judge.allows(peer, received, 0, Instant::now()) {
                 continue;
             }
-            let delay = settings.config.max_delay.mul_f64(fastrand::f64());
+            if pending.len() >= MAX_PENDING {
+                judge.refuse(peer, Refusal::OverLimit);
+                continue;
+            }
             let payload = settings.payload(&self.info);
+            let delay = settings.config.max_delay.mul_f64(fastrand::f64());
             let (socket, stats) = (socket.clone(), self.stats.clone());
             pending.spawn(
                 async move {

@@ -7,6 +7,7 @@
 pub mod accept;
 pub mod announcer;
 pub mod chat;
+pub mod datagram;
 pub mod discovery;
 pub mod json_echo;
 pub mod registry;
@@ -20,7 +21,6 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::config::Config;
 use crate::net::{BindError, Sockets};
@@ -74,38 +74,4 @@ pub(crate) async fn first_failure(tasks: &mut JoinSet<io::Result<()>>) -> io::Re
         }
     }
     Ok(())
-}
-
-/// Runs `serve` on each socket, each in its own task, until `shutdown`; the
-/// first failure ends them all (and the service, for the supervisor).
-pub(crate) async fn serve_each<S, F, Fut>(
-    sockets: &[Arc<S>],
-    shutdown: &CancellationToken,
-    serve: F,
-) -> io::Result<()>
-where
-    F: Fn(Arc<S>) -> Fut,
-    Fut: Future<Output = io::Result<()>> + Send + 'static,
-{
-    let mut tasks = JoinSet::new();
-    for socket in sockets {
-        tasks.spawn(serve(socket.clone()).in_current_span());
-    }
-    tokio::select! {
-        _ = shutdown.cancelled() => Ok(()),
-        failed = first_failure(&mut tasks) => failed,
-    }
-}
-
-/// Receive errors on a UDP socket that concern one datagram, not the socket.
-pub(crate) fn transient(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable
-    )
 }

@@ -17,11 +17,11 @@ use tracing::{debug, info};
 
 use crate::batch::{self, Datagrams, MAX_PAYLOAD, Replies};
 use crate::config::{Config, TableIn, UdpEchoConfig};
-use crate::limit::RateLimiter;
-use crate::net::{BindError, LocalNets, Sockets, allowed, bad_source, local_addrs};
+use crate::net::{BindError, Sockets, local_addrs};
+use crate::services::datagram::{Judge, Reach, serve_each, transient};
 use crate::services::registry::{BindContext, Registered};
-use crate::services::{Service, ServiceFuture, serve_each, transient};
-use crate::stats::{Refusal, ServiceStats};
+use crate::services::{Service, ServiceFuture};
+use crate::stats::ServiceStats;
 
 const NAME: &str = UdpEchoConfig::NAME;
 
@@ -62,7 +62,12 @@ impl UdpEcho {
         let gso = batch::gso_supported(socket.as_fd());
         debug!(gro, gso, "segmentation offload");
         let mut batch = Datagrams::new(BATCH, MAX_PAYLOAD);
-        let mut judge = Judge::new(&self.config, self.stats.clone());
+        let mut judge = Judge::new(
+            &self.config.allow,
+            self.config.rate_limit,
+            Reach::Anyone,
+            self.stats.clone(),
+        );
         let mut replies = Replies::new(gso);
         let fixed = self.config.reply.as_bytes();
         loop {
@@ -163,106 +168,5 @@ impl Service for UdpEcho {
             })
             .await
         })
-    }
-}
-
-/// Decides, per datagram, whether answering it is safe.
-struct Judge {
-    allow: Vec<ipnet::IpNet>,
-    limiter: RateLimiter,
-    nets: LocalNets,
-    /// Where refusals are counted.
-    stats: Arc<ServiceStats>,
-}
-
-impl Judge {
-    fn new(config: &UdpEchoConfig, stats: Arc<ServiceStats>) -> Self {
-        Self {
-            allow: config.allow.clone(),
-            limiter: RateLimiter::new(config.rate_limit),
-            nets: LocalNets::new(),
-            stats,
-        }
-    }
-
-    /// `check`, with a refusal counted and logged.
-    fn allows(&mut self, peer: SocketAddr, request: usize, reply: usize, now: Instant) -> bool {
-        match self.check(peer, request, reply, now) {
-            Ok(()) => true,
-            Err(why) => {
-                self.stats.refuse(why);
-                debug!(%peer, reason = why.name(), "refused");
-                false
-            }
-        }
-    }
-
-    fn check(
-        &mut self,
-        peer: SocketAddr,
-        request: usize,
-        reply: usize,
-        now: Instant,
-    ) -> Result<(), Refusal> {
-        let ip = peer.ip().to_canonical();
-        if !allowed(&self.allow, ip) {
-            return Err(Refusal::NotAllowed);
-        }
-        if bad_source(peer, self.nets.broadcasts(now)).is_some() {
-            return Err(Refusal::BadSource);
-        }
-        if reply > request && !ip.is_loopback() {
-            return Err(Refusal::Amplification);
-        }
-        if !self.limiter.allow(ip, now) {
-            return Err(Refusal::RateLimited);
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn judge(reply: &str, rate_limit: u32) -> Judge {
-        Judge::new(
-            &UdpEchoConfig {
-                reply: reply.into(),
-                rate_limit,
-                allow: vec![
-                    "127.0.0.0/8".parse().unwrap(),
-                    "192.0.2.0/24".parse().unwrap(),
-                ],
-                ..UdpEchoConfig::default()
-            },
-            Arc::default(),
-        )
-    }
-
-    #[test]
-    fn refusals_in_order() {
-        let now = Instant::now();
-        let mut j = judge("", 2);
-        let peer = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert_eq!(
-            j.check(peer("10.0.0.1:5000"), 5, 5, now),
-            Err(Refusal::NotAllowed)
-        );
-        assert_eq!(
-            j.check(peer("127.0.0.1:7"), 5, 5, now),
-            Err(Refusal::BadSource)
-        );
-        assert_eq!(
-            j.check(peer("192.0.2.7:5000"), 5, 50, now),
-            Err(Refusal::Amplification)
-        );
-        assert_eq!(j.check(peer("127.0.0.1:5000"), 5, 50, now), Ok(()));
-        assert_eq!(j.check(peer("127.0.0.1:5000"), 5, 5, now), Ok(()));
-        assert_eq!(
-            j.check(peer("127.0.0.1:5001"), 5, 5, now),
-            Err(Refusal::RateLimited)
-        );
-        assert_eq!(j.check(peer("192.0.2.7:5000"), 50, 5, now), Ok(()));
     }
 }
