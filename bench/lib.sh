@@ -20,7 +20,8 @@ wait_for() {
 # pinetd_pid and pinetd_port.
 start_pinetd() {
   local other
-  for other in chat json_echo udp_echo announcer discovery; do
+  # Every service table, as config/local.toml writes them all out.
+  for other in $(sed -n 's/^\[\([a-z_]*\)\]$/\1/p' config/local.toml | grep -vx daemon); do
     [ "$other" = "$1" ] || printf '[%s]\nenabled = false\n' "$other"
   done > "$work/pinetd.toml"
   printf '[%s]\nlisten = "127.0.0.1:0"\n' "$1" >> "$work/pinetd.toml"
