@@ -34,6 +34,7 @@ use tracing::{Instrument, debug, info};
 
 use crate::chatline::{HELP, Line, Lines, Said, bad_name, claimed_name, clean, parse, relay_line};
 use crate::config::{ChatConfig, Config, OnLag, TableIn};
+use crate::limit::TokenBucket;
 use crate::net::{BindError, Sockets};
 use crate::services::accept::{Gate, Listeners, Policy, Refusals};
 use crate::services::registry::{BindContext, Registered};
@@ -360,54 +361,6 @@ fn names_line(names: &[String]) -> String {
     }
 }
 
-/// A client's allowance of messages: when it runs out, its socket is not
-/// read until it refills (TCP pushes back on the sender; nothing is lost).
-struct Allowance {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Allowance {
-    fn new(rate: u32) -> Self {
-        Self {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            at: Instant::now(),
-        }
-    }
-
-    fn spend(&mut self) {
-        if self.rate > 0.0 {
-            let now = Instant::now();
-            self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate)
-                .min(self.rate)
-                - 1.0;
-            self.at = now;
-        }
-    }
-
-    /// A new rate from a reload; a client that had none starts full.
-    fn set_rate(&mut self, rate: u32) {
-        let rate = f64::from(rate);
-        if self.rate <= 0.0 {
-            self.tokens = rate;
-            self.at = Instant::now();
-        }
-        self.rate = rate;
-        self.tokens = self.tokens.min(rate);
-    }
-
-    /// When reading may go on: None if now.
-    fn resume_at(&self) -> Option<Instant> {
-        if self.rate <= 0.0 || self.tokens >= 1.0 {
-            return None;
-        }
-        let at = self.at + Duration::from_secs_f64((1.0 - self.tokens) / self.rate);
-        (at > Instant::now()).then_some(at)
-    }
-}
-
 /// What woke a client up.
 enum Event {
     Shutdown,
@@ -459,7 +412,9 @@ struct Client {
     write_failed: bool,
     /// Relayed lines of the current read, sent as one item.
     relay: BytesMut,
-    allowance: Allowance,
+    /// Its allowance of messages: when it runs out, its socket is not read
+    /// until it refills (TCP pushes back on the sender; nothing is lost).
+    allowance: TokenBucket,
 }
 
 impl Client {
@@ -476,7 +431,7 @@ impl Client {
         let generation = hub.generation.load(Relaxed);
         let config = hub.config();
         let mut client = Client {
-            allowance: Allowance::new(config.rate_limit),
+            allowance: TokenBucket::new(config.rate_limit, std::time::Instant::now()),
             generation,
             config,
             hub,
@@ -526,7 +481,7 @@ impl Client {
             if let Err(e) = self.write_now() {
                 self.cannot_write(&e);
             }
-            if self.allowance.resume_at().is_none() && self.drain(&mut input, true) {
+            if self.allowance_ready_at().is_none() && self.drain(&mut input, true) {
                 return Close::Say("*** bye\n");
             }
             let deadline = self.next_deadline(&input);
@@ -634,13 +589,21 @@ impl Client {
             self.generation = generation;
             self.config = self.hub.config();
             lines.set_max(self.config.max_line_bytes as usize);
-            self.allowance.set_rate(self.config.rate_limit);
+            self.allowance
+                .set_rate(self.config.rate_limit, std::time::Instant::now());
         }
+    }
+
+    /// When its allowance lets it say the next line: None if now.
+    fn allowance_ready_at(&self) -> Option<Instant> {
+        self.allowance
+            .ready_at(std::time::Instant::now())
+            .map(Instant::from_std)
     }
 
     /// Not while its allowance is spent, nor while its own replies pile up unread.
     fn may_read(&self) -> bool {
-        self.allowance.resume_at().is_none() && self.own < OWN_REPLIES
+        self.allowance_ready_at().is_none() && self.own < OWN_REPLIES
     }
 
     /// One read into `bytes`; None on a spurious wake.
@@ -657,7 +620,7 @@ impl Client {
     /// message, the write deadline.
     fn next_deadline(&self, input: &Input) -> Option<Instant> {
         let stuck = self.stuck_since.map(|at| at + self.config.write_timeout);
-        let waiting = self.allowance.resume_at().or_else(|| self.quiet_at(input));
+        let waiting = self.allowance_ready_at().or_else(|| self.quiet_at(input));
         match (stuck, waiting) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -669,7 +632,7 @@ impl Client {
     fn quiet_at(&self, input: &Input) -> Option<Instant> {
         let waits = !input.bytes.is_empty()
             && !input.lines.ended_a_line()
-            && self.allowance.resume_at().is_none();
+            && self.allowance_ready_at().is_none();
         waits.then(|| input.at + self.config.flush_after)
     }
 
@@ -758,7 +721,7 @@ impl Client {
 
     /// Handles one line; true if the client said bye.
     fn said(&mut self, line: Line) -> bool {
-        self.allowance.spend();
+        self.allowance.take(std::time::Instant::now());
         let text = clean(&line.bytes);
         if line.cut {
             let limit = self.config.max_line_bytes;
