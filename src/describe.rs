@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::net::interfaces::Interfaces;
+
 /// The format's version: the value of the `pinetd` key.
 pub const FORMAT: u32 = 1;
-/// How long the host's address list is reused before it is read again.
-const ADDRS_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// One announcement or discovery reply, as sent and as parsed by the clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ pub struct SelfInfo {
     host: String,
     instance: String,
     services: Mutex<BTreeMap<String, u16>>,
-    addrs: Mutex<(Option<Instant>, Vec<IpAddr>)>,
+    interfaces: Mutex<Interfaces>,
     seq: AtomicU64,
 }
 
@@ -70,7 +70,7 @@ impl SelfInfo {
             host: hostname(),
             instance: format!("{:08x}", fastrand::u32(..)),
             services: Mutex::new(BTreeMap::new()),
-            addrs: Mutex::new((None, Vec::new())),
+            interfaces: Mutex::new(Interfaces::default()),
             seq: AtomicU64::new(0),
         }
     }
@@ -116,25 +116,19 @@ impl SelfInfo {
         self.seq.load(Relaxed)
     }
 
-    /// This host's addresses but loopback and link-local IPv6, re-read now and then.
+    /// This host's addresses but loopback and link-local IPv6.
     fn addrs(&self) -> Vec<IpAddr> {
-        let mut cached = self.addrs.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if cached
-            .0
-            .is_none_or(|at| now.duration_since(at) > ADDRS_MAX_AGE)
-        {
-            let mut addrs: Vec<IpAddr> = if_addrs::get_if_addrs()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|i| !i.is_loopback() && !i.is_link_local())
-                .map(|i| i.ip())
-                .collect();
-            addrs.sort();
-            addrs.dedup();
-            *cached = (Some(now), addrs);
-        }
-        cached.1.clone()
+        let mut interfaces = self.interfaces.lock().unwrap_or_else(|e| e.into_inner());
+        interfaces.refresh(Instant::now());
+        let mut addrs: Vec<IpAddr> = interfaces
+            .list()
+            .iter()
+            .filter(|i| !i.is_loopback() && !i.is_link_local())
+            .map(|i| i.ip())
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        addrs
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::time::{MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{AnnouncerConfig, Config, TableIn};
+use crate::config::{AnnouncerConfig, Config, TableIn, Transport};
 use crate::describe::SelfInfo;
 use crate::net::{BindError, bind_udp};
 use crate::services::registry::{BindContext, Registered};
@@ -46,7 +46,7 @@ impl Announcer {
                 .and_then(|s| s.set_broadcast(true).map(|()| s))
                 .map_err(|source| BindError {
                     service: NAME,
-                    transport: "udp",
+                    transport: Transport::Udp,
                     addr,
                     source,
                 })?;
