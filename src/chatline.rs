@@ -52,7 +52,7 @@ impl Lines {
     /// emptied: it never holds more than `max` bytes of one line.
     pub fn next(&mut self, buf: &mut BytesMut) -> Option<Line> {
         loop {
-            let newline = memchr(b'\n', buf);
+            let newline = memchr::memchr(b'\n', buf);
             self.ended_a_line |= newline.is_some();
             if self.discarding {
                 match newline {
@@ -107,10 +107,6 @@ impl Lines {
         }
         Line { bytes, cut }
     }
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
 }
 
 /// Text safe to show on anyone's terminal: invalid UTF-8 and every control

@@ -36,7 +36,8 @@ impl Signals {
         })
     }
 
-    async fn stop(&mut self) {
+    /// Waits for SIGTERM or SIGINT.
+    async fn stop_requested(&mut self) {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
@@ -74,7 +75,7 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
     let mut watchdog = interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     loop {
         tokio::select! {
-            _ = signals.stop() => break,
+            _ = signals.stop_requested() => break,
             _ = hangup.recv() => reload(&mut daemon, path.as_ref(), &log, open_files).await,
             _ = status.tick(), if notify::enabled() => notify::status(&daemon.stats().to_string()),
             _ = watchdog.tick(), if watchdog_every.is_some() => notify::watchdog(),
@@ -89,7 +90,7 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
             info!("stopped");
             ExitCode::SUCCESS
         }
-        _ = signals.stop() => {
+        _ = signals.stop_requested() => {
             warn!("second signal: exiting now");
             ExitCode::from(FORCED_EXIT)
         }

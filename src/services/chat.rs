@@ -144,7 +144,7 @@ impl Service for Chat {
                             &shutdown,
                             |config| apply_to.set_config(config),
                             |_, stream, _| {
-                                Client::serve(
+                                Member::serve(
                                     hub_of_client.clone(),
                                     stream,
                                     client_shutdown.clone(),
@@ -188,7 +188,13 @@ struct Item {
 }
 
 /// Joins (with the client's id) and leaves, not told yet.
-type Pending = (Vec<(u64, String)>, Vec<String>);
+/// Joins and leaves not told yet.
+#[derive(Default)]
+struct Pending {
+    /// Client id and name of each join.
+    joined: Vec<(u64, String)>,
+    left: Vec<String>,
+}
 
 /// What every client shares.
 struct Hub {
@@ -213,7 +219,7 @@ impl Hub {
             tx,
             names: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(1),
-            pending: Mutex::new((Vec::new(), Vec::new())),
+            pending: Mutex::default(),
             notice: Notify::new(),
             stats,
         }
@@ -243,7 +249,7 @@ impl Hub {
             let name = format!("user{id}");
             // Someone may have chosen "user7" with /nick: then take the next.
             if self.names().insert(name.clone()) {
-                self.note(|p| p.0.push((id, name.clone())));
+                self.note(|p| p.joined.push((id, name.clone())));
                 return (id, name);
             }
         }
@@ -251,7 +257,7 @@ impl Hub {
 
     fn leave(&self, name: &str) {
         self.names().remove(name);
-        self.note(|p| p.1.push(name.to_owned()));
+        self.note(|p| p.left.push(name.to_owned()));
     }
 
     fn note(&self, change: impl FnOnce(&mut Pending)) {
@@ -297,7 +303,7 @@ impl Hub {
 
     /// Tells the joins and leaves not told yet, in one item.
     fn tell_pending(&self) {
-        let (joined, left) = std::mem::take(&mut *self.pending());
+        let Pending { joined, left } = std::mem::take(&mut *self.pending());
         // One joiner is not told of itself; in a crowd, everyone hears the crowd.
         let from = match joined.as_slice() {
             [(id, _)] if left.is_empty() => *id,
@@ -320,7 +326,11 @@ impl Hub {
     /// is still waiting to be told, tell it now, so nobody hears from a
     /// client before hearing it joined.
     fn before_first_words(&self, id: u64) {
-        let waiting = self.pending().0.iter().any(|(joined, _)| *joined == id);
+        let waiting = self
+            .pending()
+            .joined
+            .iter()
+            .any(|(joined, _)| *joined == id);
         if waiting {
             self.tell_pending();
         }
@@ -368,7 +378,7 @@ enum Event {
     Read(io::Result<usize>),
     /// The socket takes output again.
     Writable,
-    /// One of the client's deadlines: see [`Client::next_deadline`].
+    /// One of the client's deadlines: see [`Member::next_deadline`].
     Timer,
 }
 
@@ -390,7 +400,9 @@ struct Input {
     at: Instant,
 }
 
-struct Client {
+/// A client of the hub: its connection, its name and settings, and what
+/// it has still to write and to relay.
+struct Member {
     hub: Arc<Hub>,
     /// The hub's settings as of `generation`.
     config: Arc<ChatConfig>,
@@ -417,7 +429,7 @@ struct Client {
     allowance: TokenBucket,
 }
 
-impl Client {
+impl Member {
     async fn serve(hub: Arc<Hub>, stream: TcpStream, shutdown: CancellationToken) {
         // Chat lines are small: a fixed kernel buffer bounds what a client
         // that reads nothing holds there, and lets the hub see it lag.
@@ -430,7 +442,7 @@ impl Client {
         // The generation first: a reload in between is then seen at once.
         let generation = hub.generation.load(Relaxed);
         let config = hub.config();
-        let mut client = Client {
+        let mut client = Member {
             allowance: TokenBucket::new(config.rate_limit, std::time::Instant::now()),
             generation,
             config,
