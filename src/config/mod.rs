@@ -291,122 +291,57 @@ pub trait TableIn: Table + Clone + PartialEq + Sized + 'static {
     fn of_mut(config: &mut Config) -> &mut Self;
 }
 
-impl Table for ChatConfig {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
-        Some((Transport::Tcp, &self.listen))
-    }
-    fn max_clients_mut(&mut self) -> Option<&mut u32> {
-        Some(&mut self.max_clients)
-    }
-}
-
-impl TableIn for ChatConfig {
-    const NAME: &'static str = "chat";
-    fn of(config: &Config) -> &Self {
-        &config.chat
-    }
-    fn of_mut(config: &mut Config) -> &mut Self {
-        &mut config.chat
-    }
-}
-
-impl Table for JsonEchoConfig {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
-        Some((Transport::Tcp, &self.listen))
-    }
-    fn max_clients_mut(&mut self) -> Option<&mut u32> {
-        Some(&mut self.max_clients)
-    }
-}
-
-impl TableIn for JsonEchoConfig {
-    const NAME: &'static str = "json_echo";
-    fn of(config: &Config) -> &Self {
-        &config.json_echo
-    }
-    fn of_mut(config: &mut Config) -> &mut Self {
-        &mut config.json_echo
-    }
-}
-
-impl Table for UdpEchoConfig {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
-        Some((Transport::Udp, &self.listen))
-    }
-}
-
-impl TableIn for UdpEchoConfig {
-    const NAME: &'static str = "udp_echo";
-    fn of(config: &Config) -> &Self {
-        &config.udp_echo
-    }
-    fn of_mut(config: &mut Config) -> &mut Self {
-        &mut config.udp_echo
-    }
-}
-
-impl Table for AnnouncerConfig {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    /// It only sends.
-    fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
+/// Makes `$type` the table `$field` of [`Config`]: [`Table`] and [`TableIn`].
+/// `listens: Tcp` (or `Udp`) says its `listen` key's transport, `sends_only`
+/// that it has none; `max_clients` that it holds a descriptor per client.
+macro_rules! table {
+    ($type:ty, $field:ident, sends_only) => {
+        table!(@impl $type, $field, [],);
+    };
+    ($type:ty, $field:ident, listens: $transport:ident $(, $max:ident)?) => {
+        table!(
+            @impl $type, $field, [$transport],
+            $(fn max_clients_mut(&mut self) -> Option<&mut u32> {
+                Some(&mut self.$max)
+            })?
+        );
+    };
+    (@listen $table:ident) => {
         None
-    }
+    };
+    (@listen $table:ident, $transport:ident) => {
+        Some((Transport::$transport, $table.listen.as_slice()))
+    };
+    (@impl $type:ty, $field:ident, [$($transport:ident)?], $($extra:item)?) => {
+        impl Table for $type {
+            fn name(&self) -> &'static str {
+                stringify!($field)
+            }
+            fn enabled(&self) -> bool {
+                self.enabled
+            }
+            fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
+                table!(@listen self $(, $transport)?)
+            }
+            $($extra)?
+        }
+        impl TableIn for $type {
+            const NAME: &'static str = stringify!($field);
+            fn of(config: &Config) -> &Self {
+                &config.$field
+            }
+            fn of_mut(config: &mut Config) -> &mut Self {
+                &mut config.$field
+            }
+        }
+    };
 }
 
-impl TableIn for AnnouncerConfig {
-    const NAME: &'static str = "announcer";
-    fn of(config: &Config) -> &Self {
-        &config.announcer
-    }
-    fn of_mut(config: &mut Config) -> &mut Self {
-        &mut config.announcer
-    }
-}
-
-impl Table for DiscoveryConfig {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
-        Some((Transport::Udp, &self.listen))
-    }
-}
-
-impl TableIn for DiscoveryConfig {
-    const NAME: &'static str = "discovery";
-    fn of(config: &Config) -> &Self {
-        &config.discovery
-    }
-    fn of_mut(config: &mut Config) -> &mut Self {
-        &mut config.discovery
-    }
-}
+table!(ChatConfig, chat, listens: Tcp, max_clients);
+table!(JsonEchoConfig, json_echo, listens: Tcp, max_clients);
+table!(UdpEchoConfig, udp_echo, listens: Udp);
+table!(AnnouncerConfig, announcer, sends_only);
+table!(DiscoveryConfig, discovery, listens: Udp);
 
 /// File descriptors the daemon needs besides its clients: stdio, the
 /// runtime, signals, UDP sockets, a connection being refused, the config file.
