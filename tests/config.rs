@@ -206,3 +206,16 @@ fn an_enabled_service_must_listen_somewhere() {
         ]
     );
 }
+
+#[test]
+fn the_announcer_sends_only_inside_its_allow() {
+    let text = "[announcer]\nallow = [\"192.168.0.0/24\"]\nto = [\"192.168.0.255:37020\", \"10.0.0.255:37020\"]\n";
+    assert_eq!(
+        problems(text),
+        [
+            "test.toml:3:1: announcer.to: 10.0.0.255:37020 is outside announcer.allow, which bounds where announcements go"
+        ]
+    );
+    let inside = "[announcer]\nallow = [\"192.168.0.0/24\"]\nto = \"192.168.0.255:37020\"\n";
+    assert_eq!(problems(inside), Vec::<String>::new());
+}

@@ -90,6 +90,7 @@ impl Config {
                 Ok(config) => {
                     problems.extend(clashes(&config, text, &entries));
                     problems.extend(listens_nowhere(&config, text, &entries));
+                    problems.extend(announces_outside_allow(&config, text, &entries));
                     problems.sort_by_key(|p| (p.line, p.column));
                     return if problems.is_empty() {
                         Ok(config)
@@ -218,6 +219,30 @@ fn listens_nowhere(config: &Config, text: &str, entries: &[Entry]) -> Vec<Proble
         }
     }
     problems
+}
+
+/// The announcer's `allow` bounds where it may send: each `to` address must
+/// be inside it (an empty list allows any), so a Pi's owner can make sure
+/// announcements never leave the LAN.
+fn announces_outside_allow(config: &Config, text: &str, entries: &[Entry]) -> Vec<Problem> {
+    let announcer = &config.announcer;
+    if !announcer.enabled {
+        return Vec::new();
+    }
+    let key = "announcer.to";
+    announcer
+        .to
+        .iter()
+        .filter(|to| {
+            let ip = to.ip().to_canonical();
+            !announcer.allow.is_empty() && !announcer.allow.iter().any(|net| net.contains(&ip))
+        })
+        .map(|to| {
+            let message =
+                format!("{to} is outside announcer.allow, which bounds where announcements go");
+            problem_at(text, key_start(entries, key), key, &message)
+        })
+        .collect()
 }
 
 /// Where a key starts in the file; the file's start if it is not written there.
