@@ -530,57 +530,69 @@ impl Member {
                 }
                 _ = &mut timer, if deadline.is_some() => Event::Timer,
             };
-            match event {
-                Event::Shutdown => return Close::Say("*** server shutting down\n"),
-                Event::Writable => {}
-                Event::Received(Ok(item)) => self.take(item, rx),
-                Event::Received(Err(broadcast::error::RecvError::Lagged(missed))) => {
-                    match self.config.on_lag {
-                        OnLag::Skip => self.queue(format!("*** {missed} messages skipped\n")),
-                        OnLag::Disconnect => {
-                            self.relay_rest(read, &mut input);
-                            return Close::Say("*** you fell too far behind, disconnected\n");
-                        }
-                    }
-                }
-                Event::Received(Err(broadcast::error::RecvError::Closed)) => {
-                    return Close::Say("*** server shutting down\n");
-                }
-                Event::Read(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Event::Read(Ok(0) | Err(_)) => {
-                    // What it sent before closing is relayed, its tail too.
-                    self.drain(&mut input, false);
-                    if let Some(line) = input.lines.flush(&mut input.bytes) {
-                        self.said(line);
-                    }
-                    self.send_relay();
-                    return Close::Left;
-                }
-                Event::Read(Ok(_)) => {
-                    input.at = Instant::now();
-                }
-                Event::Timer => {
-                    let now = Instant::now();
-                    if self
-                        .stuck_since
-                        .is_some_and(|at| at + self.config.write_timeout <= now)
-                    {
-                        debug!(within = ?self.config.write_timeout, "reads nothing; dropped");
-                        self.relay_rest(read, &mut input);
-                        return Close::Gone;
-                    }
-                    if self.quiet_at(&input).is_some_and(|at| at <= now)
-                        && self.flush_quiet(&mut input)
-                    {
-                        return Close::Say("*** bye\n");
-                    }
-                }
+            if let Some(close) = self.on_event(event, read, rx, &mut input) {
+                return close;
             }
             if input.bytes.is_empty() {
                 // Back to holding nothing until the next message.
                 input.bytes = BytesMut::new();
             }
         }
+    }
+
+    /// Acts on what woke the client up; `Some` to close it.
+    fn on_event(
+        &mut self,
+        event: Event,
+        read: &mut OwnedReadHalf,
+        rx: &mut broadcast::Receiver<Item>,
+        input: &mut Input,
+    ) -> Option<Close> {
+        match event {
+            Event::Shutdown => return Some(Close::Say("*** server shutting down\n")),
+            Event::Writable => {}
+            Event::Received(Ok(item)) => self.take(item, rx),
+            Event::Received(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                match self.config.on_lag {
+                    OnLag::Skip => self.queue(format!("*** {missed} messages skipped\n")),
+                    OnLag::Disconnect => {
+                        self.relay_rest(read, input);
+                        return Some(Close::Say("*** you fell too far behind, disconnected\n"));
+                    }
+                }
+            }
+            Event::Received(Err(broadcast::error::RecvError::Closed)) => {
+                return Some(Close::Say("*** server shutting down\n"));
+            }
+            Event::Read(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Event::Read(Ok(0) | Err(_)) => {
+                // What it sent before closing is relayed, its tail too.
+                self.drain(input, false);
+                if let Some(line) = input.lines.flush(&mut input.bytes) {
+                    self.said(line);
+                }
+                self.send_relay();
+                return Some(Close::Left);
+            }
+            Event::Read(Ok(_)) => {
+                input.at = Instant::now();
+            }
+            Event::Timer => {
+                let now = Instant::now();
+                if self
+                    .stuck_since
+                    .is_some_and(|at| at + self.config.write_timeout <= now)
+                {
+                    debug!(within = ?self.config.write_timeout, "reads nothing; dropped");
+                    self.relay_rest(read, input);
+                    return Some(Close::Gone);
+                }
+                if self.quiet_at(input).is_some_and(|at| at <= now) && self.flush_quiet(input) {
+                    return Some(Close::Say("*** bye\n"));
+                }
+            }
+        }
+        None
     }
 
     /// A client whose socket refused a write has usually closed or reset:
