@@ -19,36 +19,17 @@ const TCP_ONLY: &str = "[udp_echo]\nenabled = false\n[announcer]\nenabled = fals
 fn with_open_files(limit: u64, args: &[&str]) -> Command {
     let mut command = quiet_env(Command::new(env!("CARGO_BIN_EXE_pinetd")));
     command.args(args);
-    let rlimit = libc::rlimit {
-        rlim_cur: limit,
-        rlim_max: limit,
-    };
-    // SAFETY: setrlimit is async-signal-safe and only reads the struct.
+    // SAFETY: pre_exec runs between fork and exec; setrlimit is
+    // async-signal-safe, and rlimit's wrapper only calls it.
     unsafe {
-        command.pre_exec(move || {
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
+        command.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, limit, limit));
     }
     command
 }
 
 /// This test process holds thousands of sockets: its soft limit goes up to the hard one.
 fn raise_own_limit(needed: u64) -> bool {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-    }
-    limit.rlim_cur >= needed
+    rlimit::increase_nofile_limit(u64::MAX).is_ok_and(|limit| limit >= needed)
 }
 
 fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
