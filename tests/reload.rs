@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{ask, config, start};
 use pinetd::config::Config;
+use pinetd::daemon::Daemon;
 use pinetd::describe::Description;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -44,6 +45,28 @@ async fn announcement_with_ttl(listener: &UdpSocket, ttl: u64) -> Description {
         .unwrap_or_else(|_| panic!("no announcement with ttl {ttl}"))
 }
 
+/// A daemon that announces to `listener` and answers probes from `prober`.
+struct Watched {
+    daemon: Daemon,
+    first: Config,
+    listener: UdpSocket,
+    prober: UdpSocket,
+    discovery: SocketAddr,
+}
+
+async fn watched() -> Watched {
+    let listener = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let first = announcing_to(listener.local_addr().unwrap());
+    let daemon = start(first.clone());
+    Watched {
+        discovery: daemon.addrs("discovery")[0],
+        daemon,
+        first,
+        listener,
+        prober: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+    }
+}
+
 fn announcing_to(listener: SocketAddr) -> Config {
     config(|c| {
         c.announcer.enabled = true;
@@ -58,11 +81,13 @@ fn announcing_to(listener: SocketAddr) -> Config {
 
 #[tokio::test]
 async fn a_reload_of_the_interval_changes_the_ttl_everywhere() {
-    let listener = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let first = announcing_to(listener.local_addr().unwrap());
-    let mut daemon = start(first.clone());
-    let discovery = daemon.addrs("discovery")[0];
-    let prober = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let Watched {
+        mut daemon,
+        first,
+        listener,
+        prober,
+        discovery,
+    } = watched().await;
 
     let before = probe(&prober, discovery).await;
     assert_eq!(before.ttl, 3);
@@ -87,11 +112,13 @@ async fn a_reload_of_the_interval_changes_the_ttl_everywhere() {
 
 #[tokio::test]
 async fn a_reload_of_the_services_changes_what_both_describe() {
-    let listener = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let first = announcing_to(listener.local_addr().unwrap());
-    let mut daemon = start(first.clone());
-    let discovery = daemon.addrs("discovery")[0];
-    let prober = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let Watched {
+        mut daemon,
+        first,
+        listener,
+        prober,
+        discovery,
+    } = watched().await;
     let before = probe(&prober, discovery).await;
     let udp_echo = daemon.addrs("udp_echo")[0].port();
     assert_eq!(
