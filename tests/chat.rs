@@ -134,18 +134,30 @@ fn the_sender_never_gets_its_own_message_unless_echo_self() {
     assert_eq!(a.until("echo me").last().unwrap(), "[user1] echo me\n");
 }
 
+/// A hub with two clients: `a` (user1), and `b` (user2) whose join `a` has heard.
+fn a_and_b() -> (tokio::runtime::Runtime, Daemon, SocketAddr, Peer, Peer) {
+    let (rt, daemon, addr) = hub(|_| {});
+    let mut a = Peer::connect(addr);
+    let b = Peer::connect(addr);
+    a.until("user2 joined");
+    (rt, daemon, addr, a, b)
+}
+
 #[test]
-fn names_adoption_and_notices() {
+fn joins_close_together_are_told_in_one_line() {
     let (_rt, _daemon, addr) = hub(|_| {});
     let mut a = Peer::connect(addr);
-    let mut b = Peer::connect(addr);
-    // Joins close together are told in one line.
+    let _b = Peer::connect(addr);
     let joined = a.until("user2").pop().unwrap();
     assert!(
         joined.starts_with("*** ") && joined.ends_with("user2 joined\n"),
         "{joined}"
     );
+}
 
+#[test]
+fn nick_renames_and_the_room_is_told() {
+    let (_rt, _daemon, _addr, mut a, mut b) = a_and_b();
     b.send(b"/nick syjung\n");
     assert_eq!(
         b.until("you are now").last().unwrap(),
@@ -155,6 +167,13 @@ fn names_adoption_and_notices() {
         a.until("is now").last().unwrap(),
         "*** user2 is now syjung\n"
     );
+}
+
+#[test]
+fn a_taken_or_spaced_name_is_refused() {
+    let (_rt, _daemon, _addr, mut a, mut b) = a_and_b();
+    b.send(b"/nick syjung\n");
+    b.until("you are now");
     a.send(b"/nick syjung\n");
     assert_eq!(
         a.until("cannot").last().unwrap(),
@@ -162,11 +181,24 @@ fn names_adoption_and_notices() {
     );
     a.send(b"/nick two words\n");
     assert!(a.until("cannot").last().unwrap().contains("no spaces"));
+}
+
+#[test]
+fn who_lists_everyone_online() {
+    let (_rt, _daemon, _addr, mut a, mut b) = a_and_b();
+    b.send(b"/nick syjung\n");
+    b.until("you are now");
     a.send(b"/who\n");
     assert_eq!(
         a.until("online").last().unwrap(),
         "*** online (2): syjung, user1\n"
     );
+}
+
+#[test]
+fn an_unknown_command_points_to_help() {
+    let (_rt, _daemon, addr) = hub(|_| {});
+    let mut a = Peer::connect(addr);
     a.send(b"/dance\n");
     assert_eq!(
         a.until("unknown").last().unwrap(),
@@ -174,8 +206,12 @@ fn names_adoption_and_notices() {
     );
     a.send(b"/help\n");
     assert!(a.until("commands").last().unwrap().contains("/nick NAME"));
+}
 
-    // Exercise 4-3: the client puts "[name] " in front itself.
+/// Exercise 4-3: the client puts "[name] " in front itself.
+#[test]
+fn a_course_client_naming_itself_takes_that_name() {
+    let (_rt, _daemon, addr, mut a, mut b) = a_and_b();
     let mut course = Peer::connect(addr);
     course.send(b"[minsu] hello");
     assert_eq!(a.until("minsu").last().unwrap(), "*** user3 is now minsu\n");
@@ -186,7 +222,14 @@ fn names_adoption_and_notices() {
     );
     course.send(b"[minsu] again");
     assert_eq!(b.until("again").last().unwrap(), "[minsu] again\n");
+}
 
+#[test]
+fn bye_and_quit_leave_and_the_room_is_told() {
+    let (_rt, _daemon, addr, mut a, mut b) = a_and_b();
+    let mut course = Peer::connect(addr);
+    course.send(b"[minsu] hello");
+    a.until("[minsu] hello");
     course.send(b"bye");
     assert_eq!(course.until("bye").last().unwrap(), "*** bye\n");
     assert!(course.closed());
@@ -197,21 +240,29 @@ fn names_adoption_and_notices() {
 
 #[test]
 fn nobody_hears_from_a_client_before_hearing_it_joined() {
-    let (_rt, _daemon, addr) = hub(|_| {});
-    let mut a = Peer::connect(addr);
     // b joins while the notices are being coalesced (a's join was just
-    // told), and speaks at once.
-    let mut b = Peer::connect(addr);
-    b.send(b"/nick kim\nhello\n");
-    let lines = a.until("hello");
-    assert_eq!(
-        lines,
-        [
-            "*** user2 joined\n",
-            "*** user2 is now kim\n",
-            "[kim] hello\n"
-        ]
-    );
+    // told), and speaks at once. On a busy machine the hub may not have
+    // told a's join before b's came: both are then told in one line, which
+    // a hears too, and the attempt proves nothing: it is made again.
+    for attempt in 1.. {
+        let (_rt, _daemon, addr) = hub(|_| {});
+        let mut a = Peer::connect(addr);
+        let mut b = Peer::connect(addr);
+        b.send(b"/nick kim\nhello\n");
+        let lines = a.until("hello");
+        if lines[0] == "*** user1 and user2 joined\n" && attempt < 20 {
+            continue;
+        }
+        assert_eq!(
+            lines,
+            [
+                "*** user2 joined\n",
+                "*** user2 is now kim\n",
+                "[kim] hello\n"
+            ]
+        );
+        break;
+    }
 }
 
 #[test]
@@ -308,7 +359,7 @@ fn stopped_reader(on_lag: OnLag) -> (Vec<String>, bool) {
     // The stopped reader now reads what it was sent: skips, or the end.
     let mut seen = Vec::new();
     let mut closed = false;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + common::HANG;
     while Instant::now() < deadline {
         match stopped.line() {
             Some(line) if line.contains("r99 p4") => break,
@@ -458,13 +509,13 @@ fn a_second_signal_exits_at_once() {
     talker.until("online");
     daemon.signal("TERM");
     daemon.wait_for("shutting down");
-    let second = Instant::now();
     daemon.signal("TERM");
-    assert_eq!(daemon.exit_code(Duration::from_secs(5)), Some(130));
-    assert!(
-        second.elapsed() < Duration::from_millis(900),
-        "{:?}",
-        second.elapsed()
+    // 130, not the drain's 0: it exited before the drain was done.
+    assert_eq!(
+        daemon.exit_code(common::HANG),
+        Some(130),
+        "{:#?}",
+        daemon.log
     );
     assert!(
         daemon
@@ -472,6 +523,11 @@ fn a_second_signal_exits_at_once() {
             .iter()
             .any(|l| l.contains("second signal: exiting now")),
         "{:#?}",
+        daemon.log
+    );
+    assert!(
+        !daemon.log.iter().any(|l| l.ends_with("INFO stopped")),
+        "the drain finished first: {:#?}",
         daemon.log
     );
 }
@@ -582,27 +638,47 @@ fn senders_that_never_read_have_every_line_relayed() {
 
 #[test]
 fn a_sender_dropped_for_not_reading_has_its_lines_relayed_first() {
-    let (_rt, _daemon, addr) = hub(|c| {
-        c.chat.rate_limit = 0;
-        c.chat.write_timeout = Duration::from_secs(1);
-    });
-    let mut reader = Peer::connect(addr);
-    let mut talker = Peer::connect(addr);
-    let mut deaf = Peer::stingy(addr);
-    reader.until("joined");
-    // The room is busy: the deaf client's buffers fill, its output waits.
-    make_noise(&mut talker, 200);
-    let body = "y".repeat(50);
-    // Its lines trickle in while its output waits, unread; then it stops
-    // sending and is dropped a second after its output stopped moving.
-    for i in 0..300 {
-        deaf.send(format!("s0-{i} {body}\n").as_bytes());
-        std::thread::sleep(Duration::from_millis(2));
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+    // Its output stops moving at the earliest once the noise begins, so it
+    // cannot be dropped before WRITE_TIMEOUT from then: an attempt whose
+    // lines were not all sent by that time (a busy machine) proves nothing,
+    // as the hub may rightly have dropped it first, and is made again.
+    for attempt in 1.. {
+        let (_rt, _daemon, addr) = hub(|c| {
+            c.chat.rate_limit = 0;
+            c.chat.write_timeout = WRITE_TIMEOUT;
+        });
+        let mut reader = Peer::connect(addr);
+        let mut talker = Peer::connect(addr);
+        let mut deaf = Peer::stingy(addr);
+        reader.until("joined");
+        // The room is busy: the deaf client's buffers fill, its output waits.
+        let noise_began = Instant::now();
+        make_noise(&mut talker, 200);
+        let body = "y".repeat(50);
+        // Its lines trickle in while its output waits, unread; then it stops
+        // sending and is dropped a second after its output stopped moving.
+        let sent_all = (0..60).all(|i| {
+            let lines: String = (i * 5..i * 5 + 5)
+                .map(|k| format!("s0-{k} {body}\n"))
+                .collect();
+            std::thread::sleep(Duration::from_millis(2));
+            deaf.stream.write_all(lines.as_bytes()).is_ok()
+        });
+        if noise_began.elapsed() >= WRITE_TIMEOUT {
+            assert!(
+                attempt < 10,
+                "never sent its lines within {WRITE_TIMEOUT:?}"
+            );
+            continue;
+        }
+        assert!(sent_all, "dropped while sending");
+        let (got, others, left) = until_left(&mut reader, "user3");
+        assert!(left, "the deaf client was dropped: {others:#?}");
+        assert_all_in_order(&got, 1, 300, &body);
+        assert!(deaf.closed(), "its connection was closed");
+        break;
     }
-    let (got, others, left) = until_left(&mut reader, "user3");
-    assert!(left, "the deaf client was dropped: {others:#?}");
-    assert_all_in_order(&got, 1, 300, &body);
-    assert!(deaf.closed(), "its connection was closed");
 }
 
 #[test]
@@ -806,10 +882,11 @@ fn sighup_applies_chat_settings_without_dropping_anyone() {
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
 }
 
-/// Waits (up to 5 s) until the kernel has nothing of `stream`'s left to send.
+/// Waits (a hang after [`common::HANG`]) until the kernel has nothing of
+/// `stream`'s left to send.
 fn wait_until_sent(stream: &TcpStream) {
     use std::os::fd::AsRawFd;
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + common::HANG;
     loop {
         let mut queued: libc::c_int = 0;
         // SAFETY: TIOCOUTQ writes one int, the bytes not yet sent.

@@ -6,9 +6,10 @@ mod common;
 use std::io;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use common::{Proc, ask, config, start, temp_dir, udp_on, write_config};
+use common::{Proc, ask, config, start, temp_dir, udp_on, wait_until_async, write_config};
 use pinetd::services::{Service, ServiceFuture};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -136,16 +137,26 @@ async fn a_json_connection_in_a_tight_loop_survives_reloads_of_its_table() {
     let mut daemon = start(config(|_| {}));
     let json = daemon.addrs("json_echo")[0];
     let conn = tokio::net::TcpStream::connect(json).await.unwrap();
-    let asking = tokio::spawn(async move {
-        let (read, mut write) = conn.into_split();
-        let mut lines = BufReader::new(read).lines();
-        for i in 0..3000 {
-            write
-                .write_all(format!("{{\"n\": {i}}}").as_bytes())
-                .await
-                .unwrap();
-            let answer = lines.next_line().await.unwrap();
-            assert_eq!(answer.as_deref(), Some(format!("{{\"n\":{i}}}").as_str()));
+    // Answers so far; the loop goes on until told the reloads are over.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let reloaded = Arc::new(AtomicBool::new(false));
+    let asking = tokio::spawn({
+        let (answered, reloaded) = (answered.clone(), reloaded.clone());
+        async move {
+            let (read, mut write) = conn.into_split();
+            let mut lines = BufReader::new(read).lines();
+            for i in 0.. {
+                if i >= 3000 && reloaded.load(SeqCst) {
+                    break;
+                }
+                write
+                    .write_all(format!("{{\"n\": {i}}}").as_bytes())
+                    .await
+                    .unwrap();
+                let answer = lines.next_line().await.unwrap();
+                assert_eq!(answer.as_deref(), Some(format!("{{\"n\":{i}}}").as_str()));
+                answered.fetch_add(1, SeqCst);
+            }
         }
     });
     let second: std::net::SocketAddr = "127.0.0.2:0".parse().unwrap();
@@ -160,8 +171,11 @@ async fn a_json_connection_in_a_tight_loop_survives_reloads_of_its_table() {
         let mut next = daemon.config().clone();
         edit(&mut next);
         assert_eq!(daemon.reload(next).await, ["json_echo"]);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A hundred more answers after each reload: it lands mid-loop.
+        let after = answered.load(SeqCst) + 100;
+        wait_until_async("answers after a reload", || answered.load(SeqCst) >= after).await;
     }
+    reloaded.store(true, SeqCst);
     asking.await.expect("every answer came, in order");
     assert_eq!(
         daemon.supervisor().starts("json_echo"),
@@ -286,17 +300,21 @@ fn sigterm_drains_and_exits_zero_within_the_grace() {
     let mut buf = [0u8; 16];
     assert_eq!(client.recv(&mut buf).unwrap(), 2);
 
-    let asked = std::time::Instant::now();
     daemon.signal("TERM");
-    assert_eq!(
-        daemon.exit_code(Duration::from_secs(4)),
-        Some(0),
+    assert_eq!(daemon.exit_code(common::HANG), Some(0), "{:#?}", daemon.log);
+    assert!(
+        daemon.log.iter().any(|l| l.contains("shutting down")),
         "{:#?}",
         daemon.log
     );
-    assert!(asked.elapsed() < Duration::from_secs(2));
+    // Within the grace: stopped, and nothing aborted at its deadline.
     assert!(
-        daemon.log.iter().any(|l| l.contains("shutting down")),
+        daemon.log.iter().any(|l| l.ends_with("INFO stopped")),
+        "{:#?}",
+        daemon.log
+    );
+    assert!(
+        !daemon.log.iter().any(|l| l.contains("not finished within")),
         "{:#?}",
         daemon.log
     );
@@ -467,10 +485,8 @@ fn pings_the_watchdog_when_systemd_asks() {
     let mut pings = 0;
     let started = std::time::Instant::now();
     while pings < 3 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no watchdog pings"
-        );
+        // Other notifications (STATUS=) keep coming: a guard against a hang.
+        assert!(started.elapsed() < common::HANG, "no watchdog pings");
         let mut buf = [0u8; 4096];
         let n = notify.recv(&mut buf).expect("a notification");
         if buf[..n].trim_ascii() == b"WATCHDOG=1" {

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Proc, config, start, temp_dir, write_config};
 use pinetd::config::Config;
@@ -99,10 +99,21 @@ fn a_value_split_byte_by_byte_is_assembled() {
         read_lines(&mut stream, 1),
         "{\"name\":\"jung\",\"list\":[1,2,3],\"nested\":{\"ok\":true}}\n"
     );
-    // A number split over two sends is one number.
-    stream.write_all(b"12").unwrap();
-    stream.write_all(b"34 ").unwrap();
-    assert_eq!(read_lines(&mut stream, 1), "1234\n");
+    // A number split over two sends is one number: the server waits 20 ms of
+    // quiet for more digits. A busy machine can hold the client between the
+    // sends for longer (the server then rightly answers two numbers), so an
+    // attempt counts only when the client saw both go out within 5 ms.
+    for attempt in 1.. {
+        let mut stream = connect(addr);
+        let started = Instant::now();
+        stream.write_all(b"12").unwrap();
+        stream.write_all(b"34 ").unwrap();
+        if started.elapsed() < Duration::from_millis(5) {
+            assert_eq!(read_lines(&mut stream, 1), "1234\n");
+            break;
+        }
+        assert!(attempt < 50, "never two sends within 5 ms");
+    }
 }
 
 /// A client in a tight request/response loop, the one busy polling serves:
@@ -137,9 +148,8 @@ fn a_tight_request_response_loop_is_answered_with_and_without_busy_polling() {
         let mut idle = connect(addr);
         quick.write_all(b"1 ").unwrap();
         assert_eq!(read_lines(&mut quick, 1), "1\n");
-        let stopped = std::time::Instant::now();
+        // True: drained before the grace's deadline, nothing aborted.
         assert!(rt.block_on(daemon.shutdown()));
-        assert!(stopped.elapsed() < Duration::from_secs(5));
         assert_eq!(
             read_lines(&mut quick, 1),
             "{\"error\":\"server shutting down\"}\n"
@@ -251,7 +261,7 @@ fn a_silent_client_is_closed_after_the_idle_timeout() {
     let (_rt, _daemon, addr) =
         json_daemon(|c| c.json_echo.idle_timeout = Duration::from_millis(300));
     let mut stream = connect(addr);
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     assert_eq!(
         read_lines(&mut stream, 1),
         "{\"error\":\"idle timeout, closing\"}\n"
@@ -286,8 +296,9 @@ fn shutdown_while_a_client_is_mid_value() {
     let mut stream = connect(addr);
     stream.write_all(b"{\"done\": 1} {\"half\": [1, ").unwrap();
     assert_eq!(read_lines(&mut stream, 1), "{\"done\":1}\n");
-    let clean = runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(5), daemon.shutdown()).await });
+    // The timeout only guards against a hang; true: drained within the grace.
+    let clean =
+        runtime.block_on(async { tokio::time::timeout(common::HANG, daemon.shutdown()).await });
     assert_eq!(clean, Ok(true));
     assert_eq!(
         read_lines(&mut stream, 1),

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use common::{config, start};
+use common::{config, start, wait_until_async};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
 use pinetd::describe::Description;
@@ -99,10 +99,10 @@ async fn a_fixed_message_is_announced_as_is() {
     daemon.shutdown().await;
 }
 
-/// Probes `port` on the loopback broadcast from `socket`; the replies within `wait`.
-async fn probe(socket: &UdpSocket, port: u16, wait: Duration) -> Vec<(Vec<u8>, Duration)> {
+/// Probes `port` on the loopback broadcast from `socket`; the first `count`
+/// replies (a hang after [`common::HANG`]).
+async fn probe(socket: &UdpSocket, port: u16, count: usize) -> Vec<Vec<u8>> {
     socket.set_broadcast(true).unwrap();
-    let sent = Instant::now();
     socket
         .send_to(
             b"who is there?",
@@ -110,26 +110,36 @@ async fn probe(socket: &UdpSocket, port: u16, wait: Duration) -> Vec<(Vec<u8>, D
         )
         .await
         .unwrap();
-    let deadline = sent + wait;
     let mut replies = Vec::new();
-    while let Some((payload, _)) =
-        recv(socket, deadline.saturating_duration_since(Instant::now())).await
-    {
-        replies.push((payload, sent.elapsed()));
+    while replies.len() < count {
+        let Some((payload, _)) = recv(socket, common::HANG).await else {
+            panic!("{} of {count} replies came", replies.len());
+        };
+        replies.push(payload);
     }
     replies
+}
+
+/// Nothing is waiting on `socket`.
+fn nothing_waiting(socket: &UdpSocket) -> bool {
+    socket.try_recv_from(&mut [0u8; 16]).is_err()
 }
 
 #[tokio::test]
 async fn the_course_caller_finds_the_daemon() {
     let daemon = start(lan(|_| {}));
     let port = daemon.addrs("discovery")[0].port();
+    let stats = daemon.stats().service("discovery");
     let caller = UdpSocket::bind("0.0.0.0:0").await.unwrap();
-    let replies = probe(&caller, port, Duration::from_secs(1)).await;
-    assert_eq!(replies.len(), 1, "one reply");
-    let description = Description::parse(&replies[0].0).unwrap();
+    let replies = probe(&caller, port, 1).await;
+    // One reply: the daemon counts one sent (just after sending it), and no other came.
+    wait_until_async("the reply counted", || stats.messages.load(Relaxed) >= 1).await;
+    assert_eq!(stats.messages.load(Relaxed), 1, "one reply");
+    assert!(nothing_waiting(&caller), "one reply");
+    let description = Description::parse(&replies[0]).unwrap();
     assert_eq!(description.services["discovery"], port);
-    assert!(replies[0].1 < Duration::from_secs(1));
+    // Within the course caller's one-second wait: the delay is at most max_delay.
+    assert!(daemon.config().discovery.max_delay < Duration::from_secs(1));
     daemon.shutdown().await;
 }
 
@@ -141,10 +151,10 @@ async fn several_responders_share_one_port() {
         c.discovery.listen = vec![SocketAddr::from(([0, 0, 0, 0], port))]
     }));
     let caller = UdpSocket::bind("0.0.0.0:0").await.unwrap();
-    let replies = probe(&caller, port, Duration::from_secs(1)).await;
+    let replies = probe(&caller, port, 2).await;
     let mut instances: Vec<String> = replies
         .iter()
-        .map(|(payload, _)| Description::parse(payload).unwrap().instance)
+        .map(|payload| Description::parse(payload).unwrap().instance)
         .collect();
     instances.sort();
     instances.dedup();
@@ -191,15 +201,31 @@ async fn refusals_are_counted_and_unanswered() {
     let port = daemon.addrs("discovery")[0].port();
     let stats = daemon.stats().service("discovery").clone();
     let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let started = Instant::now();
     for _ in 0..10 {
         caller.send_to(b"?", ("127.0.0.1", port)).await.unwrap();
     }
+    // Each probe is either answered (counted once sent) or refused.
+    wait_until_async("every probe judged", || {
+        stats.messages.load(Relaxed) + stats.refused_total() == 10
+    })
+    .await;
+    // The burst of 3, plus what the rate earned while they were judged.
+    let allowance = 3 + (started.elapsed().as_secs_f64() * 3.0).ceil() as usize;
     let mut answered = 0;
-    while recv(&caller, Duration::from_millis(500)).await.is_some() {
+    while answered < stats.messages.load(Relaxed) {
+        assert!(
+            recv(&caller, common::HANG).await.is_some(),
+            "a counted reply came"
+        );
         answered += 1;
     }
-    assert!((1..=4).contains(&answered), "{answered} answered");
-    assert!(stats.refused(Refusal::RateLimited) >= 6);
+    assert!(nothing_waiting(&caller), "only the counted replies came");
+    assert!(
+        (1..=allowance).contains(&(answered as usize)),
+        "{answered} answered, allowance {allowance}"
+    );
+    assert!(stats.refused(Refusal::RateLimited) as usize >= 10usize.saturating_sub(allowance));
 
     // Outside `allow` (the default is loopback only; here just 127.0.0.2).
     let picky = start(lan(|c| {
@@ -210,7 +236,7 @@ async fn refusals_are_counted_and_unanswered() {
     outsider.send_to(b"?", ("127.0.0.1", port)).await.unwrap();
     let insider = UdpSocket::bind("127.0.0.2:0").await.unwrap();
     insider.send_to(b"?", ("127.0.0.1", port)).await.unwrap();
-    assert!(recv(&insider, Duration::from_secs(5)).await.is_some());
+    assert!(recv(&insider, common::HANG).await.is_some());
     assert!(recv(&outsider, Duration::from_millis(300)).await.is_none());
     assert_eq!(
         picky
@@ -225,18 +251,30 @@ async fn refusals_are_counted_and_unanswered() {
 
 #[tokio::test]
 async fn shutdown_while_a_delayed_reply_is_pending() {
-    let daemon = start(lan(|c| c.discovery.max_delay = Duration::from_secs(30)));
+    // A delay of up to a day (far past the 5 s grace): the reply is pending.
+    let daemon = start(lan(|c| {
+        c.discovery.max_delay = Duration::from_secs(24 * 3600);
+        c.discovery.rate_limit = 1;
+    }));
     let port = daemon.addrs("discovery")[0].port();
+    let stats = daemon.stats().service("discovery");
     let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    caller.send_to(b"?", ("127.0.0.1", port)).await.unwrap();
-    // One turn for the responder (this runtime has one thread) to take the probe.
-    tokio::task::yield_now().await;
-    let started = Instant::now();
-    assert!(daemon.shutdown().await);
+    // The probes after the first are over the rate limit: once one of them
+    // is counted, the first was taken (one socket, read in order).
+    for _ in 0..3 {
+        caller.send_to(b"?", ("127.0.0.1", port)).await.unwrap();
+    }
+    wait_until_async("a probe refused", || {
+        stats.refused(Refusal::RateLimited) >= 1
+    })
+    .await;
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "shutdown waited for the delay"
+        stats.refused_total() < 3,
+        "the first probe was taken, not refused"
     );
+    // True: drained within the grace, so it did not wait for the delay.
+    assert!(daemon.shutdown().await, "shutdown waited for the delay");
+    assert_eq!(stats.messages.load(Relaxed), 0, "the reply was dropped");
     assert!(recv(&caller, Duration::from_millis(300)).await.is_none());
 }
 
