@@ -199,7 +199,9 @@ impl Daemon {
         let name = entry.name;
         error!(service = %name, "{e}; keeping its previous settings");
         entry.restore(&mut self.config, old);
-        match bind(entry, old, &mut self.sockets, &self.stats, &self.info) {
+        // Its old table, but the tables it depends on as they are now.
+        let config = &self.config;
+        match bind(entry, config, &mut self.sockets, &self.stats, &self.info) {
             Ok(Some(bound)) => self.run(name, bound),
             Ok(None) => {}
             Err(e) => error!(service = %name, "{e}; the service is stopped"),

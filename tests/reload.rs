@@ -151,3 +151,22 @@ async fn a_reload_of_the_services_changes_what_both_describe() {
     }
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_discovery_table_that_cannot_bind_keeps_its_port_but_takes_the_new_ttl() {
+    let Watched {
+        mut daemon,
+        first,
+        prober,
+        discovery,
+        ..
+    } = watched().await;
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut second = first.clone();
+    second.announcer.interval = Duration::from_secs(4);
+    second.discovery.listen = vec![taken.local_addr().unwrap()];
+    daemon.reload(second).await;
+    assert_eq!(daemon.addrs("discovery"), [discovery], "kept where it was");
+    assert_eq!(probe(&prober, discovery).await.ttl, 12);
+    daemon.shutdown().await;
+}
