@@ -94,11 +94,12 @@ impl Entry {
     /// table or one it depends on.
     pub fn changed(&self, old: &Config, new: &Config) -> bool {
         (self.differs)(old, new)
-            || self
-                .depends_on
-                .iter()
-                .filter_map(|name| Entry::named(name))
-                .any(|entry| (entry.differs)(old, new))
+            || self.enabled(new)
+                && self
+                    .depends_on
+                    .iter()
+                    .filter_map(|name| Entry::named(name))
+                    .any(|entry| (entry.differs)(old, new))
     }
 
     /// Sets the service's own table in `to` back to its value in `from`.
@@ -139,9 +140,15 @@ mod tests {
         for name in services {
             assert!(file.get(name).is_some(), "{name} is a table of the file");
         }
-        for entry in &REGISTRY {
+        // A reload handles a table before those that depend on it.
+        for (i, entry) in REGISTRY.iter().enumerate() {
             for dependency in entry.depends_on {
-                assert!(Entry::named(dependency).is_some(), "{dependency}");
+                let at = REGISTRY.iter().position(|e| e.name == *dependency);
+                assert!(
+                    at.is_some_and(|at| at < i),
+                    "{dependency} before {}",
+                    entry.name
+                );
             }
         }
     }
