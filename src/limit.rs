@@ -70,7 +70,9 @@ impl TokenBucket {
         if self.unlimited() || self.tokens_at(now) >= 1.0 {
             return None;
         }
-        Some(self.at + Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        let at = self.at + Duration::from_secs_f64((1.0 - self.tokens) / self.rate);
+        // Rounding may put it a nanosecond behind `now`: ready then.
+        Some(at).filter(|&at| at > now)
     }
 
     /// A new rate (from a reload); a bucket that had no limit starts full.

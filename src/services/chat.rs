@@ -443,7 +443,7 @@ impl Member {
         let generation = hub.generation.load(Relaxed);
         let config = hub.config();
         let mut client = Member {
-            allowance: TokenBucket::new(config.rate_limit, std::time::Instant::now()),
+            allowance: TokenBucket::new(config.rate_limit, Instant::now().into_std()),
             generation,
             config,
             hub,
@@ -614,14 +614,14 @@ impl Member {
             self.config = self.hub.config();
             lines.set_max(self.config.max_line_bytes as usize);
             self.allowance
-                .set_rate(self.config.rate_limit, std::time::Instant::now());
+                .set_rate(self.config.rate_limit, Instant::now().into_std());
         }
     }
 
     /// When its allowance lets it say the next line: None if now.
     fn allowance_ready_at(&self) -> Option<Instant> {
         self.allowance
-            .ready_at(std::time::Instant::now())
+            .ready_at(Instant::now().into_std())
             .map(Instant::from_std)
     }
 
@@ -745,7 +745,7 @@ impl Member {
 
     /// Handles one line; true if the client said bye.
     fn said(&mut self, line: Line) -> bool {
-        self.allowance.take(std::time::Instant::now());
+        self.allowance.take(Instant::now().into_std());
         let text = clean(&line.bytes);
         if line.cut {
             let limit = self.config.max_line_bytes;
