@@ -216,6 +216,7 @@ fn the_announcer_sends_only_inside_its_allow() {
             "test.toml:3:1: announcer.to: 10.0.0.255:37020 is outside announcer.allow, which bounds where announcements go"
         ]
     );
-    let inside = "[announcer]\nallow = [\"192.168.0.0/24\"]\nto = \"192.168.0.255:37020\"\n";
+    // The limited broadcast never leaves the link: always inside.
+    let inside = "[announcer]\nallow = [\"192.168.0.0/24\"]\nto = [\"192.168.0.255:37020\", \"255.255.255.255:37020\"]\n";
     assert_eq!(problems(inside), Vec::<String>::new());
 }

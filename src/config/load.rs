@@ -235,7 +235,11 @@ fn announces_outside_allow(config: &Config, text: &str, entries: &[Entry]) -> Ve
         .iter()
         .filter(|to| {
             let ip = to.ip().to_canonical();
-            !announcer.allow.is_empty() && !announcer.allow.iter().any(|net| net.contains(&ip))
+            // The limited broadcast never leaves the link: always inside.
+            let local_broadcast = ip == std::net::Ipv4Addr::BROADCAST;
+            !announcer.allow.is_empty()
+                && !local_broadcast
+                && !announcer.allow.iter().any(|net| net.contains(&ip))
         })
         .map(|to| {
             let message =
