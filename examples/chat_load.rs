@@ -300,9 +300,9 @@ async fn latency(args: &Args) -> std::io::Result<()> {
                     Ok(_) => {}
                 }
                 // "t=<nanos since epoch>_xxx": a line hub's line, or Redis's payload line.
-                if let Some(stamp) = line.strip_prefix("t=").and_then(|l| l.split('_').next())
-                    && let (Ok(sent), true) = (stamp.parse::<u64>(), counting.get())
-                {
+                let stamp = line.strip_prefix("t=").and_then(|l| l.split('_').next());
+                let sent = stamp.and_then(|s| s.parse::<u64>().ok());
+                if let Some(sent) = sent.filter(|_| counting.get()) {
                     let now = epoch.elapsed().as_nanos() as u64;
                     samples.borrow_mut().push(now.saturating_sub(sent));
                 }
