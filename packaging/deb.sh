@@ -107,8 +107,9 @@ set_depends() {
 
 # cross_toolchain ARCH: unpacks rustc-web (for amd64, this machine) and the
 # standard library for ARCH, at one version, into target/cross/toolchain/ARCH
-# and prints the path of a rustc that runs it. apt downloads and verifies the
-# packages with its own sources list, lists and cache there.
+# and sets cross_rustc to a rustc that runs it. apt downloads and verifies
+# the packages with its own sources list, lists and cache there; the shared
+# libraries they need (LLVM's) are installed on this machine as usual.
 cross_toolchain() {
   local arch=$1 dir root version llvm minor
   dir=$(pwd)/target/cross/toolchain/$arch
@@ -131,24 +132,39 @@ LIST
     exit 1
   fi
   minor=$(sed 's/^\([0-9]*\.[0-9]*\).*/\1/' <<<"$version")
-  if [ "$(cat "$root/.version" 2>/dev/null)" != "$version" ]; then
-    llvm=$(apt-cache "${apt[@]}" show "libstd-rust-web-$minor:amd64=$version" |
-      sed -n 's/^Depends:.*\(libllvm[0-9]*\).*/\1/p' | head -1)
-    rm -rf "$root" "$dir/debs"
-    mkdir -p "$dir/debs"
-    (cd "$dir/debs" && apt-get "${apt[@]}" download -qq "rustc-web:amd64=$version" \
-      "libstd-rust-web-$minor:amd64=$version" "libstd-rust-web-dev:amd64=$version" \
-      "libstd-rust-web-$minor:$arch=$version" "libstd-rust-web-dev:$arch=$version" "$llvm:amd64" >&2)
-    local deb
-    for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$root"; done
-    echo "$version" > "$root/.version"
+  cross_rustc=$dir/rustc
+  if [ "$(cat "$root/.version" 2>/dev/null)" = "$version" ] && "$cross_rustc" --version >/dev/null 2>&1; then
+    return
   fi
-  cat > "$dir/rustc" <<RUSTC
+  llvm=$(apt-cache "${apt[@]}" show "libstd-rust-web-$minor:amd64=$version" |
+    sed -n 's/^Depends:.*\(libllvm[0-9][0-9]*\).*/\1/p' | head -1)
+  [ -n "$llvm" ] || { echo "deb.sh: no libllvm in the Depends of libstd-rust-web-$minor $version" >&2; exit 1; }
+  rm -rf "$root" "$dir/debs"
+  mkdir -p "$dir/debs"
+  (cd "$dir/debs" && apt-get "${apt[@]}" download -qq "rustc-web:amd64=$version" \
+    "libstd-rust-web-$minor:amd64=$version" "libstd-rust-web-dev:amd64=$version" \
+    "libstd-rust-web-$minor:$arch=$version" "libstd-rust-web-dev:$arch=$version" "$llvm:amd64" >&2)
+  local deb depends=()
+  for deb in "$dir"/debs/*.deb; do
+    dpkg-deb -x "$deb" "$root"
+    # What the unpacked amd64 libraries link against, less what is unpacked.
+    case $deb in *_amd64.deb) ;; *) continue ;; esac
+    mapfile -t -O "${#depends[@]}" depends < <(dpkg-deb -f "$deb" Depends | tr ',' '\n' |
+      sed 's/|.*//; s/(.*)//; s/:any//; s/[[:space:]]//g' |
+      grep -v -e '^$' -e '^libstd-rust-web' -e '^libllvm' -e '^rustc-web$' -e '^gcc$' -e '^libc-dev$' -e '^binutils')
+  done
+  apt_install $(printf '%s\n' "${depends[@]}" | sort -u)
+  cat > "$cross_rustc" <<RUSTC
 #!/bin/sh
-LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu exec $root/usr/bin/rustc "\$@"
+LD_LIBRARY_PATH='$root/usr/lib/x86_64-linux-gnu' exec '$root/usr/bin/rustc' "\$@"
 RUSTC
-  chmod +x "$dir/rustc"
-  echo "$dir/rustc"
+  chmod +x "$cross_rustc"
+  if ! "$cross_rustc" --version >/dev/null; then
+    ldd "$root/usr/bin/rustc" | grep 'not found' >&2 || true
+    echo "deb.sh: the unpacked rustc for $arch does not run" >&2
+    exit 1
+  fi
+  echo "$version" > "$root/.version"
 }
 
 for arch in "$@"; do
@@ -160,11 +176,11 @@ for arch in "$@"; do
     deb_args=()
   else
     apt_install "gcc-$triple" "binutils-$triple" "libc6-dev-$arch-cross"
-    rustc=$(cross_toolchain "$arch")
+    cross_toolchain "$arch"
     target_dir=target/cross
     linker_var=CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$target")_LINKER
-    echo "deb.sh: $arch with $("$rustc" --version)" >&2
-    env CARGO_TARGET_DIR=$target_dir RUSTC="$rustc" RUSTDOC=false "$linker_var=$triple-gcc" \
+    echo "deb.sh: $arch with $("$cross_rustc" --version)" >&2
+    env CARGO_TARGET_DIR=$target_dir RUSTC="$cross_rustc" RUSTDOC=false "$linker_var=$triple-gcc" \
       cargo build --release --locked --quiet --target "$target" --bin pinetd
     binary=$target_dir/$target/release/pinetd
     deb_args=(--target "$target")
