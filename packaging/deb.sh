@@ -68,12 +68,6 @@ if ! cargo deb --version 2>/dev/null | grep -q "$cargo_deb_version"; then
   cargo install --locked --quiet cargo-deb --version "$cargo_deb_version"
 fi
 
-# The man page and completions come from the clap definitions, via the native build.
-cargo build --release --locked --quiet --bin pinetd
-rm -rf target/assets
-target/release/pinetd generate-assets --out-dir target/assets
-gzip -9n target/assets/pinetd.1
-
 # "libc6 (>= 2.34), libgcc-s1 (>= 4.2)": the versions BINARY's symbols need.
 depends_of() {
   local binary=$1 needed glibc gcc depends=()
@@ -107,7 +101,7 @@ set_depends() {
 
 # cross_toolchain ARCH: unpacks rustc-web (for amd64, this machine) and the
 # standard library for ARCH, at one version, into target/cross/toolchain/ARCH
-# and sets cross_rustc to a rustc that runs it. apt downloads and verifies
+# and sets toolchain_rustc to a rustc that runs it. apt downloads and verifies
 # the packages with its own sources list, lists and cache there; the shared
 # libraries they need (LLVM's) are installed on this machine as usual.
 cross_toolchain() {
@@ -132,8 +126,8 @@ LIST
     exit 1
   fi
   minor=$(sed 's/^\([0-9]*\.[0-9]*\).*/\1/' <<<"$version")
-  cross_rustc=$dir/rustc
-  if [ "$(cat "$root/.version" 2>/dev/null)" = "$version" ] && "$cross_rustc" --version >/dev/null 2>&1; then
+  toolchain_rustc=$dir/rustc
+  if [ "$(cat "$root/.version" 2>/dev/null)" = "$version" ] && "$toolchain_rustc" --version >/dev/null 2>&1; then
     return
   fi
   llvm=$(apt-cache "${apt[@]}" show "libstd-rust-web-$minor:amd64=$version" |
@@ -154,12 +148,12 @@ LIST
       grep -v -e '^$' -e '^libstd-rust-web' -e '^libllvm' -e '^rustc-web$' -e '^gcc$' -e '^libc-dev$' -e '^binutils')
   done
   apt_install $(printf '%s\n' "${depends[@]}" | sort -u)
-  cat > "$cross_rustc" <<RUSTC
+  cat > "$toolchain_rustc" <<RUSTC
 #!/bin/sh
 LD_LIBRARY_PATH='$root/usr/lib/x86_64-linux-gnu' exec '$root/usr/bin/rustc' "\$@"
 RUSTC
-  chmod +x "$cross_rustc"
-  if ! "$cross_rustc" --version >/dev/null; then
+  chmod +x "$toolchain_rustc"
+  if ! "$toolchain_rustc" --version >/dev/null; then
     ldd "$root/usr/bin/rustc" | grep 'not found' >&2 || true
     echo "deb.sh: the unpacked rustc for $arch does not run" >&2
     exit 1
@@ -167,21 +161,56 @@ RUSTC
   echo "$version" > "$root/.version"
 }
 
-for arch in "$@"; do
+# The builds run at once, each in its own target directory (target/cross/ARCH
+# for a cross build): the last step of each, fat LTO into one codegen unit,
+# uses one core. The native build is always made: the man page and
+# completions come from its clap definitions.
+builds=()
+build() { # build ARCH: starts its release build in the background
+  local arch=$1 target triple linker_var
   target=$(rust_target "$arch")
   triple=$(gnu_triple "$arch")
+  if [ "$arch" = amd64 ]; then
+    cargo build --release --locked --quiet --bin pinetd &
+  else
+    linker_var=CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$target")_LINKER
+    env CARGO_TARGET_DIR="target/cross/$arch" RUSTC="${cross_rustc[$arch]}" RUSTDOC=false \
+      "$linker_var=$triple-gcc" \
+      cargo build --release --locked --quiet --target "$target" --bin pinetd &
+  fi
+  builds+=("$arch:$!")
+}
+declare -A cross_rustc=()
+for arch in "$@"; do
+  [ "$arch" = amd64 ] && continue
+  triple=$(gnu_triple "$arch")
+  apt_install "gcc-$triple" "binutils-$triple" "libc6-dev-$arch-cross"
+  cross_toolchain "$arch"
+  cross_rustc[$arch]=$toolchain_rustc
+  echo "deb.sh: $arch with $("$toolchain_rustc" --version)" >&2
+done
+build amd64
+for arch in "$@"; do
+  [ "$arch" = amd64 ] || build "$arch"
+done
+failed=
+for started in "${builds[@]}"; do
+  wait "${started#*:}" || { echo "deb.sh: the ${started%%:*} build failed" >&2; failed=1; }
+done
+[ -z "$failed" ] || exit 1
+
+rm -rf target/assets
+target/release/pinetd generate-assets --out-dir target/assets
+gzip -9n target/assets/pinetd.1
+
+for arch in "$@"; do
+  target=$(rust_target "$arch")
   if [ "$arch" = amd64 ]; then
     target_dir=target
     binary=target/release/pinetd
     deb_args=()
   else
-    apt_install "gcc-$triple" "binutils-$triple" "libc6-dev-$arch-cross"
-    cross_toolchain "$arch"
-    target_dir=target/cross
-    linker_var=CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$target")_LINKER
-    echo "deb.sh: $arch with $("$cross_rustc" --version)" >&2
-    env CARGO_TARGET_DIR=$target_dir RUSTC="$cross_rustc" RUSTDOC=false "$linker_var=$triple-gcc" \
-      cargo build --release --locked --quiet --target "$target" --bin pinetd
+    target_dir=target/cross/$arch
     binary=$target_dir/$target/release/pinetd
     deb_args=(--target "$target")
   fi
