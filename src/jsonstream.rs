@@ -5,6 +5,7 @@
 
 use std::ops::Range;
 
+use bytes::{Buf, BytesMut};
 use serde_json::value::RawValue;
 
 /// Deepest nesting accepted, as serde_json's own default: deeper values are
@@ -16,9 +17,10 @@ pub const MAX_DEPTH: usize = 128;
 pub enum Next {
     /// A complete value in these bytes of the buffer; consume up to `end`.
     Value(Range<usize>),
-    /// A number that reaches the end of the buffer: whole, unless more digits
-    /// follow (`12` may be the start of `1234`).
-    NumberAtEnd(Range<usize>),
+    /// A number or `true`, `false`, `null` that reaches the end of the
+    /// buffer: whole, unless more follows (`12` may be the start of `1234`,
+    /// and `true0` is an error).
+    ScalarAtEnd(Range<usize>),
     /// The start of a value; more bytes are needed.
     Incomplete,
     /// Nothing but whitespace.
@@ -76,38 +78,51 @@ impl Splitter {
 
     /// Looks at the front of `buf`. `complete`: no more bytes will follow
     /// (end of stream), so a value cut short is an error.
+    ///
+    /// A value fails at the first thing wrong with it in stream order, so
+    /// the answer never depends on how its bytes were cut into reads: a
+    /// bracket nested too deep, its `max + 1`th byte, or a syntax error.
     pub fn next(&self, buf: &[u8], complete: bool) -> Next {
         let mut values = serde_json::Deserializer::from_slice(buf).into_iter::<&RawValue>();
-        match values.next() {
-            None => Next::Empty,
-            Some(Ok(raw)) => {
-                let start = raw.get().as_ptr() as usize - buf.as_ptr() as usize;
+        let start = buf
+            .iter()
+            .position(|b| !is_whitespace(*b))
+            .unwrap_or(buf.len());
+        // What serde_json found, and the bytes it read to find it.
+        let (found, reach) = match values.next() {
+            None => return Next::Empty,
+            Some(Ok(_)) => {
                 let end = values.byte_offset();
-                let bare_number = matches!(buf[start], b'-' | b'0'..=b'9');
-                if let Some(at) = too_deep(&buf[start..end]) {
-                    Next::Error(self.too_deep(buf, start + at))
-                } else if end - start > self.max {
-                    Next::Error(self.too_large(buf, start))
-                } else if bare_number && end == buf.len() && !complete {
-                    Next::NumberAtEnd(start..end)
+                (Ok(Some(end)), end)
+            }
+            Some(Err(e)) if !complete && (e.is_eof() || number_cut_short(buf, &e)) => {
+                (Ok(None), buf.len())
+            }
+            Some(Err(e)) => {
+                let at = error_offset(buf, &e).clamp(start, buf.len().saturating_sub(1));
+                (Err(e), at + 1)
+            }
+        };
+        let reach = reach.max(start);
+        let seen = &buf[start..reach.min(start + self.max + 1)];
+        if let Some(at) = too_deep(seen) {
+            return Next::Error(self.too_deep(buf, start + at));
+        }
+        if reach - start > self.max {
+            return Next::Error(self.too_large(buf, start));
+        }
+        match found {
+            Ok(Some(end)) => {
+                // serde_json reads what follows these to know they ended.
+                let bare = matches!(buf[start], b'-' | b'0'..=b'9' | b't' | b'f' | b'n');
+                if bare && end == buf.len() && !complete {
+                    Next::ScalarAtEnd(start..end)
                 } else {
                     Next::Value(start..end)
                 }
             }
-            Some(Err(e)) if e.is_eof() && !complete => {
-                let start = buf
-                    .iter()
-                    .position(|b| !b.is_ascii_whitespace())
-                    .unwrap_or(0);
-                if let Some(at) = too_deep(&buf[start..]) {
-                    Next::Error(self.too_deep(buf, start + at))
-                } else if buf.len() - start > self.max {
-                    Next::Error(self.too_large(buf, start))
-                } else {
-                    Next::Incomplete
-                }
-            }
-            Some(Err(e)) => {
+            Ok(None) => Next::Incomplete,
+            Err(e) => {
                 let text = e.to_string();
                 let message = text
                     .rsplit_once(" at line ")
@@ -174,6 +189,145 @@ impl Splitter {
     }
 }
 
+/// What one pass over a connection's input did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Answered {
+    /// Values answered.
+    pub values: usize,
+    /// A number at the end of the input waits for a moment's quiet.
+    pub waiting: bool,
+    /// The input is bad: the connection gets this and is closed.
+    pub error: Option<JsonError>,
+}
+
+/// A connection's bytes not yet answered: complete values come off the
+/// front as replies; what is left is the start of one value of at most
+/// `max` bytes, so the buffer never holds more than `max + 1`.
+#[derive(Debug)]
+pub struct Unanswered {
+    splitter: Splitter,
+    max: usize,
+    buf: BytesMut,
+}
+
+impl Unanswered {
+    pub fn new(max: usize) -> Self {
+        Self {
+            splitter: Splitter::new(max),
+            max,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Where the next read appends.
+    pub fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// How much the next read may take, at most `chunk`: room for the rest
+    /// of a value of `max` bytes and one byte more (which shows it is over),
+    /// and at least one byte, so a value can complete.
+    pub fn room(&self, chunk: usize) -> usize {
+        (self.max + 1)
+            .saturating_sub(self.buf.len())
+            .clamp(1, chunk)
+    }
+
+    /// Answers every complete value at the front, each appended to `out`
+    /// compact with `\n`. `quiet`: no byte came for a moment, so a number
+    /// at the end is whole; `eof`: none will come.
+    pub fn answer(&mut self, quiet: bool, eof: bool, out: &mut Vec<u8>) -> Answered {
+        let mut answered = Answered::default();
+        loop {
+            match self.splitter.next(&self.buf, eof) {
+                Next::ScalarAtEnd(range) if !quiet => {
+                    self.consume(range.start);
+                    answered.waiting = true;
+                    return answered;
+                }
+                Next::Value(range) | Next::ScalarAtEnd(range) => {
+                    write_compact(&self.buf[range.clone()], out);
+                    out.push(b'\n');
+                    self.consume(range.end);
+                    answered.values += 1;
+                }
+                Next::Empty => {
+                    self.consume(self.buf.len());
+                    return answered;
+                }
+                Next::Incomplete => {
+                    // The whitespace before the value goes, so the buffer
+                    // holds the value alone.
+                    let start = self
+                        .buf
+                        .iter()
+                        .position(|b| !is_whitespace(*b))
+                        .unwrap_or(self.buf.len());
+                    self.consume(start);
+                    return answered;
+                }
+                Next::Error(e) => {
+                    answered.error = Some(e);
+                    return answered;
+                }
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.splitter.advance(&self.buf[..n]);
+        self.buf.advance(n);
+    }
+}
+
+/// JSON's whitespace (RFC 8259: space, tab, line feed, carriage return).
+fn is_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The offset in `buf` of the byte serde_json's error points at.
+fn error_offset(buf: &[u8], e: &serde_json::Error) -> usize {
+    let line_start = match e.line() {
+        0 | 1 => 0,
+        line => buf
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(line - 2)
+            .map_or(buf.len(), |(i, _)| i + 1),
+    };
+    (line_start + e.column()).saturating_sub(1)
+}
+
+/// serde_json calls `1e`, `-` or `1.` at the end of its input an invalid
+/// number, not an early end: true if this error is such a number, whose
+/// next bytes have not arrived (with a digit more, the error goes away or
+/// moves on). Runs only on an error, which ends the connection otherwise.
+fn number_cut_short(buf: &[u8], e: &serde_json::Error) -> bool {
+    if !e.is_syntax() || !matches!(buf.last(), Some(b'-' | b'+' | b'.' | b'e' | b'E')) {
+        return false;
+    }
+    let mut more = buf.to_vec();
+    more.push(b'0');
+    match serde_json::Deserializer::from_slice(&more)
+        .into_iter::<&RawValue>()
+        .next()
+    {
+        Some(Err(again)) => {
+            again.is_eof() || (again.line(), again.column()) != (e.line(), e.column())
+        }
+        _ => true,
+    }
+}
+
 /// Follows strings through JSON text, byte by byte.
 #[derive(Default)]
 struct Strings {
@@ -229,7 +383,7 @@ pub fn write_compact(raw: &[u8], out: &mut Vec<u8>) {
     let mut strings = Strings::default();
     let mut run_start = 0;
     for (i, &b) in raw.iter().enumerate() {
-        if strings.outside(b) && matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+        if strings.outside(b) && is_whitespace(b) {
             out.extend_from_slice(&raw[run_start..i]);
             run_start = i + 1;
         }
@@ -256,7 +410,7 @@ mod tests {
                 }
                 Next::Empty => return (out, None),
                 Next::Error(e) => return (out, Some(e)),
-                Next::Incomplete | Next::NumberAtEnd(_) => unreachable!("complete input"),
+                Next::Incomplete | Next::ScalarAtEnd(_) => unreachable!("complete input"),
             }
         }
     }
@@ -306,11 +460,41 @@ mod tests {
         let splitter = Splitter::new(100);
         assert_eq!(splitter.next(b"  {\"a\": [1, 2", false), Next::Incomplete);
         assert_eq!(splitter.next(b"tr", false), Next::Incomplete);
-        assert_eq!(splitter.next(b" 12", false), Next::NumberAtEnd(1..3));
+        assert_eq!(splitter.next(b" 12", false), Next::ScalarAtEnd(1..3));
+        assert_eq!(splitter.next(b"true", false), Next::ScalarAtEnd(0..4));
+        assert_eq!(splitter.next(b"[true]", false), Next::Value(0..6));
         assert_eq!(splitter.next(b"12", true), Next::Value(0..2));
         assert_eq!(splitter.next(b"12 ", false), Next::Value(0..2));
         assert_eq!(splitter.next(b" \n\t", false), Next::Empty);
         assert!(matches!(splitter.next(b"{\"a\": 1", true), Next::Error(_)));
+    }
+
+    /// Found by fuzzing (fuzz/corpus/json_stream/regression-number-cut):
+    /// `[1e5]` arriving as `[1e` then `5]` was called an invalid number.
+    #[test]
+    fn a_number_cut_after_its_sign_point_or_exponent_waits() {
+        let splitter = Splitter::new(100);
+        for start in ["[1e", "1e", "1E+", "-", "[-", "[1.", "\n [1.5e-", "[1,\n-"] {
+            assert_eq!(
+                splitter.next(start.as_bytes(), false),
+                Next::Incomplete,
+                "{start}"
+            );
+            assert!(matches!(
+                splitter.next(start.as_bytes(), true),
+                Next::Error(_)
+            ));
+        }
+        assert!(matches!(splitter.next(b"[1x", false), Next::Error(_)));
+        assert!(matches!(splitter.next(b"[1e]", false), Next::Error(_)));
+        assert!(matches!(splitter.next(b"[--", false), Next::Error(_)));
+        let mut input = Unanswered::new(100);
+        let mut out = Vec::new();
+        for read in [&b"[1e"[..], b"5, -", b"2.", b"5]"] {
+            input.buf_mut().extend_from_slice(read);
+            assert_eq!(input.answer(false, false, &mut out).error, None);
+        }
+        assert_eq!(out, b"[1e5,-2.5]\n");
     }
 
     #[test]

@@ -68,6 +68,12 @@ impl ServiceStats {
     pub fn message(&self) {
         self.messages.fetch_add(1, Relaxed);
     }
+
+    pub fn messages(&self, n: usize) {
+        if n > 0 {
+            self.messages.fetch_add(n as u64, Relaxed);
+        }
+    }
 }
 
 /// Every service's counters, by service name.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::BufMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::config::{Config, JsonEchoConfig, TableIn};
-use crate::jsonstream::{Next, Splitter, error_line, write_compact};
+use crate::jsonstream::{Unanswered, error_line};
 use crate::net::{BindError, Sockets};
 use crate::services::accept::{Gate, Listeners, Policy, Refusals};
 use crate::services::registry::{BindContext, Registered};
@@ -28,9 +28,9 @@ const NAME: &str = JsonEchoConfig::NAME;
 
 /// Read at most this much at a time.
 const READ_CHUNK: usize = 16 * 1024;
-/// A bare number at the end of what arrived (`12`, maybe of `1234`) is
-/// answered after this much quiet.
-const NUMBER_QUIET: Duration = Duration::from_millis(20);
+/// A bare number or literal at the end of what arrived (`12`, maybe of
+/// `1234`) is answered after this much quiet.
+const SCALAR_QUIET: Duration = Duration::from_millis(20);
 
 /// A reload applies to connections made after it; those open keep the
 /// settings they started with.
@@ -133,28 +133,23 @@ const BUSY_THREAD: Duration = Duration::from_micros(10);
 /// One client: its own read buffer (so a cancelled read loses nothing) and
 /// the replies to write, both empty until data arrives.
 struct Connection {
-    splitter: Splitter,
-    max: usize,
     idle: Duration,
     /// The busy-poll budget, and whether this client earned it: its last
     /// value came within the budget of the reply before.
     busy_poll: Duration,
     polling: bool,
-    input: BytesMut,
+    input: Unanswered,
     output: Vec<u8>,
     stats: Arc<ServiceStats>,
 }
 
 impl Connection {
     fn new(config: &JsonEchoConfig, stats: Arc<ServiceStats>) -> Self {
-        let max = config.max_message_bytes as usize;
         Self {
-            splitter: Splitter::new(max),
-            max,
             idle: config.idle_timeout,
             busy_poll: config.busy_poll,
             polling: false,
-            input: BytesMut::new(),
+            input: Unanswered::new(config.max_message_bytes as usize),
             output: Vec::new(),
             stats,
         }
@@ -202,12 +197,9 @@ impl Connection {
             };
             self.flush(stream).await?;
             let answered = Instant::now();
-            // Room for the rest of the value being read, never more than max + 1 bytes.
-            let room = (self.max + 1)
-                .saturating_sub(self.input.len())
-                .clamp(1, READ_CHUNK);
+            let room = self.input.room(READ_CHUNK);
             // Without room reserved, a BytesMut offers 64 bytes a read.
-            self.input.reserve(room);
+            self.input.buf_mut().reserve(room);
             let polled = if self.polling && !waiting {
                 self.poll_next(stream, room).await?
             } else {
@@ -216,7 +208,7 @@ impl Connection {
             let event = if let Some(event) = polled {
                 event
             } else {
-                let mut input = (&mut self.input).limit(room);
+                let mut input = self.input.buf_mut().limit(room);
                 tokio::select! {
                     biased;
                     _ = &mut cancelled => Event::Shutdown,
@@ -225,7 +217,7 @@ impl Connection {
                         Ok(_) => Event::Data,
                         Err(e) => return Err(e),
                     },
-                    _ = sleep(NUMBER_QUIET), if waiting => Event::Quiet,
+                    _ = sleep(SCALAR_QUIET), if waiting => Event::Quiet,
                     _ = &mut idle => Event::Idle,
                 }
             };
@@ -264,7 +256,7 @@ impl Connection {
         let start = Instant::now();
         loop {
             // Costs no system call until the runtime has seen the socket readable.
-            match stream.try_read_buf(&mut (&mut self.input).limit(room)) {
+            match stream.try_read_buf(&mut self.input.buf_mut().limit(room)) {
                 Ok(0) => return Ok(Some(Event::Eof)),
                 Ok(_) => return Ok(Some(Event::Data)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -288,26 +280,13 @@ impl Connection {
     /// its end waits for a moment's quiet (`quiet`: that moment came); the
     /// error object if the input is bad. `eof`: the client has closed.
     fn answer(&mut self, quiet: bool, eof: bool) -> Result<bool, Vec<u8>> {
-        loop {
-            match self.splitter.next(&self.input, eof) {
-                Next::NumberAtEnd(_) if !quiet => return Ok(true),
-                Next::Value(range) | Next::NumberAtEnd(range) => {
-                    write_compact(&self.input[range.clone()], &mut self.output);
-                    self.output.push(b'\n');
-                    self.splitter.advance(&self.input[..range.end]);
-                    self.input.advance(range.end);
-                    self.stats.message();
-                }
-                Next::Empty => {
-                    self.splitter.advance(&self.input);
-                    self.input.clear();
-                    return Ok(false);
-                }
-                Next::Incomplete => return Ok(false),
-                Next::Error(e) => {
-                    debug!(error = %e.message, line = e.line, column = e.column, "bad input");
-                    return Err(e.to_line());
-                }
+        let answered = self.input.answer(quiet, eof, &mut self.output);
+        self.stats.messages(answered.values);
+        match answered.error {
+            None => Ok(answered.waiting),
+            Some(e) => {
+                debug!(error = %e.message, line = e.line, column = e.column, "bad input");
+                Err(e.to_line())
             }
         }
     }
