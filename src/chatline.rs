@@ -49,7 +49,8 @@ impl Lines {
 
     /// The next complete line in `buf` (`\n` or `\r\n` ended), consumed from it.
     /// A line over the limit comes back cut, at once, and the buffer is
-    /// emptied: it never holds more than `max` bytes of one line.
+    /// emptied: it never holds more than `max` bytes of one line (and a `\r`
+    /// that may start its `\r\n`).
     pub fn next(&mut self, buf: &mut BytesMut) -> Option<Line> {
         loop {
             let newline = memchr::memchr(b'\n', buf);
@@ -76,6 +77,9 @@ impl Lines {
                     }
                     Some(self.limit(bytes.to_vec()))
                 }
+                // One byte over, a carriage return may be the start of the
+                // line's `\r\n`: wait for the next byte.
+                None if buf.len() == self.max + 1 && buf.last() == Some(&b'\r') => None,
                 None if buf.len() > self.max => {
                     let line = self.limit(buf.to_vec());
                     buf.clear();
@@ -122,6 +126,22 @@ pub fn clean(bytes: &[u8]) -> String {
             }
         })
         .collect()
+}
+
+/// A line's text as relayed: [`clean`]ed, and at most `max` bytes, cut at a
+/// character boundary where cleaning made it longer (a byte replaced by
+/// U+FFFD takes three). True if that cut it.
+pub fn line_text(line: &Line, max: usize) -> (String, bool) {
+    let mut text = clean(&line.bytes);
+    let grew = text.len() > max;
+    if grew {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    (text, grew)
 }
 
 /// Why a nickname is refused, or None if it is fine.
@@ -212,7 +232,10 @@ mod tests {
             while let Some(line) = splitter.next(&mut buf) {
                 out.push(line);
             }
-            assert!(buf.len() <= max, "buffer holds at most one line's limit");
+            assert!(
+                buf.len() <= max + 1,
+                "buffer holds at most one line's limit"
+            );
         }
         out.extend(splitter.flush(&mut buf));
         out
@@ -248,6 +271,22 @@ mod tests {
         assert_eq!(lines(5, &[b"abcde\n"]), [line("abcde", false)]);
     }
 
+    /// Found by fuzzing (fuzz/corpus/chat_lines/regression-crlf-at-limit): a
+    /// line of exactly the limit was cut when its `\r` and `\n` came apart.
+    #[test]
+    fn a_line_at_the_limit_is_whole_however_its_crlf_arrives() {
+        for input in [
+            &[&b"abcde\r\n"[..]][..],
+            &[b"abcde\r", b"\n"],
+            &[b"abc", b"de\r", b"\nx\n"],
+        ] {
+            let got = lines(5, input);
+            assert_eq!(got[0], line("abcde", false), "{input:?}");
+        }
+        assert_eq!(lines(5, &[b"abcde\r", b"x\n"]), [line("abcde", true)]);
+        assert_eq!(lines(5, &[b"abcde\r"]), [line("abcde", true)]);
+    }
+
     #[test]
     fn a_megabyte_without_newline_stays_bounded() {
         let chunk = vec![b'x'; 64 * 1024];
@@ -266,6 +305,17 @@ mod tests {
         );
         assert_eq!(clean(b"\xff\xfeok"), "\u{fffd}\u{fffd}ok");
         assert_eq!(clean("c1:\u{9b}".as_bytes()), "c1:\u{fffd}");
+    }
+
+    #[test]
+    fn cleaning_never_grows_a_line_past_the_limit() {
+        let escapes = line(&"\x1b".repeat(10), false);
+        let (text, grew) = line_text(&escapes, 10);
+        assert_eq!((text.as_str(), grew), ("\u{fffd}\u{fffd}\u{fffd}", true));
+        let (text, grew) = line_text(&line("héllo", false), 6);
+        assert_eq!((text.as_str(), grew), ("héllo", false));
+        let (text, grew) = line_text(&line("é\x07", false), 4);
+        assert_eq!((text.as_str(), grew), ("é", true));
     }
 
     #[test]

@@ -32,7 +32,9 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info};
 
-use crate::chatline::{HELP, Line, Lines, Said, bad_name, claimed_name, clean, parse, relay_line};
+use crate::chatline::{
+    HELP, Line, Lines, Said, bad_name, claimed_name, line_text, parse, relay_line,
+};
 use crate::config::{ChatConfig, Config, OnLag, TableIn};
 use crate::limit::TokenBucket;
 use crate::net::{BindError, Sockets};
@@ -746,11 +748,15 @@ impl Member {
     /// Handles one line; true if the client said bye.
     fn said(&mut self, line: Line) -> bool {
         self.allowance.take(Instant::now().into_std());
-        let text = clean(&line.bytes);
+        let limit = self.config.max_line_bytes;
+        let (text, grew) = line_text(&line, limit as usize);
         if line.cut {
-            let limit = self.config.max_line_bytes;
             self.queue(format!(
                 "*** your line was longer than {limit} bytes and was cut\n"
+            ));
+        } else if grew {
+            self.queue(format!(
+                "*** your line was longer than {limit} bytes once its control characters and invalid UTF-8 were replaced, and was cut\n"
             ));
         }
         match parse(&text) {
