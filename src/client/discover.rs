@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::time::timeout_at;
 
-use crate::client::listen::printable;
+use crate::client::listen::{escape_controls, printable};
 use crate::describe::Description;
 
 /// What a probe says; any datagram would do.
@@ -90,9 +90,9 @@ pub fn table(devices: &[Device]) -> String {
                     addrs.join(" ")
                 };
                 [
-                    desc.host.clone(),
+                    escape_controls(&desc.host),
                     addrs,
-                    desc.services_text(),
+                    escape_controls(&desc.services_text()),
                     format!("{:.0?}", d.rtt),
                 ]
             }

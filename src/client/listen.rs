@@ -19,7 +19,12 @@ pub enum ListenError {
 /// One announcement as a line for people.
 pub fn describe_line(from: SocketAddr, payload: &[u8]) -> String {
     match Description::parse(payload) {
-        Some(d) => format!("{from}  {}  {}  seq {}", d.host, d.services_text(), d.seq),
+        Some(d) => format!(
+            "{from}  {}  {}  seq {}",
+            escape_controls(&d.host),
+            escape_controls(&d.services_text()),
+            d.seq
+        ),
         None => format!("{from}  {}", printable(payload))
             .trim_end()
             .to_owned(),
@@ -28,9 +33,13 @@ pub fn describe_line(from: SocketAddr, payload: &[u8]) -> String {
 
 /// A payload as one line of text: invalid UTF-8 replaced, control characters escaped.
 pub fn printable(payload: &[u8]) -> String {
-    String::from_utf8_lossy(payload)
-        .trim_end_matches(['\r', '\n'])
-        .chars()
+    escape_controls(String::from_utf8_lossy(payload).trim_end_matches(['\r', '\n']))
+}
+
+/// Text from the network made safe for a terminal: control characters
+/// (escape sequences, newlines) shown escaped.
+pub fn escape_controls(text: &str) -> String {
+    text.chars()
         .flat_map(|c| {
             if c.is_control() {
                 c.escape_default().collect::<Vec<_>>()
@@ -73,4 +82,35 @@ pub async fn main(port: u16, json: bool, count: Option<u64>) -> Result<(), Liste
         printed += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found writing the datagrams fuzz target (its corpus holds this
+    /// payload): a description's host and service names reached the
+    /// terminal raw.
+    #[test]
+    fn a_hostile_description_cannot_drive_the_terminal() {
+        let payload = br#"{"pinetd":1,"host":"\u001b[2J\u001b]0;pwned\u0007","instance":"x","services":{"\u001b[31mchat":9999}}"#;
+        let from = SocketAddr::from(([192, 168, 0, 23], 37020));
+        let line = describe_line(from, payload);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert_eq!(
+            line,
+            "192.168.0.23:37020  \\u{1b}[2J\\u{1b}]0;pwned\\u{7}  \\u{1b}[31mchat 9999  seq 0"
+        );
+        let device = crate::client::discover::Device {
+            from,
+            rtt: std::time::Duration::from_millis(1),
+            description: Description::parse(payload),
+            raw: printable(payload),
+        };
+        let table = crate::client::discover::table(&[device]);
+        assert!(
+            !table.lines().any(|l| l.chars().any(char::is_control)),
+            "{table:?}"
+        );
+    }
 }
