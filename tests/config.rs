@@ -32,6 +32,26 @@ fn local_toml_writes_out_the_embedded_default() {
     }
 }
 
+/// Found by fuzzing (fuzz/corpus/config/regression-empty-written-out):
+/// durations were written as `{ secs, nanos }` tables, which no file takes.
+#[test]
+fn a_config_written_out_loads_again_unchanged() {
+    let files = [
+        include_str!("../config/local.toml"),
+        include_str!("../config/pinetd.toml"),
+        "[daemon]\nshutdown_grace = \"1m 30s 250ms\"\n[chat]\nflush_after = \"1us\"\n",
+    ];
+    for text in files {
+        let config = Config::parse(text, "in.toml").unwrap();
+        let written = toml::to_string(&config).unwrap();
+        assert_eq!(
+            Config::parse(&written, "out.toml").unwrap(),
+            config,
+            "{written}"
+        );
+    }
+}
+
 #[test]
 fn production_toml_opens_the_lan() {
     let config = Config::parse(include_str!("../config/pinetd.toml"), "pinetd.toml").unwrap();

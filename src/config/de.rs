@@ -1,12 +1,13 @@
 //! Field parsers for the config: each turns a TOML value into a plain type or
-//! an error that says what was expected, so the user sees why, not just where.
+//! an error that says what was expected, so the user sees why, not just where;
+//! and the one writer a type needs to be written back the same way.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Deserialize;
 use serde::de::{Deserializer, Error};
+use serde::{Deserialize, Serializer};
 
 /// Largest UDP payload over IPv4; a reply or announcement must fit in one datagram.
 const MAX_DATAGRAM: usize = 65_507;
@@ -19,6 +20,12 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             "invalid duration \"{text}\": {e} (write it like \"250ms\", \"1s\" or \"5m\")"
         ))
     })
+}
+
+/// A duration as the file writes it (`"1s 500ms"`), so a config written
+/// out loads again.
+pub fn write_duration<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*value).to_string())
 }
 
 /// A duration that must be above zero (an interval, a quiet time).

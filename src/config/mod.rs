@@ -34,7 +34,10 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
     /// SIGTERM: stop accepting, tell clients, drain for at most this long.
-    #[serde(deserialize_with = "de::duration")]
+    #[serde(
+        deserialize_with = "de::duration",
+        serialize_with = "de::write_duration"
+    )]
     pub shutdown_grace: Duration,
     /// A tracing filter (`info`, `pinetd=debug`); RUST_LOG overrides it.
     #[serde(deserialize_with = "de::log_filter")]
@@ -75,14 +78,20 @@ pub struct ChatConfig {
     pub max_line_bytes: u32,
     pub echo_self: bool,
     pub prefix: String,
-    #[serde(deserialize_with = "de::nonzero_duration")]
+    #[serde(
+        deserialize_with = "de::nonzero_duration",
+        serialize_with = "de::write_duration"
+    )]
     pub flush_after: Duration,
     #[serde(deserialize_with = "de::positive_u32")]
     pub queue: u32,
     pub on_lag: OnLag,
     pub rate_limit: u32,
     /// A client that takes nothing of what it is sent this long is dropped.
-    #[serde(deserialize_with = "de::nonzero_duration")]
+    #[serde(
+        deserialize_with = "de::nonzero_duration",
+        serialize_with = "de::write_duration"
+    )]
     pub write_timeout: Duration,
 }
 
@@ -122,11 +131,17 @@ pub struct JsonEchoConfig {
     #[serde(deserialize_with = "de::message_bytes")]
     pub max_message_bytes: u32,
     /// A connection with nothing sent (or nothing read of its replies) this long is closed.
-    #[serde(deserialize_with = "de::nonzero_duration")]
+    #[serde(
+        deserialize_with = "de::nonzero_duration",
+        serialize_with = "de::write_duration"
+    )]
     pub idle_timeout: Duration,
     /// After a reply, how long to keep checking for the client's next value
     /// instead of sleeping, while the client asks again that fast (0: never).
-    #[serde(deserialize_with = "de::busy_poll")]
+    #[serde(
+        deserialize_with = "de::busy_poll",
+        serialize_with = "de::write_duration"
+    )]
     pub busy_poll: Duration,
 }
 
@@ -180,7 +195,10 @@ pub struct AnnouncerConfig {
     pub to: Vec<SocketAddr>,
     #[serde(deserialize_with = "de::networks")]
     pub allow: Vec<IpNet>,
-    #[serde(deserialize_with = "de::announce_interval")]
+    #[serde(
+        deserialize_with = "de::announce_interval",
+        serialize_with = "de::write_duration"
+    )]
     pub interval: Duration,
     /// "" sends the JSON self-description.
     #[serde(deserialize_with = "de::datagram_text")]
@@ -218,7 +236,10 @@ pub struct DiscoveryConfig {
     pub allow: Vec<IpNet>,
     #[serde(deserialize_with = "de::datagram_text")]
     pub reply: String,
-    #[serde(deserialize_with = "de::discovery_delay")]
+    #[serde(
+        deserialize_with = "de::discovery_delay",
+        serialize_with = "de::write_duration"
+    )]
     pub max_delay: Duration,
     pub rate_limit: u32,
 }
