@@ -163,6 +163,13 @@ impl Datagrams {
         true
     }
 
+    /// Marks slot `i` as GRO does: datagrams of `size` bytes each, the last
+    /// maybe shorter (0: one datagram). For tests and fuzzing; a receive
+    /// sets it from the kernel's control message.
+    pub fn set_segment_size(&mut self, i: usize, size: u16) {
+        self.segments[i] = size;
+    }
+
     /// Adds a datagram to send; false when the batch is full or it is too large.
     pub fn push(&mut self, payload: &[u8], to: SocketAddr) -> bool {
         let i = self.filled;
@@ -363,6 +370,28 @@ impl Replies {
     /// The peer of message `m`.
     pub fn peer(&self, m: usize) -> SocketAddr {
         self.messages[m].peer
+    }
+
+    /// The datagrams of message `m`, in order, as the bytes of `batch` that
+    /// `send` would point at.
+    pub fn message_datagrams<'a>(
+        &'a self,
+        batch: &'a Datagrams,
+        m: usize,
+    ) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.parts
+            .iter()
+            .filter(move |part| part.message == m)
+            .map(move |part| {
+                let start = part.slot * batch.slot_size + part.range.start;
+                &batch.data[start..start + part.range.len()]
+            })
+    }
+
+    /// The size of every datagram of message `m` but the last, which may be
+    /// shorter: GSO's segment size.
+    pub fn segment_size(&self, m: usize) -> usize {
+        self.messages[m].size
     }
 
     /// Whether GSO is still in use (it is given up after a refused send).

@@ -82,30 +82,7 @@ impl UdpEcho {
                 }
                 Err(e) => return Err(e),
             }
-            let now = Instant::now();
-            replies.clear();
-            for i in 0..batch.len() {
-                let Some(peer) = batch.peer(i) else { continue };
-                if !fixed.is_empty() {
-                    // Each datagram judged gets the fixed reply.
-                    let answered = batch
-                        .datagrams(i)
-                        .filter(|d| judge.allows(peer, d.len(), fixed.len(), now))
-                        .count();
-                    if answered > 0 && batch.set_repeated(i, fixed, answered) {
-                        for k in 0..answered {
-                            replies.add(&batch, i, k * fixed.len()..(k + 1) * fixed.len());
-                        }
-                    }
-                    continue;
-                }
-                for datagram in batch.datagrams(i) {
-                    let len = datagram.len();
-                    if judge.allows(peer, len, len, now) {
-                        replies.add(&batch, i, datagram);
-                    }
-                }
-            }
+            plan(&mut batch, &mut judge, fixed, &mut replies, Instant::now());
             self.send_all(socket, &mut batch, &mut replies).await;
         }
     }
@@ -138,6 +115,40 @@ impl UdpEcho {
                     debug!(peer = %replies.peer(sent), error = %e, "reply failed");
                     sent += 1;
                 }
+            }
+        }
+    }
+}
+
+/// Plans the replies to a received batch: each datagram the judge allows
+/// gets its own bytes back, or `fixed` when that is not empty (written over
+/// its slot). Replaces what `replies` held.
+pub fn plan(
+    batch: &mut Datagrams,
+    judge: &mut Judge,
+    fixed: &[u8],
+    replies: &mut Replies,
+    now: Instant,
+) {
+    replies.clear();
+    for i in 0..batch.len() {
+        let Some(peer) = batch.peer(i) else { continue };
+        if !fixed.is_empty() {
+            let answered = batch
+                .datagrams(i)
+                .filter(|d| judge.allows(peer, d.len(), fixed.len(), now))
+                .count();
+            if answered > 0 && batch.set_repeated(i, fixed, answered) {
+                for k in 0..answered {
+                    replies.add(batch, i, k * fixed.len()..(k + 1) * fixed.len());
+                }
+            }
+            continue;
+        }
+        for datagram in batch.datagrams(i) {
+            let len = datagram.len();
+            if judge.allows(peer, len, len, now) {
+                replies.add(batch, i, datagram);
             }
         }
     }
