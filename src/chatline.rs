@@ -284,6 +284,9 @@ mod tests {
             assert_eq!(got[0], line("abcde", false), "{input:?}");
         }
         assert_eq!(lines(5, &[b"abcde\r", b"x\n"]), [line("abcde", true)]);
+        let found: &[u8] = include_bytes!("../fuzz/corpus/chat_lines/regression-crlf-at-limit");
+        let bytes: Vec<&[u8]> = found.chunks(1).collect();
+        assert_eq!(lines(1, &bytes), lines(1, &[found]));
         assert_eq!(lines(5, &[b"abcde\r"]), [line("abcde", true)]);
     }
 

@@ -497,6 +497,51 @@ mod tests {
         assert_eq!(out, b"[1e5,-2.5]\n");
     }
 
+    /// What a client that sent `input` in reads of `size` bytes and closed gets back.
+    fn echoed(input: &[u8], max: usize, size: usize) -> Vec<u8> {
+        let mut unanswered = Unanswered::new(max);
+        let mut out = Vec::new();
+        for read in input.chunks(size) {
+            let mut read = read;
+            while !read.is_empty() {
+                let take = unanswered.room(16 * 1024).min(read.len());
+                unanswered.buf_mut().extend_from_slice(&read[..take]);
+                read = &read[take..];
+                if let Some(e) = unanswered.answer(false, false, &mut out).error {
+                    out.extend(e.to_line());
+                    return out;
+                }
+            }
+        }
+        if let Some(e) = unanswered.answer(true, true, &mut out).error {
+            out.extend(e.to_line());
+        }
+        out
+    }
+
+    /// Every input the json_stream fuzz target failed on (fuzz/corpus/json_stream/regression-*).
+    #[test]
+    fn fuzz_regressions_get_one_answer_however_they_are_cut() {
+        let inputs: [&[u8]; 3] = [
+            include_bytes!("../fuzz/corpus/json_stream/regression-number-cut"),
+            include_bytes!("../fuzz/corpus/json_stream/regression-deep-before-syntax-error"),
+            include_bytes!("../fuzz/corpus/json_stream/regression-literal-at-end"),
+        ];
+        for input in inputs {
+            for max in [16, 65_536] {
+                let whole = echoed(input, max, input.len());
+                for size in [1, 2, 3, 7, 64] {
+                    assert_eq!(
+                        String::from_utf8_lossy(&echoed(input, max, size)),
+                        String::from_utf8_lossy(&whole),
+                        "max {max}, reads of {size}: {:?}",
+                        String::from_utf8_lossy(input)
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn oversize_is_refused_before_it_is_whole() {
         let splitter = Splitter::new(10);
