@@ -228,6 +228,29 @@ fn an_enabled_service_must_listen_somewhere() {
 }
 
 #[test]
+fn announcer_interfaces_are_names_that_may_not_exist_yet() {
+    let config =
+        Config::parse("[announcer]\ninterfaces = [\"wlan0\", \"ap0\"]\n", "t.toml").unwrap();
+    assert_eq!(config.announcer.interfaces, ["wlan0", "ap0"]);
+    for (bad, why) in [
+        ("[\"eth 0\"]", "\"eth 0\" is not an interface name"),
+        ("[\"\"]", "\"\" is not an interface name"),
+        ("[\"averyveryverylong0\"]", "1 to 15 characters"),
+        ("\"eth0\"", "expected a list of interface names"),
+    ] {
+        let text = format!("[announcer]\ninterfaces = {bad}\n");
+        let got = problems(&text);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("test.toml:2:")
+                && got[0].contains("announcer.interfaces")
+                && got[0].contains(why),
+            "{got:?}"
+        );
+    }
+}
+
+#[test]
 fn the_announcer_sends_only_inside_its_allow() {
     let text = "[announcer]\nallow = [\"192.168.0.0/24\"]\nto = [\"192.168.0.255:37020\", \"10.0.0.255:37020\"]\n";
     assert_eq!(

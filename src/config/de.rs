@@ -125,6 +125,31 @@ pub fn datagram_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error
     Ok(text)
 }
 
+/// `interfaces`: network interface names as `ip link` shows them. Whether
+/// they exist is not checked: a Wi-Fi interface or a hotspot may appear
+/// after the daemon starts.
+pub fn interface_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)
+        .map_err(|_| D::Error::custom("expected a list of interface names like [\"eth0\"]"))?;
+    for name in &names {
+        // Linux: at most IFNAMSIZ - 1 bytes, no '/', ':' or whitespace.
+        if name.is_empty()
+            || name.len() > 15
+            || name == "."
+            || name == ".."
+            || name
+                .chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        {
+            return Err(D::Error::custom(format!(
+                "\"{}\" is not an interface name (1 to 15 characters, no '/', ':' or spaces)",
+                name.escape_debug()
+            )));
+        }
+    }
+    Ok(names)
+}
+
 /// `allow`: CIDR networks; a bare address means just that host.
 pub fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
     let texts = Vec::<String>::deserialize(d)

@@ -203,6 +203,10 @@ pub struct AnnouncerConfig {
     /// "" sends the JSON self-description.
     #[serde(deserialize_with = "de::datagram_text")]
     pub message: String,
+    /// Where a `to` of 255.255.255.255 goes: every interface that is up,
+    /// IPv4 and broadcast-capable (loopback aside), or only those named.
+    #[serde(deserialize_with = "de::interface_names")]
+    pub interfaces: Vec<String>,
 }
 
 impl AnnouncerConfig {
@@ -222,6 +226,7 @@ impl Default for AnnouncerConfig {
             allow: Vec::new(),
             interval: Duration::from_secs(1),
             message: String::new(),
+            interfaces: Vec::new(),
         }
     }
 }
