@@ -73,10 +73,11 @@ pub enum Command {
         /// How long to collect replies, like "3s".
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         timeout: Duration,
-        /// Where the probe goes: the LAN's broadcast address by default;
-        /// 127.255.255.255 finds the daemons on this machine.
-        #[arg(long, value_name = "ADDR", default_value = "255.255.255.255")]
-        to: std::net::IpAddr,
+        /// Where the probe goes: by default the broadcast address of every
+        /// network this machine is on (each interface that is up, IPv4 and
+        /// broadcast-capable); 127.255.255.255 finds the daemons on this machine.
+        #[arg(long, value_name = "ADDR")]
+        to: Option<std::net::IpAddr>,
         /// Print each reply's JSON line instead of the table.
         #[arg(long)]
         json: bool,
