@@ -35,28 +35,55 @@ fn ip_ok(args: &[&str]) {
     );
 }
 
+/// A prefix for this test's namespace names; None (with a message) when
+/// this machine cannot make namespaces.
+fn namespaces() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip(format_args!(
+            "network namespaces need root (CI runs as root)"
+        ));
+        return None;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        common::skip(format_args!(
+            "`ip` is not installed (apt-get install iproute2)"
+        ));
+        return None;
+    }
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    Some(format!(
+        "pinetd{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// `program args` run inside namespace `ns`.
+fn exec_in(ns: &str, program: &str, args: &[&str]) -> Command {
+    let mut command = quiet_env(Command::new("ip"));
+    command.args(["netns", "exec", ns, program]).args(args);
+    command
+}
+
+/// The daemon in namespace `ns` with `config`, once it has started.
+fn daemon_in(ns: &str, config: &str) -> Proc {
+    let dir = temp_dir(ns);
+    let path = dir.join("pinetd.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut daemon = Proc::spawn(exec_in(
+        ns,
+        env!("CARGO_BIN_EXE_pinetd"),
+        &["--config", path.to_str().unwrap()],
+    ));
+    daemon.wait_for("started");
+    daemon
+}
+
 impl Lan {
     /// None (with a message) when this machine cannot build one.
     fn new(hosts: usize) -> Option<Lan> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            common::skip(format_args!(
-                "network namespaces need root (CI runs as root)"
-            ));
-            return None;
-        }
-        if Command::new("ip").arg("-V").output().is_err() {
-            common::skip(format_args!(
-                "`ip` is not installed (apt-get install iproute2)"
-            ));
-            return None;
-        }
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let prefix = format!(
-            "pinetd{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let prefix = namespaces()?;
         let lan = Lan {
             switch: format!("{prefix}-sw"),
             hosts: (1..=hosts).map(|i| format!("{prefix}-h{i}")).collect(),
@@ -114,25 +141,12 @@ impl Lan {
 
     /// `program args` run inside host `i`.
     fn exec(&self, host: usize, program: &str, args: &[&str]) -> Command {
-        let mut command = quiet_env(Command::new("ip"));
-        command
-            .args(["netns", "exec", &self.hosts[host], program])
-            .args(args);
-        command
+        exec_in(&self.hosts[host], program, args)
     }
 
-    /// The daemon in host `i` with `config`, once its discovery port is bound.
+    /// The daemon in host `i` with `config`, once it has started.
     fn daemon(&self, host: usize, config: &str) -> Proc {
-        let dir = temp_dir(&self.hosts[host]);
-        let path = dir.join("pinetd.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut daemon = Proc::spawn(self.exec(
-            host,
-            env!("CARGO_BIN_EXE_pinetd"),
-            &["--config", path.to_str().unwrap()],
-        ));
-        daemon.wait_for("started");
-        daemon
+        daemon_in(&self.hosts[host], config)
     }
 }
 
@@ -381,4 +395,229 @@ fn udp_echo_answers_a_gso_burst_across_the_lan() {
     );
     daemon.signal("TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+}
+
+/// The Pi's interfaces, one per LAN, in the order the LANs are made.
+const PI_INTERFACES: [&str; 3] = ["eth0", "wlan0", "eth1"];
+
+/// A Pi on several LANs with a student on each: LAN k is a bridge in its
+/// own namespace, 10.(81+k).0.0/24, the Pi at .1 (on its interface
+/// `PI_INTERFACES[k]`; eth0 holds the default route) and the student at .2.
+struct Classroom {
+    prefix: String,
+    pi: String,
+    switches: Vec<String>,
+    students: Vec<String>,
+}
+
+impl Classroom {
+    fn new(lans: usize) -> Option<Classroom> {
+        let prefix = namespaces()?;
+        let mut room = Classroom {
+            pi: format!("{prefix}-pi"),
+            prefix,
+            switches: Vec::new(),
+            students: Vec::new(),
+        };
+        ip_ok(&["netns", "add", &room.pi]);
+        ip_ok(&["-n", &room.pi, "link", "set", "lo", "up"]);
+        for _ in 0..lans {
+            room.add_lan();
+        }
+        let gateway = format!("{}.254", Classroom::subnet(0));
+        ip_ok(&[
+            "-n", &room.pi, "route", "add", "default", "via", &gateway, "dev", "eth0", "onlink",
+        ]);
+        Some(room)
+    }
+
+    fn subnet(lan: usize) -> String {
+        format!("10.{}.0", 81 + lan)
+    }
+
+    /// One more LAN: its switch, its student, and the Pi's next interface on it.
+    fn add_lan(&mut self) {
+        let k = self.switches.len();
+        let switch = format!("{}-sw{k}", self.prefix);
+        let student = format!("{}-st{k}", self.prefix);
+        ip_ok(&["netns", "add", &switch]);
+        ip_ok(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
+        ip_ok(&["-n", &switch, "link", "set", "br0", "up"]);
+        ip_ok(&["netns", "add", &student]);
+        ip_ok(&["-n", &student, "link", "set", "lo", "up"]);
+        let subnet = Classroom::subnet(k);
+        for (ns, interface, port, host) in [
+            (&student, "eth0", "s", 2),
+            (&self.pi, PI_INTERFACES[k], "p", 1),
+        ] {
+            ip_ok(&[
+                "link", "add", interface, "netns", ns, "type", "veth", "peer", "name", port,
+                "netns", &switch,
+            ]);
+            ip_ok(&["-n", &switch, "link", "set", port, "master", "br0", "up"]);
+            let cidr = format!("{subnet}.{host}/24");
+            ip_ok(&["-n", ns, "addr", "add", &cidr, "brd", "+", "dev", interface]);
+            ip_ok(&["-n", ns, "link", "set", interface, "up"]);
+        }
+        self.switches.push(switch);
+        self.students.push(student);
+    }
+
+    /// `pinetd ARGS` run by student `k`.
+    fn student(&self, k: usize, args: &[&str]) -> Command {
+        exec_in(&self.students[k], env!("CARGO_BIN_EXE_pinetd"), args)
+    }
+
+    /// `pinetd listen --count N` run by student `k`: the lines it printed.
+    fn hears(&self, k: usize, count: usize) -> Vec<String> {
+        let count = count.to_string();
+        let mut listen = exec_in(
+            &self.students[k],
+            "timeout",
+            &[
+                "20",
+                env!("CARGO_BIN_EXE_pinetd"),
+                "listen",
+                "--count",
+                &count,
+            ],
+        );
+        let out = listen.output().unwrap();
+        assert!(
+            out.status.success(),
+            "student {k} heard {count} announcements"
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Classroom {
+    fn drop(&mut self) {
+        for ns in [&self.pi]
+            .into_iter()
+            .chain(&self.students)
+            .chain(&self.switches)
+        {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// The production file's announcer and discovery, every 200 ms.
+fn classroom_config(interfaces: &str) -> String {
+    format!(
+        "[chat]\nenabled = false\n[json_echo]\nenabled = false\n[udp_echo]\nenabled = false\n\
+         [announcer]\nto = [\"255.255.255.255:37020\"]\ninterval = \"200ms\"\ninterfaces = {interfaces}\n\
+         [discovery]\nlisten = \"0.0.0.0:37021\"\nallow = []\nmax_delay = \"50ms\"\n"
+    )
+}
+
+#[test]
+fn each_student_hears_the_pi_from_its_address_on_their_lan_and_discovers_it() {
+    let Some(room) = Classroom::new(2) else {
+        return;
+    };
+    let mut pi = daemon_in(&room.pi, &classroom_config("[]"));
+    for k in 0..2 {
+        let from = format!("{}.1:", Classroom::subnet(k));
+        let heard = room.hears(k, 2);
+        assert!(
+            heard.iter().all(|l| l.starts_with(&from)),
+            "student {k}: {heard:#?}"
+        );
+
+        let (code, stdout, stderr) = run(room.student(
+            k,
+            &["discover", "--timeout", "1s", "--json", "--require", "1"],
+        ));
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        let description = Description::parse(stdout.trim().as_bytes()).expect("one reply");
+        let mut addrs: Vec<String> = description.addrs.iter().map(|a| a.to_string()).collect();
+        addrs.sort();
+        assert_eq!(addrs, ["10.81.0.1", "10.82.0.1"], "every address of the Pi");
+
+        let (code, table, _) = run(room.student(k, &["discover", "--timeout", "1s"]));
+        assert_eq!(code, Some(0));
+        let row = table.lines().nth(1).unwrap_or_default().to_owned();
+        let from_ip = format!(" {}.1 ", Classroom::subnet(k));
+        assert!(
+            row.contains(&from_ip),
+            "FROM is the Pi's address on this LAN: {table}"
+        );
+    }
+    pi.signal("TERM");
+    assert_eq!(pi.exit_code(Duration::from_secs(10)), Some(0));
+    for interface in ["eth0", "wlan0"] {
+        assert!(
+            pi.log
+                .iter()
+                .any(|l| l.contains("announcing on interface") && l.contains(interface)),
+            "{:#?}",
+            pi.log
+        );
+    }
+}
+
+#[test]
+fn a_lan_that_comes_up_is_announced_on_and_one_that_goes_is_logged_once() {
+    let Some(mut room) = Classroom::new(2) else {
+        return;
+    };
+    let mut pi = daemon_in(&room.pi, &classroom_config("[]"));
+    pi.wait_for("interface=wlan0");
+    // A hotspot that starts while the daemon runs.
+    room.add_lan();
+    pi.wait_for("interface=eth1");
+    let heard = room.hears(2, 2);
+    assert!(
+        heard.iter().all(|l| l.starts_with("10.83.0.1:")),
+        "{heard:#?}"
+    );
+
+    ip_ok(&["-n", &room.pi, "link", "del", "eth1"]);
+    pi.wait_for("no longer announcing on it");
+    // Ten more ticks on the other LANs, with eth1 gone.
+    room.hears(0, 10);
+    pi.signal("TERM");
+    assert_eq!(pi.exit_code(Duration::from_secs(10)), Some(0));
+    let about_eth1: Vec<&String> = pi
+        .log
+        .iter()
+        .filter(|l| l.contains("eth1") && !l.contains("announcing on interface"))
+        .collect();
+    assert_eq!(about_eth1.len(), 1, "gone is said once: {:#?}", pi.log);
+    assert!(
+        !pi.log.iter().any(|l| l.contains("cannot announce")),
+        "{:#?}",
+        pi.log
+    );
+}
+
+#[test]
+fn interfaces_restrict_the_announcer_to_the_lans_named() {
+    let Some(room) = Classroom::new(2) else {
+        return;
+    };
+    let mut pi = daemon_in(&room.pi, &classroom_config("[\"eth0\", \"wlan9\"]"));
+    let warning = pi.wait_for("no such interface");
+    assert!(
+        warning.contains("wlan9") && warning.contains("WARN"),
+        "{warning}"
+    );
+    let mut wireless = Proc::spawn(room.student(1, &["listen", "--count", "1"]));
+    wireless.wait_for("listening for announcements");
+    let heard = room.hears(0, 5);
+    assert!(
+        heard.iter().all(|l| l.starts_with("10.81.0.1:")),
+        "{heard:#?}"
+    );
+    assert!(
+        wireless.child.try_wait().unwrap().is_none(),
+        "the student on wlan0 heard an announcement"
+    );
+    pi.signal("TERM");
+    assert_eq!(pi.exit_code(Duration::from_secs(10)), Some(0));
 }
