@@ -256,7 +256,14 @@ impl Connection {
         let start = Instant::now();
         loop {
             // Costs no system call until the runtime has seen the socket readable.
-            match stream.try_read_buf(&mut self.input.buf_mut().limit(room)) {
+            let read = stream.try_read_buf(&mut self.input.buf_mut().limit(room));
+            if read.is_ok() {
+                // A try_read takes no share of the task's budget, as an
+                // awaited read does: without this, a client that keeps its
+                // socket full would hold the daemon's one thread.
+                tokio::task::coop::consume_budget().await;
+            }
+            match read {
                 Ok(0) => return Ok(Some(Event::Eof)),
                 Ok(_) => return Ok(Some(Event::Data)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
