@@ -34,6 +34,10 @@ pub struct Description {
     pub ttl: u64,
     #[serde(default)]
     pub seq: u64,
+    /// The NATS subject the chat hub's room is bridged on, if it is: Pis
+    /// that name the same one share a room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
 }
 
 impl Description {
@@ -42,12 +46,15 @@ impl Description {
         serde_json::from_slice::<Description>(payload).ok()
     }
 
-    /// `chat 9999, json_echo 9000`
+    /// `chat 9999 (room pinetd.chat), json_echo 9000`
     pub fn services_text(&self) -> String {
         let parts: Vec<String> = self
             .services
             .iter()
-            .map(|(name, port)| format!("{name} {port}"))
+            .map(|(name, port)| match &self.room {
+                Some(room) if name == "chat" => format!("{name} {port} (room {room})"),
+                _ => format!("{name} {port}"),
+            })
             .collect();
         parts.join(", ")
     }
@@ -60,6 +67,7 @@ pub struct SelfInfo {
     host: String,
     instance: String,
     services: Mutex<BTreeMap<String, u16>>,
+    room: Mutex<Option<String>>,
     interfaces: Mutex<Interfaces>,
     seq: AtomicU64,
 }
@@ -70,6 +78,7 @@ impl SelfInfo {
             host: hostname(),
             instance: format!("{:08x}", fastrand::u32(..)),
             services: Mutex::new(BTreeMap::new()),
+            room: Mutex::new(None),
             interfaces: Mutex::new(Interfaces::default()),
             seq: AtomicU64::new(0),
         }
@@ -85,6 +94,16 @@ impl SelfInfo {
             Some(port) => services.insert(name.to_owned(), port),
             None => services.remove(name),
         };
+    }
+
+    /// The host's name, as the description gives it.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The subject the chat room is bridged on; None when it is not.
+    pub fn set_room(&self, room: Option<String>) {
+        *self.room.lock().unwrap_or_else(|e| e.into_inner()) = room;
     }
 
     /// The next announcement's sequence number.
@@ -107,6 +126,7 @@ impl SelfInfo {
                 .clone(),
             ttl: ttl.as_secs().max(1),
             seq,
+            room: self.room.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         };
         serde_json::to_string(&description).unwrap_or_default()
     }
@@ -178,5 +198,13 @@ mod tests {
             "random per start"
         );
         assert!(Description::parse(b"hello").is_none());
+        assert!(!line.contains("room"), "no room key unless bridged: {line}");
+        info.set_room(Some("pinetd.chat".into()));
+        let parsed =
+            Description::parse(info.describe(Duration::from_secs(3), 18).as_bytes()).unwrap();
+        assert_eq!(
+            parsed.services_text(),
+            "chat 9999 (room pinetd.chat), discovery 37021"
+        );
     }
 }

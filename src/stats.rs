@@ -49,6 +49,9 @@ pub struct ServiceStats {
     pub messages: AtomicU64,
     /// Sends that failed (network down, no route); retried, never fatal.
     pub errors: AtomicU64,
+    /// Chat lines and notices the NATS bridge could not pass on (NATS away,
+    /// or its queue full): they reached this hub's room only.
+    pub not_bridged: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
 }
 
@@ -103,6 +106,7 @@ impl fmt::Display for Stats {
         let clients: u64 = all.iter().map(|s| s.clients.load(Relaxed)).sum();
         let messages: u64 = all.iter().map(|s| s.messages.load(Relaxed)).sum();
         let refused: u64 = all.iter().map(|s| s.refused_total()).sum();
+        let not_bridged: u64 = all.iter().map(|s| s.not_bridged.load(Relaxed)).sum();
         write!(
             f,
             "clients {clients}, messages {messages}, refused {refused}"
@@ -117,6 +121,9 @@ impl fmt::Display for Stats {
                 .map(|(why, n)| format!("{} {n}", why.name()))
                 .collect();
             write!(f, " ({})", parts.join(", "))?;
+        }
+        if not_bridged > 0 {
+            write!(f, ", not bridged {not_bridged}")?;
         }
         Ok(())
     }
@@ -138,6 +145,11 @@ mod tests {
         assert_eq!(
             stats.to_string(),
             "clients 3, messages 1, refused 3 (bad source 1, rate limited 2)"
+        );
+        stats.service("chat").not_bridged.fetch_add(7, Relaxed);
+        assert_eq!(
+            stats.to_string(),
+            "clients 3, messages 1, refused 3 (bad source 1, rate limited 2), not bridged 7"
         );
     }
 }

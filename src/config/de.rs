@@ -235,3 +235,103 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         _ => Err(format!("\"{text}\": \"{port}\" is not a port number")),
     }
 }
+
+/// The longest bridge subject: NATS allows more, but a room's name is short.
+pub const MAX_SUBJECT: usize = 255;
+
+/// `bridge_url`: "" (no bridge), or one or more `nats://HOST[:PORT]`, comma
+/// separated, the servers of one NATS cluster.
+pub fn bridge_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().is_empty() {
+        return Ok(String::new());
+    }
+    if !cfg!(feature = "bridge") {
+        return Err(D::Error::custom(
+            "this pinetd was built without the NATS bridge (cargo feature \"bridge\"); set bridge_url = \"\"",
+        ));
+    }
+    for url in text.split(',') {
+        nats_url(url.trim()).map_err(D::Error::custom)?;
+    }
+    Ok(text)
+}
+
+/// Checks one `nats://HOST[:PORT]`; its host and port.
+pub fn nats_url(url: &str) -> Result<(String, u16), String> {
+    let shown = url.escape_debug();
+    let Some(rest) = url.strip_prefix("nats://") else {
+        return Err(format!(
+            "\"{shown}\" is not a NATS server address like \"nats://127.0.0.1:4222\" (only nats://: the bridge does not speak TLS)"
+        ));
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        // "[::1]:4222" or "host:4222"; a bare "[::1]" or "host" takes 4222.
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (rest, None),
+    };
+    let port = match port {
+        None => 4222,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| {
+                format!(
+                    "\"{shown}\": \"{}\" is not a port (1 to 65535)",
+                    port.escape_debug()
+                )
+            })?,
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let ip_ok = bare
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_ipv4() != host.starts_with('['));
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !(ip_ok || name_ok) {
+        return Err(format!(
+            "\"{shown}\": \"{}\" is not a host name or IP address (IPv6 in brackets: nats://[::1]:4222)",
+            host.escape_debug()
+        ));
+    }
+    Ok((bare.to_owned(), port))
+}
+
+/// `bridge_subject`: a NATS subject without wildcards, like `pinetd.chat`.
+pub fn bridge_subject<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    subject(&text).map_err(D::Error::custom)?;
+    Ok(text)
+}
+
+fn subject(text: &str) -> Result<(), String> {
+    let shown = text.escape_debug();
+    if text.is_empty() {
+        return Err("is empty: hubs on the same subject share a room, like \"pinetd.chat\"".into());
+    }
+    if text.len() > MAX_SUBJECT {
+        return Err(format!("is {} bytes, more than {MAX_SUBJECT}", text.len()));
+    }
+    if text.split('.').any(|token| token == "*" || token == ">") {
+        return Err(format!(
+            "\"{shown}\" has a wildcard: a room is one subject, like \"pinetd.chat\""
+        ));
+    }
+    if text.split('.').any(str::is_empty)
+        || text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>')
+    {
+        return Err(format!(
+            "\"{shown}\" is not a NATS subject: words split by dots, no spaces, '*' or '>', like \"pinetd.chat\""
+        ));
+    }
+    Ok(())
+}

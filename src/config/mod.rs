@@ -93,6 +93,12 @@ pub struct ChatConfig {
         serialize_with = "de::write_duration"
     )]
     pub write_timeout: Duration,
+    /// "" (no bridge) or `nats://HOST:PORT` (comma separated for a
+    /// cluster): the room is shared with every hub on `bridge_subject`.
+    #[serde(deserialize_with = "de::bridge_url")]
+    pub bridge_url: String,
+    #[serde(deserialize_with = "de::bridge_subject")]
+    pub bridge_subject: String,
 }
 
 impl Default for ChatConfig {
@@ -111,6 +117,8 @@ impl Default for ChatConfig {
             on_lag: OnLag::Skip,
             rate_limit: 100,
             write_timeout: Duration::from_secs(10),
+            bridge_url: String::new(),
+            bridge_subject: "pinetd.chat".into(),
         }
     }
 }

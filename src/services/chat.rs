@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
@@ -36,9 +36,11 @@ use crate::chatline::{
     HELP, Line, Lines, Said, bad_name, claimed_name, line_text, parse, relay_line,
 };
 use crate::config::{ChatConfig, Config, OnLag, TableIn};
+use crate::describe::SelfInfo;
 use crate::limit::TokenBucket;
 use crate::net::{BindError, Sockets};
 use crate::services::accept::{Gate, Listeners, Policy, Refusals};
+use crate::services::bridge::{self, Link, Outgoing, Room, Settings};
 use crate::services::registry::{BindContext, Registered};
 use crate::services::{Reconfigured, Service, ServiceFuture, first_failure};
 use crate::stats::ServiceStats;
@@ -75,6 +77,8 @@ pub struct Chat {
     tx: broadcast::Sender<Item>,
     queue: u32,
     stats: Arc<ServiceStats>,
+    /// For the NATS bridge: who this hub is.
+    info: Arc<SelfInfo>,
 }
 
 fn policy(config: &ChatConfig) -> Policy {
@@ -86,6 +90,7 @@ impl Chat {
         config: &ChatConfig,
         sockets: &mut Sockets,
         stats: Arc<ServiceStats>,
+        info: Arc<SelfInfo>,
     ) -> Result<Self, BindError> {
         let listeners = sockets.tcp_all(NAME, &config.listen)?;
         let refusals = Refusals {
@@ -102,6 +107,7 @@ impl Chat {
             tx,
             queue: config.queue,
             stats,
+            info,
         })
     }
 }
@@ -110,7 +116,7 @@ impl Registered for Chat {
     type Table = ChatConfig;
 
     fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
-        Chat::bind(&config.chat, context.sockets, context.stats)
+        Chat::bind(&config.chat, context.sockets, context.stats, context.info)
     }
 }
 
@@ -125,8 +131,29 @@ impl Service for Chat {
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
         Box::pin(async move {
-            let hub = Arc::new(Hub::new(self.tx.clone(), self.stats.clone()));
+            let (settings, bridge_settings) = watch::channel(Settings::default());
+            let link = Arc::new(Link::new(self.stats.clone()));
+            let hub = Arc::new(Hub::new(
+                self.tx.clone(),
+                self.stats.clone(),
+                link.clone(),
+                settings,
+            ));
             let mut tasks = JoinSet::new();
+            let bridge = bridge::run(
+                link,
+                bridge_settings,
+                hub.clone(),
+                self.info.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(
+                async move {
+                    bridge.await;
+                    Ok(())
+                }
+                .in_current_span(),
+            );
             let notices = hub.clone().tell_notices(shutdown.clone());
             tasks.spawn(
                 async move {
@@ -211,10 +238,19 @@ struct Hub {
     pending: Mutex<Pending>,
     notice: Notify,
     stats: Arc<ServiceStats>,
+    /// What the room says, for the other hubs (when bridged).
+    link: Arc<Link>,
+    /// The bridge's settings, for its task.
+    bridge: watch::Sender<Settings>,
 }
 
 impl Hub {
-    fn new(tx: broadcast::Sender<Item>, stats: Arc<ServiceStats>) -> Self {
+    fn new(
+        tx: broadcast::Sender<Item>,
+        stats: Arc<ServiceStats>,
+        link: Arc<Link>,
+        bridge: watch::Sender<Settings>,
+    ) -> Self {
         Self {
             config: RwLock::default(),
             generation: AtomicU64::new(0),
@@ -224,6 +260,8 @@ impl Hub {
             pending: Mutex::default(),
             notice: Notify::new(),
             stats,
+            link,
+            bridge,
         }
     }
 
@@ -238,6 +276,12 @@ impl Hub {
     fn set_config(&self, config: &Arc<ChatConfig>) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
         self.generation.fetch_add(1, Relaxed);
+        let settings = Settings::of(config);
+        self.bridge.send_if_modified(|now| {
+            let changed = *now != settings;
+            *now = settings;
+            changed
+        });
     }
 
     fn names(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -315,9 +359,11 @@ impl Hub {
         let mut text = String::new();
         if !joined.is_empty() {
             text.push_str(&format!("*** {} joined\n", names_line(&joined)));
+            self.link.offer(Outgoing::Joined(joined));
         }
         if !left.is_empty() {
             text.push_str(&format!("*** {} left\n", names_line(&left)));
+            self.link.offer(Outgoing::Left(left));
         }
         if !text.is_empty() {
             self.send(from, text);
@@ -352,12 +398,25 @@ impl Hub {
             line.push_str(&format!(" and {} more", total - WHO_SHOWN));
         }
         line.push('\n');
+        if let Some(elsewhere) = self.link.who_elsewhere(Instant::now()) {
+            line.push_str(&elsewhere);
+        }
         line
     }
 }
 
+impl Room for Hub {
+    fn hear(&self, lines: Bytes) {
+        self.send(0, lines);
+    }
+
+    fn online(&self) -> usize {
+        self.names().len()
+    }
+}
+
 /// `a`, `a and b`, `a, b and c`, `a, b, c, d, e and 95 others`.
-fn names_line(names: &[String]) -> String {
+pub(crate) fn names_line(names: &[String]) -> String {
     match names {
         [] => String::new(),
         [one] => one.clone(),
@@ -815,12 +874,15 @@ impl Member {
         }
     }
 
-    /// Sends `lines` from this client to the others, its join told first.
+    /// Sends `lines` from this client to the others, here and on the
+    /// other hubs, its join told first.
     fn speak(&mut self, lines: impl Into<Bytes>) {
         if !self.spoken {
             self.hub.before_first_words(self.id);
             self.spoken = true;
         }
+        let lines = lines.into();
+        self.hub.link.offer(Outgoing::Said(lines.clone()));
         self.hub.send(self.id, lines);
     }
 

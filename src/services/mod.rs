@@ -6,6 +6,7 @@
 
 pub mod accept;
 pub mod announcer;
+pub mod bridge;
 pub mod chat;
 pub mod datagram;
 pub mod discovery;
