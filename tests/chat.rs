@@ -3,80 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::peer::Peer;
 use common::{Proc, config, start, temp_dir, write_config};
 use pinetd::config::{Config, OnLag};
 use pinetd::daemon::Daemon;
-
-/// A chat client: a socket and what it has read so far, by lines.
-struct Peer {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Peer {
-    fn connect(addr: SocketAddr) -> Peer {
-        Peer::with_stream(TcpStream::connect(addr).unwrap())
-    }
-
-    /// A client whose socket takes in little: once the hub's buffers for it
-    /// are full, what it is sent waits in the hub's queue.
-    fn stingy(addr: SocketAddr) -> Peer {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        socket.connect(&addr.into()).unwrap();
-        Peer::with_stream(socket.into())
-    }
-
-    fn with_stream(stream: TcpStream) -> Peer {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut peer = Peer { stream, reader };
-        peer.until("*** welcome");
-        peer
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    fn line(&mut self) -> Option<String> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(line),
-        }
-    }
-
-    /// Lines up to and including the first that contains `needle`.
-    fn until(&mut self, needle: &str) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            match self.line() {
-                Some(line) => {
-                    let found = line.contains(needle);
-                    lines.push(line);
-                    if found {
-                        return lines;
-                    }
-                }
-                None => panic!("no line with {needle:?}; got {lines:#?}"),
-            }
-        }
-    }
-
-    /// The connection is closed by the hub (after any lines still to read).
-    fn closed(&mut self) -> bool {
-        let mut rest = Vec::new();
-        self.reader.read_to_end(&mut rest).is_ok()
-    }
-}
 
 fn hub(edit: impl FnOnce(&mut Config)) -> (tokio::runtime::Runtime, Daemon, SocketAddr) {
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -263,3 +263,66 @@ fn the_announcer_sends_only_inside_its_allow() {
     let inside = "[announcer]\nallow = [\"192.168.0.0/24\"]\nto = [\"192.168.0.255:37020\", \"255.255.255.255:37020\"]\n";
     assert_eq!(problems(inside), Vec::<String>::new());
 }
+
+#[test]
+fn the_chat_bridge_takes_nats_urls_and_one_subject_without_wildcards() {
+    let config = Config::parse(
+        "[chat]\nbridge_url = \"nats://10.0.0.5:4222, nats://nats.school.lan,nats://[::1]:4223\"\nbridge_subject = \"school.room-7\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert!(config.chat.bridge_url.contains("nats.school.lan"));
+    assert_eq!(config.chat.bridge_subject, "school.room-7");
+    // Off by default, on the usual subject.
+    assert_eq!(Config::default().chat.bridge_url, "");
+    assert_eq!(Config::default().chat.bridge_subject, "pinetd.chat");
+    for (key, bad, why) in [
+        (
+            "bridge_url",
+            "\"http://10.0.0.5:4222\"",
+            "is not a NATS server address",
+        ),
+        (
+            "bridge_url",
+            "\"tls://10.0.0.5:4222\"",
+            "does not speak TLS",
+        ),
+        ("bridge_url", "\"nats://10.0.0.5:99999\"", "is not a port"),
+        ("bridge_url", "\"nats://10.0.0.5:0\"", "is not a port"),
+        (
+            "bridge_url",
+            "\"nats://bad host:4222\"",
+            "is not a host name or IP address",
+        ),
+        (
+            "bridge_url",
+            "\"nats://::1:4222\"",
+            "is not a host name or IP address",
+        ),
+        (
+            "bridge_url",
+            "\"nats://a:1,\"",
+            "is not a NATS server address",
+        ),
+        ("bridge_subject", "\"\"", "is empty"),
+        ("bridge_subject", "\"pinetd.*\"", "has a wildcard"),
+        ("bridge_subject", "\"pinetd.>\"", "has a wildcard"),
+        (
+            "bridge_subject",
+            "\"pinetd..chat\"",
+            "is not a NATS subject",
+        ),
+        ("bridge_subject", "\"pinetd chat\"", "is not a NATS subject"),
+        ("bridge_subject", "\"room*\"", "is not a NATS subject"),
+    ] {
+        let text = format!("[chat]\n{key} = {bad}\n");
+        let got = problems(&text);
+        assert_eq!(got.len(), 1, "{bad}: {got:?}");
+        assert!(
+            got[0].starts_with("test.toml:2:")
+                && got[0].contains(&format!("chat.{key}"))
+                && got[0].contains(why),
+            "{bad}: {got:?}"
+        );
+    }
+}

@@ -4,6 +4,8 @@
 //! timeout here only guards against a hang, so a busy machine is slow, not red.
 #![allow(dead_code)]
 
+pub mod peer;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,0 +1,484 @@
+//! Hubs sharing one room through NATS: a real `nats-server` (Debian's
+//! package; the tests skip without it) on a loopback port of its own,
+//! stopped by PID, and two or three daemons bridged through it.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::peer::Peer;
+use common::{HANG, Proc, config, skip, start, temp_dir, write_config};
+use pinetd::config::Config;
+use pinetd::daemon::Daemon;
+use pinetd::describe::Description;
+
+/// A nats-server on 127.0.0.1, killed on drop.
+struct Nats {
+    server: Proc,
+    port: u16,
+}
+
+impl Nats {
+    /// The server's program, or None (the test is skipped, saying why).
+    fn program() -> Option<String> {
+        let found = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .map(str::to_owned)
+            .find(|p| std::path::Path::new(p).exists())
+            .or_else(|| {
+                let out = Command::new("sh")
+                    .args(["-c", "command -v nats-server"])
+                    .output()
+                    .ok()?;
+                let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                (!path.is_empty()).then_some(path)
+            });
+        if found.is_none() {
+            skip(format_args!(
+                "nats-server is not installed (apt-get install nats-server)"
+            ));
+        }
+        found
+    }
+
+    /// Starts it on `port` (0: one of the kernel's choosing); ready once it
+    /// says where it listens.
+    fn start(program: &str, port: u16) -> Nats {
+        let port_arg = if port == 0 {
+            "-1".to_owned()
+        } else {
+            port.to_string()
+        };
+        let mut command = Command::new(program);
+        command.args(["-a", "127.0.0.1", "-p", &port_arg, "-m", "0"]);
+        let mut server = Proc::spawn(command);
+        let line = server.wait_for("Listening for client connections on");
+        let port = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Nats { server, port }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it at once (SIGKILL), as a crash or a pulled cable would.
+    fn kill(mut self) -> u16 {
+        let _ = self.server.child.kill();
+        let _ = self.server.child.wait();
+        self.port
+    }
+}
+
+/// A hub bridged to `url` on `subject`, in-process on its own runtime.
+fn hub(url: &str, subject: &str) -> (tokio::runtime::Runtime, Daemon, SocketAddr) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let daemon = runtime.block_on(async { start(bridged(url, subject)) });
+    let addr = daemon.addrs("chat")[0];
+    (runtime, daemon, addr)
+}
+
+fn bridged(url: &str, subject: &str) -> Config {
+    config(|c| {
+        c.chat.enabled = true;
+        c.chat.rate_limit = 0;
+        c.chat.bridge_url = url.to_owned();
+        c.chat.bridge_subject = subject.to_owned();
+    })
+}
+
+/// `from` says numbered probes until `to` hears one: the bridge is up both
+/// ways between their hubs (what `to` read up to then is dropped).
+fn bridged_between(from: &mut Peer, to: &mut Peer, tag: &str) {
+    to.stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + HANG;
+    'probing: for n in 0.. {
+        assert!(Instant::now() < deadline, "{tag}: the bridge never came up");
+        from.send(format!("probe {tag} {n}\n").as_bytes());
+        while let Some(line) = to.line() {
+            if line.contains(&format!("probe {tag} ")) {
+                break 'probing;
+            }
+        }
+    }
+    to.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+}
+
+/// Reads `peer`'s lines until it has heard every one of `ends`; returns
+/// how often it heard each line (prefix and all), probes and notices aside.
+fn heard_until(peer: &mut Peer, ends: &[&str]) -> HashMap<String, u32> {
+    let mut heard = HashMap::new();
+    let mut waiting: Vec<&str> = ends.to_vec();
+    while !waiting.is_empty() {
+        let line = peer
+            .line()
+            .unwrap_or_else(|| panic!("closed or quiet while waiting for {waiting:?}"));
+        waiting.retain(|end| !line.contains(end));
+        if !line.contains("probe ") && !line.starts_with("***") {
+            *heard.entry(line).or_default() += 1;
+        }
+    }
+    heard
+}
+
+fn once(heard: &HashMap<String, u32>, text: &str) -> bool {
+    heard
+        .iter()
+        .filter(|(line, _)| line.contains(text))
+        .map(|(_, n)| *n)
+        .sum::<u32>()
+        == 1
+}
+
+fn never(heard: &HashMap<String, u32>, text: &str) -> bool {
+    !heard.keys().any(|line| line.contains(text))
+}
+
+#[test]
+fn a_line_reaches_every_other_client_on_both_hubs_once_never_its_sender() {
+    let Some(program) = Nats::program() else {
+        return;
+    };
+    let nats = Nats::start(&program, 0);
+    let (_ra, _a, addr_a) = hub(&nats.url(), "pinetd.test.once");
+    let (_rb, _b, addr_b) = hub(&nats.url(), "pinetd.test.once");
+    let mut a1 = Peer::connect(addr_a);
+    let mut a2 = Peer::connect(addr_a);
+    let mut b1 = Peer::connect(addr_b);
+    let mut b2 = Peer::connect(addr_b);
+    bridged_between(&mut a1, &mut b1, "a-to-b");
+    bridged_between(&mut b1, &mut a1, "b-to-a");
+
+    a1.send(b"hello from a1\n");
+    b1.send(b"hello from b1\n");
+    // Each says its end after its line: one connection keeps a sender's order.
+    for (peer, end) in [
+        (&mut a1, "end a1"),
+        (&mut a2, "end a2"),
+        (&mut b1, "end b1"),
+        (&mut b2, "end b2"),
+    ] {
+        peer.send(format!("{end}\n").as_bytes());
+    }
+    let all = ["end a1", "end a2", "end b1", "end b2"];
+    let others = |me: &str| -> Vec<&str> { all.iter().copied().filter(|e| *e != me).collect() };
+    let heard_a1 = heard_until(&mut a1, &others("end a1"));
+    let heard_a2 = heard_until(&mut a2, &others("end a2"));
+    let heard_b1 = heard_until(&mut b1, &others("end b1"));
+    let heard_b2 = heard_until(&mut b2, &others("end b2"));
+    // A second round: anything echoed or looped back would be in by now.
+    for (peer, end) in [
+        (&mut a1, "again a1"),
+        (&mut a2, "again a2"),
+        (&mut b1, "again b1"),
+        (&mut b2, "again b2"),
+    ] {
+        peer.send(format!("{end}\n").as_bytes());
+    }
+    let again = ["again a1", "again a2", "again b1", "again b2"];
+    let more = |me: &str| -> Vec<&str> { again.iter().copied().filter(|e| *e != me).collect() };
+    let late = [
+        heard_until(&mut a1, &more("again a1")),
+        heard_until(&mut a2, &more("again a2")),
+        heard_until(&mut b1, &more("again b1")),
+        heard_until(&mut b2, &more("again b2")),
+    ];
+    for heard in &late {
+        assert!(never(heard, "hello from"), "heard again later: {heard:#?}");
+    }
+
+    assert!(never(&heard_a1, "hello from a1"), "{heard_a1:#?}");
+    assert!(once(&heard_a1, "hello from b1"), "{heard_a1:#?}");
+    assert!(once(&heard_a2, "hello from a1"), "{heard_a2:#?}");
+    assert!(once(&heard_a2, "hello from b1"), "{heard_a2:#?}");
+    assert!(never(&heard_b1, "hello from b1"), "{heard_b1:#?}");
+    assert!(once(&heard_b1, "hello from a1"), "{heard_b1:#?}");
+    assert!(once(&heard_b2, "hello from a1"), "{heard_b2:#?}");
+    assert!(once(&heard_b2, "hello from b1"), "{heard_b2:#?}");
+    // Formatted by the sender's hub: its prefix and name.
+    assert!(
+        heard_b2.contains_key("[user1] hello from a1\n"),
+        "{heard_b2:#?}"
+    );
+}
+
+#[test]
+fn joins_leaves_and_who_cross_naming_the_hub() {
+    let Some(program) = Nats::program() else {
+        return;
+    };
+    let nats = Nats::start(&program, 0);
+    let (ra, a, addr_a) = hub(&nats.url(), "pinetd.test.notices");
+    let (_rb, _b, addr_b) = hub(&nats.url(), "pinetd.test.notices");
+    let mut a1 = Peer::connect(addr_a);
+    let mut b1 = Peer::connect(addr_b);
+    bridged_between(&mut a1, &mut b1, "a-to-b");
+    bridged_between(&mut b1, &mut a1, "b-to-a");
+
+    let mut a2 = Peer::connect(addr_a);
+    a2.send(b"/nick alice\n");
+    a2.until("you are now alice");
+    let host = hostname::get().unwrap().to_string_lossy().into_owned();
+    b1.until(&format!("joined on {host}"));
+    a2.send(b"bye\n");
+    assert_eq!(
+        b1.until("left on").last().unwrap(),
+        &format!("*** alice left on {host}\n")
+    );
+    // /who: the local clients, then how many are on the other hubs.
+    b1.send(b"/who\n");
+    let who = b1.until("other hub");
+    let who = &who[who.len() - 2..];
+    assert_eq!(who[0], "*** online (1): user1\n");
+    assert_eq!(
+        who[1],
+        format!("*** and 1 more on 1 other hub: {host} (1)\n")
+    );
+    // A hub that stops says so: its clients are gone from the room.
+    assert!(ra.block_on(a.shutdown()), "hub a drains");
+    assert_eq!(
+        b1.until("its hub stopped").last().unwrap(),
+        &format!("*** 1 left on {host} (its hub stopped)\n")
+    );
+    b1.send(b"/who\n");
+    assert_eq!(
+        b1.until("online").last().unwrap(),
+        "*** online (1): user1\n"
+    );
+    b1.stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let after = b1.line().unwrap_or_default();
+    assert!(!after.contains("other hub"), "{after:?}");
+}
+
+#[test]
+fn a_thousand_lines_each_way_cross_in_order_once_each() {
+    let Some(program) = Nats::program() else {
+        return;
+    };
+    let nats = Nats::start(&program, 0);
+    let (_ra, _a, addr_a) = hub(&nats.url(), "pinetd.test.order");
+    let (_rb, _b, addr_b) = hub(&nats.url(), "pinetd.test.order");
+    let mut a1 = Peer::connect(addr_a);
+    let mut a2 = Peer::connect(addr_a);
+    let mut b1 = Peer::connect(addr_b);
+    let mut b2 = Peer::connect(addr_b);
+    bridged_between(&mut a1, &mut b1, "a-to-b");
+    bridged_between(&mut b1, &mut a1, "b-to-a");
+
+    let burst = |who: &str| -> Vec<u8> {
+        (0..1000)
+            .flat_map(|n| format!("{who} {n:04}\n").into_bytes())
+            .chain(format!("{who} done\n").into_bytes())
+            .collect()
+    };
+    // At full speed, both ways at once, each in one write.
+    a1.send(&burst("from-a"));
+    b1.send(&burst("from-b"));
+    for (peer, other) in [(&mut b2, "from-a"), (&mut a2, "from-b")] {
+        let mut next = 0;
+        loop {
+            let line = peer.line().expect("the burst arrives");
+            let Some(rest) = line.strip_prefix(&format!("[user1] {other} ")) else {
+                continue;
+            };
+            if rest == "done\n" {
+                break;
+            }
+            assert_eq!(rest, format!("{next:04}\n"), "in order, once each");
+            next += 1;
+        }
+        assert_eq!(next, 1000);
+    }
+}
+
+#[test]
+fn with_nats_killed_each_room_goes_on_and_bridges_again_once_it_is_back() {
+    let Some(program) = Nats::program() else {
+        return;
+    };
+    let nats = Nats::start(&program, 0);
+    let (_ra, a, addr_a) = hub(&nats.url(), "pinetd.test.outage");
+    let (_rb, _b, addr_b) = hub(&nats.url(), "pinetd.test.outage");
+    let mut a1 = Peer::connect(addr_a);
+    let mut a2 = Peer::connect(addr_a);
+    let mut b1 = Peer::connect(addr_b);
+    let mut b2 = Peer::connect(addr_b);
+    bridged_between(&mut a1, &mut b1, "a-to-b");
+    bridged_between(&mut b1, &mut a1, "b-to-a");
+
+    let port = nats.kill();
+    // Each local room works; what is said meanwhile is counted, not bridged.
+    let deadline = Instant::now() + HANG;
+    for n in 0.. {
+        a1.send(format!("away {n}\n").as_bytes());
+        assert!(
+            a2.until("away ")
+                .last()
+                .unwrap()
+                .contains(&format!("away {n}\n"))
+        );
+        if a.stats().to_string().contains("not bridged") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never counted as not bridged: {}",
+            a.stats()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b1.send(b"local on b\n");
+    b2.until("local on b");
+
+    let nats = Nats::start(&program, port);
+    assert_eq!(nats.port, port);
+    bridged_between(&mut a1, &mut b1, "back-a-to-b");
+    bridged_between(&mut b1, &mut a1, "back-b-to-a");
+    a1.send(b"after a1\nend a1\n");
+    b1.send(b"after b1\nend b1\n");
+    a2.send(b"end a2\n");
+    b2.send(b"end b2\n");
+    let heard_a2 = heard_until(&mut a2, &["end a1", "end b1", "end b2"]);
+    let heard_b2 = heard_until(&mut b2, &["end a1", "end b1", "end a2"]);
+    // Nothing twice: not the lines said during the outage, not those after.
+    for heard in [&heard_a2, &heard_b2] {
+        assert!(heard.values().all(|&n| n == 1), "{heard:#?}");
+    }
+    assert!(once(&heard_a2, "after b1") && once(&heard_b2, "after a1"));
+}
+
+#[test]
+fn with_nats_absent_at_start_the_daemon_is_ready_and_bridges_once_it_appears() {
+    let Some(program) = Nats::program() else {
+        return;
+    };
+    // A port nobody listens on, for now.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let dir = temp_dir("bridge-absent");
+    let path = write_config(
+        &dir,
+        &format!(
+            "[json_echo]\nenabled = false\n[udp_echo]\nenabled = false\n[announcer]\nenabled = false\n[discovery]\nenabled = false\n[chat]\nlisten = \"127.0.0.1:0\"\nbridge_url = \"{url}\"\nbridge_subject = \"pinetd.test.absent\"\n"
+        ),
+    );
+    let notify_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(HANG)).unwrap();
+    let mut daemon = Proc::start_with_env(
+        &["--config", path.to_str().unwrap()],
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+    );
+    let addr_a = daemon.addrs(&["chat"])["chat"];
+    let mut buf = [0u8; 4096];
+    let n = notify.recv(&mut buf).expect("READY=1 with NATS away");
+    assert!(
+        buf[..n].starts_with(b"READY=1"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    daemon.wait_for("NATS is not reachable");
+    // The room works locally meanwhile.
+    let mut a1 = Peer::connect(addr_a);
+    let mut a2 = Peer::connect(addr_a);
+    a1.send(b"alone for now\n");
+    a2.until("alone for now");
+
+    let _nats = Nats::start(&program, port);
+    let (_rb, _b, addr_b) = hub(&url, "pinetd.test.absent");
+    daemon.wait_for("connected to NATS; the room is bridged");
+    let mut b1 = Peer::connect(addr_b);
+    bridged_between(&mut a1, &mut b1, "a-to-b");
+    bridged_between(&mut b1, &mut a1, "b-to-a");
+    b1.send(b"hello a\n");
+    a2.until("hello a");
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(HANG), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_reload_moves_the_bridge_without_dropping_anyone_and_discovery_names_the_room() {
+    let Some(program) = Nats::program() else {
+        return;
+    };
+    let nats = Nats::start(&program, 0);
+    let (_ra, _a, addr_a) = hub(&nats.url(), "pinetd.test.room1");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut b = runtime.block_on(async {
+        start(config(|c| {
+            c.chat.enabled = true;
+            c.chat.rate_limit = 0;
+            c.chat.bridge_url = nats.url();
+            c.chat.bridge_subject = "pinetd.test.room2".into();
+            c.discovery.enabled = true;
+            c.discovery.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        }))
+    });
+    let addr_b = b.addrs("chat")[0];
+    let discovery = b.addrs("discovery")[0];
+    let described = || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        socket.send_to(b"DISCOVER", discovery).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = socket.recv(&mut buf).expect("a discovery reply");
+        Description::parse(&buf[..n]).expect("a description")
+    };
+    assert_eq!(described().room.as_deref(), Some("pinetd.test.room2"));
+    assert!(described().services_text().contains("chat"));
+
+    let mut a1 = Peer::connect(addr_a);
+    let mut b1 = Peer::connect(addr_b);
+    let mut b2 = Peer::connect(addr_b);
+    // Different rooms: b2 hears b1, never a1.
+    a1.send(b"only in room1\n");
+    b1.send(b"only in room2\n");
+    b2.until("only in room2");
+
+    let mut moved = b.config().clone();
+    moved.chat.bridge_subject = "pinetd.test.room1".into();
+    assert_eq!(runtime.block_on(b.reload(moved)), ["chat"]);
+    bridged_between(&mut a1, &mut b1, "a-to-b");
+    a1.send(b"now in one room\n");
+    let lines = b2.until("now in one room");
+    assert!(
+        lines.iter().all(|l| !l.contains("only in room1")),
+        "{lines:#?}"
+    );
+    // Nobody was dropped: b1 and b2 still talk.
+    b1.send(b"still here\n");
+    b2.until("still here");
+    assert_eq!(described().room.as_deref(), Some("pinetd.test.room1"));
+    // Off: the description says no room.
+    let mut off = b.config().clone();
+    off.chat.bridge_url = String::new();
+    runtime.block_on(b.reload(off));
+    let deadline = Instant::now() + HANG;
+    while described().room.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the room stays in the description"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
