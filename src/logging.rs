@@ -20,9 +20,20 @@ impl LogLevel {
         if self.from_env {
             return;
         }
-        if let Ok(filter) = EnvFilter::builder().parse(filter) {
+        if let Ok(filter) = EnvFilter::builder().parse(quiet_libraries(filter)) {
             let _ = self.handle.reload(filter);
         }
+    }
+}
+
+/// The NATS client logs every connection attempt and event at info; the
+/// bridge logs what matters once per outage, so the client is held to
+/// warnings unless the filter names it (`async_nats=debug`).
+fn quiet_libraries(filter: &str) -> String {
+    if filter.contains("async_nats") {
+        filter.to_owned()
+    } else {
+        format!("{filter},async_nats=warn")
     }
 }
 
@@ -32,7 +43,7 @@ pub fn init(default: &str) -> LogLevel {
     let from_env = env.is_some();
     let filter = env
         .and_then(|v| EnvFilter::builder().parse(v).ok())
-        .unwrap_or_else(|| EnvFilter::builder().parse_lossy(default));
+        .unwrap_or_else(|| EnvFilter::builder().parse_lossy(quiet_libraries(default)));
     let (filter, handle) = reload::Layer::new(filter);
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let layer = fmt::layer()
@@ -62,4 +73,25 @@ pub fn init(default: &str) -> LogLevel {
         );
     }));
     LogLevel { handle, from_env }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nats_client_is_held_to_warnings_unless_named() {
+        assert_eq!(quiet_libraries("info"), "info,async_nats=warn");
+        assert_eq!(
+            quiet_libraries("pinetd=debug"),
+            "pinetd=debug,async_nats=warn"
+        );
+        assert_eq!(
+            quiet_libraries("info,async_nats=debug"),
+            "info,async_nats=debug"
+        );
+        for filter in ["info", "debug,tokio=warn"] {
+            assert!(EnvFilter::builder().parse(quiet_libraries(filter)).is_ok());
+        }
+    }
 }

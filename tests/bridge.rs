@@ -401,9 +401,33 @@ fn with_nats_absent_at_start_the_daemon_is_ready_and_bridges_once_it_appears() {
     a1.send(b"alone for now\n");
     a2.until("alone for now");
 
+    // An outage of a few reconnect attempts (100, 200, 400, 800 ms apart)...
+    std::thread::sleep(Duration::from_millis(1500));
     let _nats = Nats::start(&program, port);
     let (_rb, _b, addr_b) = hub(&url, "pinetd.test.absent");
     daemon.wait_for("connected to NATS; the room is bridged");
+    // ... is logged once, and the NATS client's own chatter not at all.
+    let outage: Vec<&String> = daemon
+        .log
+        .iter()
+        .filter(|l| l.contains("NATS") || l.contains("nats"))
+        .collect();
+    assert_eq!(
+        outage
+            .iter()
+            .filter(|l| l.contains("not reachable"))
+            .count(),
+        1,
+        "{outage:#?}"
+    );
+    assert!(
+        daemon
+            .log
+            .iter()
+            .all(|l| !l.contains("event:") && !l.contains("IO error")),
+        "{:#?}",
+        daemon.log
+    );
     let mut b1 = Peer::connect(addr_b);
     bridged_between(&mut a1, &mut b1, "a-to-b");
     bridged_between(&mut b1, &mut a1, "b-to-a");
