@@ -26,14 +26,15 @@ impl LogLevel {
     }
 }
 
-/// The NATS client logs every connection attempt and event at info; the
-/// bridge logs what matters once per outage, so the client is held to
-/// warnings unless the filter names it (`async_nats=debug`).
+/// The NATS client logs every connection attempt and event (at info, and an
+/// error for each client it gives up on); the bridge logs what matters, once
+/// per outage, so the client is silent unless the filter names it
+/// (`async_nats=debug`).
 fn quiet_libraries(filter: &str) -> String {
     if filter.contains("async_nats") {
         filter.to_owned()
     } else {
-        format!("{filter},async_nats=warn")
+        format!("{filter},async_nats=off")
     }
 }
 
@@ -81,10 +82,10 @@ mod tests {
 
     #[test]
     fn the_nats_client_is_held_to_warnings_unless_named() {
-        assert_eq!(quiet_libraries("info"), "info,async_nats=warn");
+        assert_eq!(quiet_libraries("info"), "info,async_nats=off");
         assert_eq!(
             quiet_libraries("pinetd=debug"),
-            "pinetd=debug,async_nats=warn"
+            "pinetd=debug,async_nats=off"
         );
         assert_eq!(
             quiet_libraries("info,async_nats=debug"),

@@ -230,6 +230,10 @@ fn joins_leaves_and_who_cross_naming_the_hub() {
     a2.until("you are now alice");
     let host = hostname::get().unwrap().to_string_lossy().into_owned();
     b1.until(&format!("joined on {host}"));
+    assert_eq!(
+        b1.until("is now alice").last().unwrap(),
+        &format!("*** user2 is now alice on {host}\n")
+    );
     a2.send(b"bye\n");
     assert_eq!(
         b1.until("left on").last().unwrap(),
@@ -505,4 +509,203 @@ fn a_reload_moves_the_bridge_without_dropping_anyone_and_discovery_names_the_roo
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A raw NATS client: publishes what it likes on a subject.
+struct RawNats {
+    stream: std::net::TcpStream,
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl RawNats {
+    fn connect(port: u16) -> RawNats {
+        use std::io::{BufRead, Write};
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(HANG)).unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut info = String::new();
+        reader.read_line(&mut info).unwrap();
+        assert!(info.starts_with("INFO"), "{info:?}");
+        let mut raw = RawNats { stream, reader };
+        raw.stream
+            .write_all(b"CONNECT {\"verbose\":false,\"headers\":true}\r\n")
+            .unwrap();
+        raw.sync();
+        raw
+    }
+
+    /// HPUB with `headers` (the whole block, `NATS/1.0` line and blank line included).
+    fn publish(&mut self, subject: &str, headers: &[u8], payload: &[u8]) {
+        use std::io::Write;
+        let mut message = format!(
+            "HPUB {subject} {} {}\r\n",
+            headers.len(),
+            headers.len() + payload.len()
+        )
+        .into_bytes();
+        message.extend_from_slice(headers);
+        message.extend_from_slice(payload);
+        message.extend_from_slice(b"\r\n");
+        self.stream.write_all(&message).unwrap();
+        self.sync();
+    }
+
+    /// PING, PONG: the server has taken everything before.
+    fn sync(&mut self) {
+        use std::io::{BufRead, Write};
+        self.stream.write_all(b"PING\r\n").unwrap();
+        let mut line = String::new();
+        while !line.starts_with("PONG") {
+            line.clear();
+            assert!(
+                self.reader.read_line(&mut line).unwrap() > 0,
+                "server closed"
+            );
+            assert!(!line.starts_with("-ERR"), "{line:?}");
+        }
+    }
+}
+
+fn say_headers(hub: &str) -> Vec<u8> {
+    format!("NATS/1.0\r\nPinetd-Hub: {hub}\r\nPinetd-Host: evil\r\nPinetd-Kind: say\r\nPinetd-Online: 18446744073709551615\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn what_arrives_from_nats_is_cleaned_limited_and_cannot_stop_the_bridge() {
+    let Some(program) = Nats::program() else {
+        return;
+    };
+    let nats = Nats::start(&program, 0);
+    let subject = "pinetd.test.hostile";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let a = runtime.block_on(async {
+        start(config(|c| {
+            c.chat.enabled = true;
+            c.chat.bridge_url = nats.url();
+            c.chat.bridge_subject = subject.into();
+            c.chat.bridge_rate_limit = 50;
+        }))
+    });
+    let (_rb, _b, addr_b) = hub(&nats.url(), subject);
+    let mut a1 = Peer::connect(a.addrs("chat")[0]);
+    let mut b1 = Peer::connect(addr_b);
+    bridged_between(&mut b1, &mut a1, "b-to-a");
+    let chat = a.stats().service("chat");
+    let refused = |why| chat.refused(why);
+
+    let mut raw = RawNats::connect(nats.port);
+    // Control characters reach nobody's terminal.
+    raw.publish(
+        subject,
+        &say_headers("evil1"),
+        b"[evil] hi\x1b[2J\x07\xff\n",
+    );
+    assert_eq!(
+        a1.until("[evil] hi").last().unwrap(),
+        "[evil] hi\u{fffd}[2J\u{fffd}\u{fffd}\n"
+    );
+    // /who: a hub claiming u64::MAX clients counts as a million.
+    a1.send(b"/who\n");
+    assert_eq!(
+        a1.until("other hub").last().unwrap(),
+        &format!(
+            "*** and 1000001 more on 2 other hubs: evil (1000000), {} (1)\n",
+            hostname::get().unwrap().to_string_lossy()
+        )
+    );
+    // Too big: dropped whole, counted.
+    let over = refused(pinetd::stats::Refusal::OverLimit);
+    raw.publish(subject, &say_headers("evil2"), &vec![b'x'; 20_000]);
+    // More lines than bridge_rate_limit: the rest are dropped, counted.
+    let flood: Vec<u8> = (0..200)
+        .flat_map(|n| format!("flood {n}\n").into_bytes())
+        .collect();
+    raw.publish(subject, &say_headers("evil3"), &flood);
+    raw.publish(subject, &say_headers("evil4"), b"after the flood\n");
+    let lines = a1.until("flood");
+    assert!(lines.iter().all(|l| !l.starts_with("xxxx")), "{lines:#?}");
+    let deadline = Instant::now() + HANG;
+    while refused(pinetd::stats::Refusal::RateLimited) < 100 {
+        assert!(Instant::now() < deadline, "the flood is not rate limited");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(refused(pinetd::stats::Refusal::OverLimit), over + 1);
+
+    // A header block the client cannot parse drops its connection: it
+    // reconnects, and the room is bridged again.
+    raw.publish(subject, b"NATS/1.0\r\nGarbage\r\n\r\n", b"x");
+    raw.publish(subject, b"NATS/1.0\r\nPinetd-Host: \xff\r\n\r\n", b"x");
+    bridged_between(&mut b1, &mut a1, "b-to-a-again");
+    bridged_between(&mut a1, &mut b1, "a-to-b-again");
+}
+
+#[test]
+fn a_nats_server_that_never_reads_slows_neither_the_room_nor_shutdown() {
+    use std::io::{BufRead, Write};
+    // Says hello as NATS does, answers the client's first PING, then reads nothing.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .write_all(b"INFO {\"server_id\":\"stalled\",\"version\":\"2.9.10\",\"proto\":1,\"headers\":true,\"max_payload\":1048576}\r\n")
+            .unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.starts_with("PING") {
+            line.clear();
+        }
+        stream.write_all(b"PONG\r\n").unwrap();
+        // Held open, unread, until the test ends.
+        std::thread::sleep(Duration::from_secs(60));
+        drop(stream);
+    });
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let daemon = runtime.block_on(async {
+        start(config(|c| {
+            c.chat.enabled = true;
+            c.chat.rate_limit = 0;
+            c.chat.bridge_url = format!("nats://127.0.0.1:{port}");
+        }))
+    });
+    let addr = daemon.addrs("chat")[0];
+    let mut talker = Peer::connect(addr);
+    let mut listener = Peer::connect(addr);
+    // 8 MB of lines: far more than NATS takes when it reads nothing.
+    let burst: Vec<u8> = (0..100_000)
+        .flat_map(|n| format!("line {n:06} {}\n", "x".repeat(64)).into_bytes())
+        .collect();
+    let writer = std::thread::spawn(move || {
+        talker.send(&burst);
+        talker.send(b"the end\n");
+        talker
+    });
+    // The room gets every line, however stuck the bridge is.
+    let mut next = 0;
+    loop {
+        let line = listener.line().expect("the room goes on");
+        if line.contains("the end") {
+            break;
+        }
+        if let Some(rest) = line.strip_prefix("[user1] line ") {
+            assert!(rest.starts_with(&format!("{next:06} ")), "{line:?}");
+            next += 1;
+        }
+    }
+    assert_eq!(next, 100_000);
+    let _talker = writer.join().unwrap();
+    assert!(
+        daemon.stats().to_string().contains("not bridged"),
+        "{}",
+        daemon.stats()
+    );
+    // And shutdown is not held up by it.
+    let grace = daemon.shutdown_grace();
+    let started = Instant::now();
+    assert!(
+        runtime.block_on(daemon.shutdown()),
+        "drained within the grace"
+    );
+    assert!(started.elapsed() < grace, "took {:?}", started.elapsed());
+    drop(server);
 }

@@ -267,7 +267,7 @@ fn the_announcer_sends_only_inside_its_allow() {
 #[test]
 fn the_chat_bridge_takes_nats_urls_and_one_subject_without_wildcards() {
     let config = Config::parse(
-        "[chat]\nbridge_url = \"nats://10.0.0.5:4222, nats://nats.school.lan,nats://[::1]:4223\"\nbridge_subject = \"school.room-7\"\n",
+        "[chat]\nbridge_url = \"nats://pi:s3cret@10.0.0.5:4222, nats://nats.school.lan,nats://[::1]:4223\"\nbridge_subject = \"school.room-7\"\n",
         "t.toml",
     )
     .unwrap();
@@ -304,6 +304,24 @@ fn the_chat_bridge_takes_nats_urls_and_one_subject_without_wildcards() {
             "\"nats://a:1,\"",
             "is not a NATS server address",
         ),
+        ("bridge_url", "\"nats://127.0.0.1:+4222\"", "is not a port"),
+        (
+            "bridge_url",
+            "\"nats://[[::1]\"",
+            "is not a host name or IP address",
+        ),
+        (
+            "bridge_url",
+            "\"nats://[::1]]:4222\"",
+            "is not a host name or IP address",
+        ),
+        (
+            "bridge_url",
+            "\"nats://[10.0.0.1]:4222\"",
+            "is not a host name or IP address",
+        ),
+        ("bridge_url", "\"nats://a b:c@10.0.0.5\"", "credentials"),
+        ("bridge_url", "\"nats://@10.0.0.5\"", "credentials"),
         ("bridge_subject", "\"\"", "is empty"),
         ("bridge_subject", "\"pinetd.*\"", "has a wildcard"),
         ("bridge_subject", "\"pinetd.>\"", "has a wildcard"),
@@ -325,4 +343,20 @@ fn the_chat_bridge_takes_nats_urls_and_one_subject_without_wildcards() {
             "{bad}: {got:?}"
         );
     }
+}
+
+#[test]
+fn bridge_credentials_are_taken_and_never_shown() {
+    use pinetd::config::{NatsAuth, NatsUrl};
+    let url = NatsUrl::parse("nats://pi:s3cret@10.0.0.5:4222").unwrap();
+    assert_eq!(url.server, "nats://10.0.0.5:4222");
+    assert_eq!(
+        url.auth,
+        NatsAuth::UserPassword("pi".into(), "s3cret".into())
+    );
+    let url = NatsUrl::parse("nats://t0ken@[::1]").unwrap();
+    assert_eq!(url.server, "nats://[::1]:4222");
+    assert_eq!(url.auth, NatsAuth::Token("t0ken".into()));
+    let bad = problems("[chat]\nbridge_url = \"nats://pi:s3cret@bad host:4222\"\n");
+    assert!(!bad[0].contains("s3cret"), "{bad:?}");
 }

@@ -239,8 +239,8 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 /// The longest bridge subject: NATS allows more, but a room's name is short.
 pub const MAX_SUBJECT: usize = 255;
 
-/// `bridge_url`: "" (no bridge), or one or more `nats://HOST[:PORT]`, comma
-/// separated, the servers of one NATS cluster.
+/// `bridge_url`: "" (no bridge), or one or more `nats://[USER:PASS@|TOKEN@]HOST[:PORT]`,
+/// comma separated, the servers of one NATS cluster.
 pub fn bridge_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let text = String::deserialize(d)?;
     if text.trim().is_empty() {
@@ -252,56 +252,127 @@ pub fn bridge_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         ));
     }
     for url in text.split(',') {
-        nats_url(url.trim()).map_err(D::Error::custom)?;
+        NatsUrl::parse(url.trim()).map_err(D::Error::custom)?;
     }
     Ok(text)
 }
 
-/// Checks one `nats://HOST[:PORT]`; its host and port.
-pub fn nats_url(url: &str) -> Result<(String, u16), String> {
-    let shown = url.escape_debug();
-    let Some(rest) = url.strip_prefix("nats://") else {
-        return Err(format!(
-            "\"{shown}\" is not a NATS server address like \"nats://127.0.0.1:4222\" (only nats://: the bridge does not speak TLS)"
-        ));
+/// Who the bridge says it is to NATS, from a URL's user part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    None,
+    Token(String),
+    UserPassword(String, String),
+}
+
+/// One `nats://` server of `bridge_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsUrl {
+    /// `nats://HOST:PORT`, IPv6 in brackets: what is connected to and
+    /// logged (never the credentials).
+    pub server: String,
+    pub auth: NatsAuth,
+}
+
+impl NatsUrl {
+    /// Parses `nats://[USER:PASS@|TOKEN@]HOST[:PORT]`, naming what is wrong.
+    pub fn parse(url: &str) -> Result<NatsUrl, String> {
+        let Some(rest) = url.strip_prefix("nats://") else {
+            return Err(format!(
+                "\"{}\" is not a NATS server address like \"nats://127.0.0.1:4222\" (only nats://: the bridge does not speak TLS)",
+                url.escape_debug()
+            ));
+        };
+        // Credentials are not repeated in an error message.
+        let (auth, hostport) = match rest.rsplit_once('@') {
+            None => (NatsAuth::None, rest),
+            Some((user, hostport)) => (credentials(user)?, hostport),
+        };
+        let shown = format!("nats://{hostport}");
+        let (host, port) = match hostport.strip_prefix('[') {
+            // [IPv6] or [IPv6]:PORT
+            Some(bracketed) => match bracketed.split_once(']') {
+                Some((ip, "")) => (ip, None),
+                Some((ip, rest)) => match rest.strip_prefix(':') {
+                    Some(port) => (ip, Some(port)),
+                    None => return Err(bad_host(&shown, hostport)),
+                },
+                None => return Err(bad_host(&shown, hostport)),
+            },
+            None => match hostport.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (hostport, None),
+            },
+        };
+        let port = match port {
+            None => 4222,
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0 && port.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| {
+                    format!(
+                        "\"{}\": \"{}\" is not a port (1 to 65535)",
+                        shown.escape_debug(),
+                        port.escape_debug()
+                    )
+                })?,
+        };
+        let bracketed = hostport.starts_with('[');
+        let valid = if bracketed {
+            host.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            host.parse::<std::net::Ipv4Addr>().is_ok() || host_name(host)
+        };
+        if !valid {
+            return Err(bad_host(&shown, host));
+        }
+        let server = if bracketed {
+            format!("nats://[{host}]:{port}")
+        } else {
+            format!("nats://{host}:{port}")
+        };
+        Ok(NatsUrl { server, auth })
+    }
+}
+
+fn credentials(user: &str) -> Result<NatsAuth, String> {
+    let fine = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| !c.is_whitespace() && !c.is_control() && c != '/' && c != ',')
     };
-    let (host, port) = match rest.rsplit_once(':') {
-        // "[::1]:4222" or "host:4222"; a bare "[::1]" or "host" takes 4222.
-        Some((host, port)) if !port.contains(']') => (host, Some(port)),
-        _ => (rest, None),
-    };
-    let port = match port {
-        None => 4222,
-        Some(port) => port
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| {
-                format!(
-                    "\"{shown}\": \"{}\" is not a port (1 to 65535)",
-                    port.escape_debug()
-                )
-            })?,
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let ip_ok = bare
-        .parse::<IpAddr>()
-        .is_ok_and(|ip| ip.is_ipv4() != host.starts_with('['));
-    let name_ok = !host.is_empty()
+    match user.split_once(':') {
+        Some((name, password)) if fine(name) && fine(password) => {
+            Ok(NatsAuth::UserPassword(name.to_owned(), password.to_owned()))
+        }
+        None if fine(user) => Ok(NatsAuth::Token(user.to_owned())),
+        _ => Err(
+            "has credentials that are not USER:PASSWORD@ or TOKEN@ (no spaces, '/' or ',')"
+                .to_owned(),
+        ),
+    }
+}
+
+/// A DNS name: dot-separated labels of letters, digits and '-'.
+fn host_name(host: &str) -> bool {
+    !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if !(ip_ok || name_ok) {
-        return Err(format!(
-            "\"{shown}\": \"{}\" is not a host name or IP address (IPv6 in brackets: nats://[::1]:4222)",
-            host.escape_debug()
-        ));
-    }
-    Ok((bare.to_owned(), port))
+        })
+}
+
+fn bad_host(shown: &str, host: &str) -> String {
+    format!(
+        "\"{}\": \"{}\" is not a host name or IP address (IPv6 in brackets: nats://[::1]:4222)",
+        shown.escape_debug(),
+        host.escape_debug()
+    )
 }
 
 /// `bridge_subject`: a NATS subject without wildcards, like `pinetd.chat`.

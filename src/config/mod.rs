@@ -13,6 +13,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use de::{NatsAuth, NatsUrl};
 pub use load::{ConfigError, Problem};
 
 /// A student may run a few clients at once, but not take every slot.
@@ -99,6 +100,8 @@ pub struct ChatConfig {
     pub bridge_url: String,
     #[serde(deserialize_with = "de::bridge_subject")]
     pub bridge_subject: String,
+    /// Lines a second taken from the other hubs together (0: no limit).
+    pub bridge_rate_limit: u32,
 }
 
 impl Default for ChatConfig {
@@ -119,6 +122,7 @@ impl Default for ChatConfig {
             write_timeout: Duration::from_secs(10),
             bridge_url: String::new(),
             bridge_subject: "pinetd.chat".into(),
+            bridge_rate_limit: 5000,
         }
     }
 }

@@ -41,6 +41,8 @@ pub const PRESENCE_EVERY: Duration = Duration::from_secs(30);
 const FORGET_AFTER: Duration = Duration::from_secs(95);
 /// At most this many other hubs are remembered.
 const MAX_OTHERS: usize = 1000;
+/// The most clients a hub is believed to have.
+const MAX_ONLINE: u64 = 1_000_000;
 /// Hubs named by /who.
 const OTHERS_SHOWN: usize = 10;
 
@@ -51,6 +53,8 @@ pub enum Outgoing {
     Said(Bytes),
     Joined(Vec<String>),
     Left(Vec<String>),
+    /// A client's new name: old, new.
+    Renamed(String, String),
 }
 
 impl Outgoing {
@@ -61,6 +65,7 @@ impl Outgoing {
                 Outgoing::Joined(names) | Outgoing::Left(names) => {
                     names.iter().map(|n| n.len() + 1).sum()
                 }
+                Outgoing::Renamed(old, new) => old.len() + new.len() + 1,
             }
     }
 
@@ -68,7 +73,7 @@ impl Outgoing {
     fn lines(&self) -> u64 {
         match self {
             Outgoing::Said(lines) => memchr::memchr_iter(b'\n', lines).count().max(1) as u64,
-            Outgoing::Joined(_) | Outgoing::Left(_) => 1,
+            Outgoing::Joined(_) | Outgoing::Left(_) | Outgoing::Renamed(..) => 1,
         }
     }
 }
@@ -173,6 +178,12 @@ impl Link {
         !self.queue().items.is_empty()
     }
 
+    /// Drops everything queued, counting it as not bridged (NATS stopped taking it).
+    pub fn drop_queued(&self) {
+        let dropped = std::mem::take(&mut *self.queue());
+        self.not_bridged(dropped.items.iter().map(Outgoing::lines).sum());
+    }
+
     /// Wakes when an item may be waiting.
     pub async fn ready(&self) {
         self.ready.notified().await
@@ -184,6 +195,8 @@ impl Link {
 
     /// Notes a message from hub `id`; true if it was not known.
     pub fn heard_from(&self, id: &str, host: &str, online: Option<u64>, now: Instant) -> bool {
+        // Whatever a message claims, no hub has more clients than this.
+        let online = online.map(|n| n.min(MAX_ONLINE));
         let mut others = self.others();
         if let Some(other) = others.get_mut(id) {
             other.seen = now;
@@ -225,7 +238,9 @@ impl Link {
         }
         let mut hubs: Vec<&Other> = others.values().collect();
         hubs.sort_by(|a, b| b.online.cmp(&a.online).then_with(|| a.host.cmp(&b.host)));
-        let total: u64 = hubs.iter().map(|o| o.online).sum();
+        let total = hubs
+            .iter()
+            .fold(0u64, |sum, o| sum.saturating_add(o.online));
         let count = hubs.len();
         let shown: Vec<String> = hubs
             .iter()
@@ -273,6 +288,8 @@ pub struct Settings {
     pub subject: String,
     /// The local line limit: a remote line is cut a little above it.
     pub max_line_bytes: u32,
+    /// Lines a second taken from the other hubs (0: no limit).
+    pub rate_limit: u32,
 }
 
 impl Settings {
@@ -281,6 +298,7 @@ impl Settings {
             url: config.bridge_url.trim().to_owned(),
             subject: config.bridge_subject.clone(),
             max_line_bytes: config.max_line_bytes,
+            rate_limit: config.bridge_rate_limit,
         }
     }
 
@@ -292,28 +310,45 @@ impl Settings {
 
 /// Room a remote hub's prefix and name may take in a line beyond the local limit.
 pub const PREFIX_ROOM: usize = 256;
-/// The largest message taken from NATS.
-pub const MAX_PAYLOAD: usize = 256 * 1024;
+/// The largest message taken from NATS: a local item is one read's lines.
+pub const MAX_PAYLOAD: usize = 16 * 1024;
+/// Remote lines are given to the clients in items of about this many bytes.
+const ITEM_BYTES: usize = 8 * 1024;
 /// Names taken from one remote notice.
 const MAX_NAMES: usize = 1000;
 /// A remote host name is cut to this many characters.
 const MAX_HOST: usize = 64;
 
-/// What a remote `say` gives the local clients: each line cleaned of
-/// control characters and invalid UTF-8 and cut to `max` bytes, each
-/// ending in `\n`; empty lines dropped.
-pub fn remote_lines(payload: &[u8], max: usize) -> Bytes {
-    let mut out = String::new();
-    for line in payload.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            continue;
+/// A remote `say`'s lines: each cleaned of control characters and invalid
+/// UTF-8 and cut to `max` bytes, ending in `\n`; empty lines dropped.
+pub fn remote_lines(payload: &[u8], max: usize) -> Vec<String> {
+    payload
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let text = crate::chatline::clean(line);
+            let mut line = cut_at(&text, max).to_owned();
+            line.push('\n');
+            line
+        })
+        .collect()
+}
+
+/// Lines packed into items of about [`ITEM_BYTES`], in order.
+pub fn pack(lines: impl IntoIterator<Item = String>) -> Vec<Bytes> {
+    let mut items = Vec::new();
+    let mut item = String::new();
+    for line in lines {
+        if !item.is_empty() && item.len() + line.len() > ITEM_BYTES {
+            items.push(Bytes::from(std::mem::take(&mut item)));
         }
-        let text = crate::chatline::clean(line);
-        out.push_str(cut_at(&text, max));
-        out.push('\n');
+        item.push_str(&line);
     }
-    Bytes::from(out)
+    if !item.is_empty() {
+        items.push(Bytes::from(item));
+    }
+    items
 }
 
 /// A remote notice's names: the valid ones, at most [`MAX_NAMES`].
@@ -375,7 +410,10 @@ mod nats {
     use tokio_util::sync::CancellationToken;
     use tracing::{info, warn};
 
+    use crate::config::{NatsAuth, NatsUrl};
     use crate::describe::SelfInfo;
+    use crate::limit::TokenBucket;
+    use crate::stats::Refusal;
 
     const HUB: &str = "Pinetd-Hub";
     const HOST: &str = "Pinetd-Host";
@@ -389,17 +427,39 @@ mod nats {
     const BACKOFF_FIRST: Duration = Duration::from_millis(100);
     /// ... up to this.
     const BACKOFF_MAX: Duration = Duration::from_secs(5);
-    /// On shutdown, the goodbye is not worth waiting for longer than this.
-    const GOODBYE_WITHIN: Duration = Duration::from_millis(500);
+    /// Attempts in a row before a client gives up and a new one is made: a
+    /// client dropped by a reload then stops trying within a minute.
+    const MAX_RECONNECTS: usize = 12;
     /// What the client may hold unsent: while NATS is away nothing new is
     /// given it, so this bounds what arrives late once it is back.
     const CLIENT_CAPACITY: usize = 256;
-    /// A publish the client cannot take this long (NATS not reading) is dropped.
-    const PUBLISH_WITHIN: Duration = Duration::from_secs(1);
+    /// A publish the client cannot take this long (NATS not reading) is
+    /// dropped, and with it everything queued.
+    const PUBLISH_WITHIN: Duration = Duration::from_millis(500);
     /// Items published before anything else gets a turn.
     const PUBLISH_BATCH: usize = 64;
+    /// On shutdown, the goodbye is not worth waiting for longer than this.
+    const GOODBYE_WITHIN: Duration = Duration::from_millis(500);
     /// A new hub makes this one say who it is at most this often.
     const PRESENCE_AT_MOST: Duration = Duration::from_secs(1);
+    /// "Lost NATS" is logged at most this often (a server that keeps
+    /// dropping the connection is one line a minute, with a count).
+    const LOST_LOGGED_EVERY: Duration = Duration::from_secs(60);
+
+    /// What is known of the connection across clients: an outage is logged
+    /// once, however many clients it takes to end it.
+    #[derive(Default)]
+    struct Outage {
+        /// Connected at least once to these settings.
+        ever_up: bool,
+        /// The current outage (or first attempt) has been logged.
+        told: bool,
+        /// The not-bridged count when it began.
+        not_bridged_at: u64,
+        /// When "lost NATS" was last logged, and the losses since.
+        lost_logged: Option<Instant>,
+        lost_since: u64,
+    }
 
     /// Runs the bridge until `shutdown`: connects when `bridge_url` is set,
     /// and again whenever a reload changes the URL or the subject.
@@ -410,48 +470,67 @@ mod nats {
         info: Arc<SelfInfo>,
         shutdown: CancellationToken,
     ) {
+        let mut outage = Outage::default();
+        let mut remote = TokenBucket::new(0, Instant::now().into_std());
         loop {
             let current = settings.borrow_and_update().clone();
             if current.url.is_empty() {
                 link.set_state(State::Off);
                 info.set_room(None);
+                outage = Outage::default();
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     changed = settings.changed() => if changed.is_err() { return },
                 }
                 continue;
             }
+            let servers: Result<Vec<NatsUrl>, String> = current
+                .url
+                .split(',')
+                .map(|u| NatsUrl::parse(u.trim()))
+                .collect();
+            let servers = match servers {
+                Ok(servers) => servers,
+                Err(error) => {
+                    // The config checked it; never the case.
+                    warn!(%error, "cannot use bridge_url; the room stays local");
+                    link.set_state(State::Off);
+                    info.set_room(None);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        changed = settings.changed() => if changed.is_err() { return },
+                    }
+                    continue;
+                }
+            };
             info.set_room(Some(current.subject.clone()));
-            let session_url = current.url.clone();
+            remote.set_rate(current.rate_limit, Instant::now().into_std());
             let session = Session {
                 link: link.clone(),
                 room: room.clone(),
                 info: info.clone(),
                 settings: current,
+                servers,
             };
-            match session.run(&mut settings, &shutdown).await {
+            match session
+                .run(&mut settings, &shutdown, &mut outage, &mut remote)
+                .await
+            {
                 End::Shutdown => {
                     link.set_state(State::Off);
                     return;
                 }
-                End::Changed => info!("bridge settings changed; reconnecting the bridge"),
+                End::Changed => {
+                    info!("bridge settings changed; reconnecting the bridge");
+                    outage = Outage::default();
+                }
                 End::Stopped => {
+                    // The client gave up (MAX_RECONNECTS attempts, or a
+                    // server that wants TLS): a new one, after a pause.
                     link.set_state(State::Down);
-                    warn!(
-                        url = %session_url,
-                        "the NATS client stopped (a server that requires TLS does that: the bridge speaks plain nats://); starting it again"
-                    );
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(BACKOFF_MAX) => {}
-                    }
-                }
-                End::Failed => {
-                    // connect() only fails on settings the config has checked.
-                    link.set_state(State::Off);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        changed = settings.changed() => if changed.is_err() { return },
                     }
                 }
             }
@@ -461,7 +540,6 @@ mod nats {
     enum End {
         Shutdown,
         Changed,
-        Failed,
         Stopped,
     }
 
@@ -470,6 +548,7 @@ mod nats {
         room: Arc<dyn Room>,
         info: Arc<SelfInfo>,
         settings: Settings,
+        servers: Vec<NatsUrl>,
     }
 
     /// Reconnect delay after `attempts` failures in a row.
@@ -479,15 +558,17 @@ mod nats {
     }
 
     impl Session {
-        async fn run(
-            mut self,
-            settings: &mut watch::Receiver<Settings>,
-            shutdown: &CancellationToken,
-        ) -> End {
-            let url = self.settings.url.clone();
-            let servers: Vec<String> = url.split(',').map(|s| s.trim().to_owned()).collect();
-            let (events_tx, mut events) = mpsc::unbounded_channel();
-            let connecting = ConnectOptions::new()
+        /// The servers, for the log: never with credentials.
+        fn shown(&self) -> String {
+            let servers: Vec<&str> = self.servers.iter().map(|s| s.server.as_str()).collect();
+            servers.join(",")
+        }
+
+        /// A client connecting in the background, and a channel that says
+        /// when its state may have changed.
+        async fn connect(&self) -> Option<(Client, mpsc::UnboundedReceiver<()>)> {
+            let (events_tx, events) = mpsc::unbounded_channel::<()>();
+            let mut options = ConnectOptions::new()
                 .name(format!(
                     "pinetd {} {}",
                     self.info.host(),
@@ -495,40 +576,63 @@ mod nats {
                 ))
                 .no_echo()
                 .retry_on_initial_connect()
-                .max_reconnects(None)
+                .max_reconnects(MAX_RECONNECTS)
                 .connection_timeout(CONNECT_TIMEOUT)
                 .client_capacity(CLIENT_CAPACITY)
                 .reconnect_delay_callback(backoff)
-                .event_callback(move |event| {
+                .event_callback(move |_| {
                     let events = events_tx.clone();
                     async move {
-                        let _ = events.send(event);
+                        let _ = events.send(());
                     }
-                })
-                .connect(servers.as_slice())
-                .await;
-            let client = match connecting {
-                Ok(client) => client,
-                Err(error) => {
-                    warn!(%url, %error, "cannot use bridge_url; the room stays local");
-                    return End::Failed;
+                });
+            // The first server's credentials are the cluster's.
+            match self
+                .servers
+                .iter()
+                .map(|s| &s.auth)
+                .find(|a| **a != NatsAuth::None)
+            {
+                Some(NatsAuth::Token(token)) => options = options.token(token.clone()),
+                Some(NatsAuth::UserPassword(user, password)) => {
+                    options = options.user_and_password(user.clone(), password.clone())
                 }
+                _ => {}
+            }
+            let servers: Vec<&str> = self.servers.iter().map(|s| s.server.as_str()).collect();
+            match options.connect(servers.as_slice()).await {
+                Ok(client) => Some((client, events)),
+                Err(error) => {
+                    warn!(url = %self.shown(), %error, "cannot start the NATS client");
+                    None
+                }
+            }
+        }
+
+        async fn run(
+            mut self,
+            settings: &mut watch::Receiver<Settings>,
+            shutdown: &CancellationToken,
+            outage: &mut Outage,
+            remote: &mut TokenBucket,
+        ) -> End {
+            let url = self.shown();
+            let Some((client, mut events)) = self.connect().await else {
+                return End::Stopped;
             };
             let subject = self.settings.subject.clone();
             let mut subscriber = match client.subscribe(subject.clone()).await {
                 Ok(subscriber) => subscriber,
                 Err(error) => {
                     warn!(%subject, %error, "cannot subscribe; the room stays local");
-                    return End::Failed;
+                    return End::Stopped;
                 }
             };
             self.link.set_state(State::Down);
-            info!(%url, %subject, "bridging the chat room through NATS");
+            if !outage.told && !outage.ever_up {
+                info!(%url, %subject, "bridging the chat room through NATS");
+            }
             let mut up = false;
-            let mut ever_up = false;
-            // Whether this outage (or the first connection attempt) has been logged.
-            let mut told_down = false;
-            let mut not_bridged_at = self.not_bridged();
             let started = Instant::now();
             let mut last_presence: Option<Instant> = None;
             let mut check = interval(CHECK_EVERY);
@@ -556,13 +660,14 @@ mod nats {
                             }
                             return End::Changed;
                         }
+                        remote.set_rate(next.rate_limit, Instant::now().into_std());
                         self.settings = next;
                     }
-                    Some(_) = events.recv() => {}
+                    Some(()) = events.recv() => {}
                     _ = check.tick() => {}
                     message = subscriber.next() => match message {
                         Some(message) => {
-                            if self.heard(message) && up {
+                            if self.heard(message, remote) && up {
                                 let now = Instant::now();
                                 if last_presence.is_none_or(|at| now - at >= PRESENCE_AT_MOST) {
                                     last_presence = Some(now);
@@ -570,15 +675,21 @@ mod nats {
                                 }
                             }
                         }
-                        // The client stopped (a server that wants TLS makes it
-                        // give up): start again, after a pause.
+                        // The client gave up: a new one.
                         None => return End::Stopped,
                     },
                     _ = self.link.ready(), if up => {
                         // A batch at a time: what comes from NATS waits no longer.
                         for _ in 0..PUBLISH_BATCH {
+                            if shutdown.is_cancelled() || settings.has_changed().unwrap_or(true) {
+                                break;
+                            }
                             let Some(item) = self.link.take() else { break };
-                            self.send(&client, item).await;
+                            if !self.send(&client, item).await {
+                                // NATS takes nothing: the rest would only wait too.
+                                self.link.drop_queued();
+                                break;
+                            }
                         }
                         if self.link.has_items() {
                             self.link.ready.notify_one();
@@ -596,62 +707,75 @@ mod nats {
                     up = now_up;
                     if up {
                         self.link.set_state(State::Up);
-                        let missed = self.not_bridged() - not_bridged_at;
-                        if ever_up {
+                        if outage.ever_up {
+                            let missed = self.not_bridged() - outage.not_bridged_at;
                             info!(%url, not_bridged = missed, "NATS is back; bridging again");
                         } else {
                             info!(%url, "connected to NATS; the room is bridged");
                         }
-                        ever_up = true;
-                        told_down = false;
+                        outage.ever_up = true;
+                        outage.told = false;
                         last_presence = Some(Instant::now());
                         self.publish(&client, "here", Bytes::new()).await;
                     } else {
                         self.link.set_state(State::Down);
-                        not_bridged_at = self.not_bridged();
+                        outage.not_bridged_at = self.not_bridged();
                     }
                 }
-                let waited = started.elapsed() >= CONNECT_TIMEOUT || !self.never_up(&client);
-                if !up && !told_down && waited {
-                    told_down = true;
-                    if ever_up {
-                        warn!(
-                            %url,
-                            "lost NATS; the room goes on locally, unbridged lines are counted, reconnecting"
-                        );
-                    } else {
-                        warn!(
-                            %url,
-                            "NATS is not reachable; the room goes on locally, unbridged lines are counted, retrying"
-                        );
-                    }
+                let waited = started.elapsed() >= CONNECT_TIMEOUT
+                    || client.connection_state() != Connection::Pending;
+                if !up && !outage.told && waited {
+                    outage.told = true;
+                    self.tell_down(&url, outage);
                 }
             }
         }
 
-        /// Whether the client has never connected (the first attempt may take a while).
-        fn never_up(&self, client: &Client) -> bool {
-            client.connection_state() == Connection::Pending
+        fn tell_down(&self, url: &str, outage: &mut Outage) {
+            if !outage.ever_up {
+                warn!(
+                    %url,
+                    "NATS is not reachable; the room goes on locally, unbridged lines are counted, retrying"
+                );
+                return;
+            }
+            let now = Instant::now();
+            outage.lost_since += 1;
+            if outage
+                .lost_logged
+                .is_none_or(|at| now - at >= LOST_LOGGED_EVERY)
+            {
+                warn!(
+                    %url,
+                    times = outage.lost_since,
+                    "lost NATS; the room goes on locally, unbridged lines are counted, reconnecting"
+                );
+                outage.lost_logged = Some(now);
+                outage.lost_since = 0;
+            }
         }
 
         fn not_bridged(&self) -> u64 {
             self.link.stats.not_bridged.load(Relaxed)
         }
 
-        /// Publishes one item of the local room.
-        async fn send(&self, client: &Client, item: Outgoing) {
+        /// Publishes one item of the local room; false if NATS did not take it.
+        async fn send(&self, client: &Client, item: Outgoing) -> bool {
             let lines = item.lines();
             let (kind, payload) = match item {
                 Outgoing::Said(lines) => ("say", lines),
                 Outgoing::Joined(names) => ("joined", Bytes::from(names.join("\n"))),
                 Outgoing::Left(names) => ("left", Bytes::from(names.join("\n"))),
+                Outgoing::Renamed(old, new) => ("renamed", Bytes::from(format!("{old}\n{new}"))),
             };
-            if !self.publish(client, kind, payload).await {
+            let sent = self.publish(client, kind, payload).await;
+            if !sent {
                 self.link.not_bridged(lines);
             }
+            sent
         }
 
-        /// Publishes a message of `kind`; false if the client refused it.
+        /// Publishes a message of `kind`; false if the client did not take it.
         async fn publish(&self, client: &Client, kind: &'static str, payload: Bytes) -> bool {
             let mut headers = HeaderMap::new();
             headers.insert(HUB, self.info.instance());
@@ -672,17 +796,24 @@ mod nats {
             .await;
         }
 
-        /// Gives a message from another hub to the local clients; true if
-        /// that hub was not known before.
-        fn heard(&self, message: Message) -> bool {
+        /// Gives a message from another hub to the local clients, within
+        /// `remote`'s rate; true if that hub was not known before.
+        fn heard(&self, message: Message, remote: &mut TokenBucket) -> bool {
+            let stats = &self.link.stats;
             let Some(headers) = message.headers.as_ref() else {
+                stats.refuse(Refusal::BadSource);
                 return false;
             };
             let header = |name: &str| headers.get(name).map(HeaderValue::as_str);
             let Some(id) = header(HUB).filter(|id| !id.is_empty() && id.len() <= 64) else {
+                stats.refuse(Refusal::BadSource);
                 return false;
             };
-            if id == self.info.instance() || message.payload.len() > MAX_PAYLOAD {
+            if id == self.info.instance() {
+                return false;
+            }
+            if message.payload.len() > MAX_PAYLOAD {
+                stats.refuse(Refusal::OverLimit);
                 return false;
             }
             let host = remote_host(header(HOST).unwrap_or(""));
@@ -699,20 +830,36 @@ mod nats {
             }
             let new = self.link.heard_from(id, &host, online, now);
             let max = self.settings.max_line_bytes as usize + PREFIX_ROOM;
+            let mut allowed = |stats: &ServiceStats| {
+                let ok = remote.try_take(now.into_std());
+                if !ok {
+                    stats.refuse(Refusal::RateLimited);
+                }
+                ok
+            };
             match kind {
                 "say" => {
                     let lines = remote_lines(&message.payload, max);
-                    if !lines.is_empty() {
-                        self.room.hear(lines);
+                    let lines: Vec<String> = lines.into_iter().filter(|_| allowed(stats)).collect();
+                    for item in pack(lines) {
+                        self.room.hear(item);
                     }
                 }
                 "joined" | "left" => {
                     let names = remote_names(&message.payload);
-                    if !names.is_empty() {
+                    if !names.is_empty() && allowed(stats) {
                         self.room.hear(Bytes::from(format!(
                             "*** {} {kind} on {host}\n",
                             crate::services::chat::names_line(&names)
                         )));
+                    }
+                }
+                "renamed" => {
+                    if let [old, new] = remote_names(&message.payload).as_slice() {
+                        if allowed(stats) {
+                            self.room
+                                .hear(Bytes::from(format!("*** {old} is now {new} on {host}\n")));
+                        }
                     }
                 }
                 _ => {}
@@ -797,11 +944,26 @@ mod tests {
     fn remote_input_is_cleaned_and_limited() {
         let got = remote_lines(b"[a] hi\x1b[2J\r\n\n[b] \xff ok\n[c] no newline", 100);
         assert_eq!(
-            &got[..],
-            "[a] hi\u{fffd}[2J\n[b] \u{fffd} ok\n[c] no newline\n".as_bytes()
+            got,
+            [
+                "[a] hi\u{fffd}[2J\n",
+                "[b] \u{fffd} ok\n",
+                "[c] no newline\n"
+            ]
         );
         let long = format!("{}\n", "é".repeat(100));
-        assert_eq!(remote_lines(long.as_bytes(), 11).len(), 10 + 1);
+        assert_eq!(
+            remote_lines(long.as_bytes(), 11),
+            [format!("{}\n", "é".repeat(5))]
+        );
+        // Invalid UTF-8 triples in size when cleaned: the cut holds after it.
+        let bad = [0xffu8; 1000];
+        assert_eq!(remote_lines(&bad, 100)[0].len(), 99 + 1);
+        // Packed into items of about 8 KiB, in order, nothing lost.
+        let lines: Vec<String> = (0..1000).map(|n| format!("line {n:04}\n")).collect();
+        let items = pack(lines.clone());
+        assert!(items.len() > 1 && items.iter().all(|i| i.len() <= ITEM_BYTES));
+        assert_eq!(items.concat(), lines.concat().into_bytes());
         assert_eq!(
             remote_names(b"alice\nbad name\n\n/x\nbob"),
             ["alice", "bob"]

@@ -862,7 +862,11 @@ impl Member {
     fn renamed(&mut self, new: &str) {
         // Lines relayed before the rename go out under the old name.
         self.send_relay();
-        self.speak(format!("*** {} is now {new}\n", self.name));
+        self.speak_here(format!("*** {} is now {new}\n", self.name));
+        // The other hubs say which hub it is on.
+        self.hub
+            .link
+            .offer(Outgoing::Renamed(self.name.clone(), new.to_owned()));
         self.name = new.to_owned();
         self.default_name = false;
     }
@@ -877,12 +881,17 @@ impl Member {
     /// Sends `lines` from this client to the others, here and on the
     /// other hubs, its join told first.
     fn speak(&mut self, lines: impl Into<Bytes>) {
+        let lines = lines.into();
+        self.speak_here(lines.clone());
+        self.hub.link.offer(Outgoing::Said(lines));
+    }
+
+    /// Sends `lines` from this client to the others on this hub alone.
+    fn speak_here(&mut self, lines: impl Into<Bytes>) {
         if !self.spoken {
             self.hub.before_first_words(self.id);
             self.spoken = true;
         }
-        let lines = lines.into();
-        self.hub.link.offer(Outgoing::Said(lines.clone()));
         self.hub.send(self.id, lines);
     }
 
