@@ -15,22 +15,23 @@ wait_for() {
   done
 }
 
-# start_pinetd SERVICE < KEYS: the release build (or $PINETD) with only
-# SERVICE enabled, on 127.0.0.1:0, with KEYS added to its table; sets
-# pinetd_pid and pinetd_port.
+# start_pinetd SERVICE [NAME] < KEYS: the release build (or $PINETD) with
+# only SERVICE enabled, on 127.0.0.1:0, with KEYS added to its table; sets
+# pinetd_pid and pinetd_port. NAME (default pinetd) names its config and
+# log in the scratch folder, so several can run.
 start_pinetd() {
-  local other
+  local other name=${2:-pinetd}
   # Every service table, as config/local.toml writes them all out.
   for other in $(sed -n 's/^\[\([a-z_]*\)\]$/\1/p' config/local.toml | grep -vx daemon); do
     [ "$other" = "$1" ] || printf '[%s]\nenabled = false\n' "$other"
-  done > "$work/pinetd.toml"
-  printf '[%s]\nlisten = "127.0.0.1:0"\n' "$1" >> "$work/pinetd.toml"
-  cat >> "$work/pinetd.toml"
-  "${PINETD:-./target/release/pinetd}" --config "$work/pinetd.toml" 2> "$work/pinetd.log" &
+  done > "$work/$name.toml"
+  printf '[%s]\nlisten = "127.0.0.1:0"\n' "$1" >> "$work/$name.toml"
+  cat >> "$work/$name.toml"
+  "${PINETD:-./target/release/pinetd}" --config "$work/$name.toml" 2> "$work/$name.log" &
   pinetd_pid=$!
   pids+=("$pinetd_pid")
-  wait_for "$work/pinetd.log" listening "$pinetd_pid"
-  pinetd_port=$(grep -o 'addr=127.0.0.1:[0-9]*' "$work/pinetd.log" | head -1 | cut -d: -f2)
+  wait_for "$work/$name.log" listening "$pinetd_pid"
+  pinetd_port=$(grep -o 'addr=127.0.0.1:[0-9]*' "$work/$name.log" | head -1 | cut -d: -f2)
 }
 
 # start_python SCRIPT: a course server that prints its port; sets python_pid and python_port.

@@ -1,8 +1,8 @@
 //! Load tool for fan-out hubs: pinetd's chat (any line hub) or Redis pub/sub,
 //! measured the same way, side by side. Only connects to loopback.
 //!
-//!   chat_load fanout  ADDR --proto line|redis [--clients 1000] [--seconds 5] [--pid PID] [--stopped N]
-//!   chat_load latency ADDR --proto line|redis [--clients 100] [--rate 1000] [--seconds 5]
+//!   chat_load fanout  ADDR --proto line|redis [--clients 1000] [--seconds 5] [--pid PID]... [--stopped N] [--publish-to ADDR]
+//!   chat_load latency ADDR --proto line|redis [--clients 100] [--rate 1000] [--seconds 5] [--publish-to ADDR]
 //!   chat_load idle    ADDR --proto line|redis [--clients 10000] --pid PID
 //!
 //! fanout: one sender publishes 64-byte messages as fast as the slowest
@@ -11,6 +11,11 @@
 //! --pid the hub's CPU time per delivery. latency: `rate` messages/s, each
 //! stamped, p50/p99/max from send to each subscriber's receipt. idle: RSS
 //! of the hub per connected idle client.
+//!
+//! With --publish-to, the sender talks to another hub than the subscribers
+//! (two pinetd hubs bridged through NATS); --pid may be given for each
+//! process whose CPU counts (both hubs and nats-server), and the CPU is then
+//! also given per message sent (`ns_per_message`).
 //!
 //! For pinetd, run the hub with `prefix = ""`, `rate_limit = 0` and a large
 //! `queue` and `max_clients` (bench/chat_compare.sh does).
@@ -58,15 +63,31 @@ struct Args {
     /// latency: messages a second.
     #[arg(long, default_value_t = 1000)]
     rate: u64,
-    /// The hub's process, for its CPU time and memory.
+    /// The hub's process, for its CPU time and memory; again for every
+    /// other process whose CPU counts (memory is the first one's).
     #[arg(long)]
-    pid: Option<u32>,
+    pid: Vec<u32>,
+    /// The hub the sender talks to, if not ADDR (a hub bridged to ADDR's).
+    #[arg(long, value_parser = loopback)]
+    publish_to: Option<SocketAddr>,
     /// fanout: this many more subscribers that never read.
     #[arg(long, default_value_t = 0)]
     stopped: usize,
 }
 
 impl Args {
+    fn publisher_target(&self) -> SocketAddr {
+        self.publish_to.unwrap_or(self.target)
+    }
+
+    /// The CPU ticks of every --pid together.
+    fn cpu_ticks(&self) -> Option<u64> {
+        if self.pid.is_empty() {
+            return None;
+        }
+        self.pid.iter().map(|&pid| cpu_ticks(pid)).sum()
+    }
+
     fn clients(&self) -> usize {
         self.clients.unwrap_or(match self.mode {
             Mode::Fanout => 1000,
@@ -227,12 +248,12 @@ async fn fanout(args: &Args) -> std::io::Result<()> {
             }
         });
     }
-    let mut publisher = Publisher::connect(args.target, args.proto).await?;
+    let mut publisher = Publisher::connect(args.publisher_target(), args.proto).await?;
     // Let the joins be told before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base: Vec<u64> = received.iter().map(Cell::get).collect();
     let payload = vec![b'x'; PAYLOAD];
-    let cpu_before = args.pid.and_then(cpu_ticks);
+    let cpu_before = args.cpu_ticks();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.seconds);
     let mut sent = 0u64;
@@ -256,19 +277,24 @@ async fn fanout(args: &Args) -> std::io::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let delivered: u64 = received.iter().zip(&base).map(|(r, b)| r.get() - b).sum();
     let per_s = delivered as f64 / elapsed;
-    let cpu = match (cpu_before, args.pid.and_then(cpu_ticks)) {
+    let cpu = match (cpu_before, args.cpu_ticks()) {
         (Some(a), Some(b)) => {
             let hz = 100.0; // USER_HZ on Linux
             let seconds = (b - a) as f64 / hz;
+            // The messages every subscriber got, of those sent.
+            let messages = delivered / args.clients().max(1) as u64;
             format!(
-                " hub_cpu_s={seconds:.2} hub_ns_per_delivery={:.0}",
-                seconds * 1e9 / delivered.max(1) as f64
+                " hub_cpu_s={seconds:.2} hub_ns_per_delivery={:.0} ns_per_message={:.0}",
+                seconds * 1e9 / delivered.max(1) as f64,
+                seconds * 1e9 / messages.max(1) as f64
             )
         }
         _ => String::new(),
     };
     let rss = args
         .pid
+        .first()
+        .copied()
         .and_then(rss_kib)
         .map(|k| format!(" hub_rss_kib={k}"))
         .unwrap_or_default();
@@ -309,7 +335,7 @@ async fn latency(args: &Args) -> std::io::Result<()> {
             }
         });
     }
-    let mut publisher = Publisher::connect(args.target, args.proto).await?;
+    let mut publisher = Publisher::connect(args.publisher_target(), args.proto).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     counting.set(true);
     let every = Duration::from_secs_f64(1.0 / args.rate as f64);
@@ -347,6 +373,8 @@ async fn latency(args: &Args) -> std::io::Result<()> {
 async fn idle(args: &Args) -> std::io::Result<()> {
     let pid = args
         .pid
+        .first()
+        .copied()
         .ok_or_else(|| std::io::Error::other("idle needs --pid"))?;
     let before = rss_kib(pid).unwrap_or(0);
     let mut held = Vec::with_capacity(args.clients());
