@@ -246,13 +246,13 @@ pub fn bridge_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     if text.trim().is_empty() {
         return Ok(String::new());
     }
+    for url in text.split(',') {
+        NatsUrl::parse(url.trim()).map_err(D::Error::custom)?;
+    }
     if !cfg!(feature = "bridge") {
         return Err(D::Error::custom(
             "this pinetd was built without the NATS bridge (cargo feature \"bridge\"); set bridge_url = \"\"",
         ));
-    }
-    for url in text.split(',') {
-        NatsUrl::parse(url.trim()).map_err(D::Error::custom)?;
     }
     Ok(text)
 }
