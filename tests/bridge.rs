@@ -709,3 +709,27 @@ fn a_nats_server_that_never_reads_slows_neither_the_room_nor_shutdown() {
     assert!(started.elapsed() < grace, "took {:?}", started.elapsed());
     drop(server);
 }
+
+#[test]
+fn what_is_said_as_a_hub_starts_crosses_once_it_is_connected() {
+    let Some(program) = Nats::program() else {
+        return;
+    };
+    let nats = Nats::start(&program, 0);
+    let subject = "pinetd.test.early";
+    let (_rb, _b, addr_b) = hub(&nats.url(), subject);
+    let (_rc, _c, addr_c) = hub(&nats.url(), subject);
+    let mut b1 = Peer::connect(addr_b);
+    let mut c1 = Peer::connect(addr_c);
+    bridged_between(&mut c1, &mut b1, "c-to-b");
+    // Hub a says its first words before its bridge can have connected.
+    let (_ra, _a, addr_a) = hub(&nats.url(), subject);
+    let mut a1 = Peer::connect(addr_a);
+    a1.send(b"the very first words\n");
+    let host = hostname::get().unwrap().to_string_lossy().into_owned();
+    let lines = b1.until("the very first words");
+    assert!(
+        lines.contains(&format!("*** user1 joined on {host}\n")),
+        "{lines:#?}"
+    );
+}

@@ -87,6 +87,9 @@ pub enum State {
     /// Configured, but NATS is not connected: items are counted and dropped.
     Down = 1,
     Up = 2,
+    /// The first attempt to connect (at most two seconds): items are held,
+    /// so what is said as the daemon starts is not lost to a race.
+    Connecting = 3,
 }
 
 /// Between the hub and its bridge task.
@@ -125,6 +128,7 @@ impl Link {
 
     pub fn state(&self) -> State {
         match self.state.load(Relaxed) {
+            3 => State::Connecting,
             2 => State::Up,
             1 => State::Down,
             _ => State::Off,
@@ -134,7 +138,7 @@ impl Link {
     /// Sets the state; what was queued is not bridged unless it is Up.
     pub fn set_state(&self, state: State) {
         self.state.store(state as u8, Relaxed);
-        if state != State::Up {
+        if matches!(state, State::Off | State::Down) {
             let dropped = std::mem::take(&mut *self.queue());
             if state == State::Down {
                 self.not_bridged(dropped.items.iter().map(Outgoing::lines).sum());
@@ -151,7 +155,7 @@ impl Link {
         match self.state() {
             State::Off => return,
             State::Down => return self.not_bridged(item.lines()),
-            State::Up => {}
+            State::Up | State::Connecting => {}
         }
         let cost = item.cost();
         {
@@ -628,7 +632,7 @@ mod nats {
                     return End::Stopped;
                 }
             };
-            self.link.set_state(State::Down);
+            self.link.set_state(State::Connecting);
             if !outage.told && !outage.ever_up {
                 info!(%url, %subject, "bridging the chat room through NATS");
             }
@@ -707,6 +711,8 @@ mod nats {
                     up = now_up;
                     if up {
                         self.link.set_state(State::Up);
+                        // What was held while connecting goes out now.
+                        self.link.ready.notify_one();
                         if outage.ever_up {
                             let missed = self.not_bridged() - outage.not_bridged_at;
                             info!(%url, not_bridged = missed, "NATS is back; bridging again");
@@ -724,6 +730,9 @@ mod nats {
                 }
                 let waited = started.elapsed() >= CONNECT_TIMEOUT
                     || client.connection_state() != Connection::Pending;
+                if !up && waited && self.link.state() == State::Connecting {
+                    self.link.set_state(State::Down);
+                }
                 if !up && !outage.told && waited {
                     outage.told = true;
                     self.tell_down(&url, outage);
@@ -908,11 +917,19 @@ mod tests {
         link.offer(Outgoing::Left(vec!["bob".into()]));
         assert_eq!(link.take(), Some(Outgoing::Left(vec!["bob".into()])));
         assert_eq!(link.take(), None);
+        // Held while first connecting, then sent; or counted if it fails.
+        link.set_state(State::Connecting);
+        link.offer(Outgoing::Joined(vec!["early".into()]));
+        assert_eq!(link.take(), Some(Outgoing::Joined(vec!["early".into()])));
+        link.offer(Outgoing::Joined(vec!["early".into()]));
+        link.set_state(State::Down);
+        assert_eq!((link.take(), stats.not_bridged.load(Relaxed)), (None, 4));
+        link.set_state(State::Up);
         // Queued when NATS goes away: counted, not kept for later.
         link.offer(Outgoing::Said(Bytes::from_static(b"c\n")));
         link.set_state(State::Down);
         link.set_state(State::Up);
-        assert_eq!((link.take(), stats.not_bridged.load(Relaxed)), (None, 4));
+        assert_eq!((link.take(), stats.not_bridged.load(Relaxed)), (None, 5));
     }
 
     #[test]
