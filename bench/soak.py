@@ -77,8 +77,10 @@ def body_for(sender, seq):
     return f"{seq:06d} 안녕하세요 🙂 café\tπ {sender} " + "x" * (seq % 40) + "."
 
 
-def config_text(announce_port, toggle):
-    """The soak's config; `toggle` (0 or 1) changes one key of every service."""
+def config_text(announce_port, toggle, bridge_url=""):
+    """The soak's config; `toggle` (0 or 1) changes one key of every service;
+    with `bridge_url`, the chat room is bridged through that NATS server."""
+    bridge = f'bridge_url = "{bridge_url}"\nbridge_subject = "pinetd.soak"\n' if bridge_url else ""
     return f"""# written by bench/soak.py; every service on 127.0.0.1, ports from the kernel
 [daemon]
 shutdown_grace = "{GRACE:g}s"
@@ -93,7 +95,7 @@ queue = 1024
 on_lag = "skip"
 rate_limit = 100
 write_timeout = "10s"
-
+{bridge}
 [json_echo]
 listen = "127.0.0.1:0"
 max_clients = 1000
@@ -389,8 +391,9 @@ class Notify:
 
 
 class Daemon:
-    def __init__(self, soak, binary, work, announce_port):
+    def __init__(self, soak, binary, work, announce_port, bridge_url=""):
         self.soak, self.binary, self.work = soak, binary, work
+        self.bridge_url = bridge_url
         self.announce_port = announce_port
         self.config = os.path.join(work, "pinetd.toml")
         self.addrs = {}
@@ -404,7 +407,7 @@ class Daemon:
         self.toggle = toggle
         tmp = self.config + ".new"
         with open(tmp, "w") as f:
-            f.write(config_text(self.announce_port, toggle))
+            f.write(config_text(self.announce_port, toggle, self.bridge_url))
         os.replace(tmp, self.config)
 
     async def start(self, notify_path):
@@ -1326,7 +1329,7 @@ async def run(args):
     loop = asyncio.get_running_loop()
     notify = Notify(os.path.join(args.work, "notify.sock"))
     announcements = AnnouncementListener(soak)
-    daemon = Daemon(soak, args.pinetd, args.work, announcements.port)
+    daemon = Daemon(soak, args.pinetd, args.work, announcements.port, args.bridge_url)
     summary = []
     try:
         await daemon.start(notify.sock.getsockname())
@@ -1336,7 +1339,8 @@ async def run(args):
         addrs = daemon.addrs
         log(f"soak: pinetd pid {daemon.proc.pid} ({args.pinetd}), {args.minutes:g} min, warm-up "
             f"{soak.warmup:.0f} s; " + ", ".join(f"{k} {v[0]}:{v[1]}" for k, v in addrs.items())
-            + f"; announcements to 127.255.255.255:{announcements.port}; work dir {args.work}")
+            + f"; announcements to 127.255.255.255:{announcements.port}; work dir {args.work}"
+            + (f"; chat bridged through {args.bridge_url}" if args.bridge_url else ""))
 
         peers = [ChatPeer(soak, f"good{i + 1}", CHAT_RATE) for i in range(GOOD_CHAT)]
         probe = ChatPeer(soak, "probe", 0)
@@ -1491,6 +1495,7 @@ def main():
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--pinetd", required=True)
     parser.add_argument("--work", required=True)
+    parser.add_argument("--bridge-url", default="", help="bridge the chat room through this NATS server")
     args = parser.parse_args()
     try:
         code = asyncio.run(asyncio.wait_for(run(args), args.minutes * 60 + 240))

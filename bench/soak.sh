@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Soak test: bash bench/soak.sh [MINUTES]   (or SOAK_MINUTES=MINUTES; default 5)
 #
+# With SOAK_NATS=1, a nats-server (Debian's package) is started on
+# 127.0.0.1 and the chat room is bridged through it, so every line and
+# notice also goes through the bridge (the same checks apply).
+#
 # Runs pinetd (the release build, or $PINETD) for MINUTES under mixed load,
 # then stops it with SIGTERM, and exits 0 if it passed, 1 naming every
 # failure otherwise. bench/soak.py (Python 3.11, standard library only)
@@ -99,8 +103,10 @@ fi
 
 work=$(mktemp -d)
 driver=
+nats_pid=
 cleanup() {
   local pid
+  [ -n "$nats_pid" ] && kill "$nats_pid" 2>/dev/null || true
   [ -n "$driver" ] && kill "$driver" 2>/dev/null || true
   if [ -s "$work/daemon.pid" ]; then
     pid=$(cat "$work/daemon.pid")
@@ -118,9 +124,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+bridge=()
+if [ "${SOAK_NATS:-0}" = 1 ]; then
+  nats=$(command -v nats-server || ls /usr/sbin/nats-server 2>/dev/null || true)
+  [ -n "$nats" ] || { echo "soak: SOAK_NATS=1 needs nats-server (apt-get install nats-server)" >&2; exit 2; }
+  "$nats" -a 127.0.0.1 -p -1 > "$work/nats.log" 2>&1 &
+  nats_pid=$!
+  until grep -q "Listening for client connections" "$work/nats.log"; do
+    kill -0 "$nats_pid" 2>/dev/null || { cat "$work/nats.log" >&2; exit 1; }
+    sleep 0.05
+  done
+  bridge=(--bridge-url "nats://$(grep -o 'client connections on [0-9.:]*' "$work/nats.log" | awk '{print $4}')")
+fi
+
 # The driver bounds itself (the run + 4 minutes); timeout is the backstop.
 limit=$(awk -v m="$minutes" 'BEGIN { printf "%d", m * 60 + 300 }')
-timeout -k 10 "$limit" python3 -u bench/soak.py --minutes "$minutes" --pinetd "$pinetd" --work "$work" &
+timeout -k 10 "$limit" python3 -u bench/soak.py --minutes "$minutes" --pinetd "$pinetd" --work "$work" "${bridge[@]}" &
 driver=$!
 status=0
 wait "$driver" || status=$?
