@@ -93,6 +93,23 @@ fn bridged(url: &str, subject: &str) -> Config {
     })
 }
 
+/// A hub and the runtime it runs on.
+type Hub = (tokio::runtime::Runtime, Daemon);
+
+/// Two hubs bridged through `nats` on `subject`, two clients on each (a1
+/// and a2 on the first, b1 and b2 on the second), the bridge up both ways.
+fn two_hubs(nats: &Nats, subject: &str) -> (Hub, Hub, [Peer; 4]) {
+    let (ra, a, addr_a) = hub(&nats.url(), subject);
+    let (rb, b, addr_b) = hub(&nats.url(), subject);
+    let mut a1 = Peer::connect(addr_a);
+    let a2 = Peer::connect(addr_a);
+    let mut b1 = Peer::connect(addr_b);
+    let b2 = Peer::connect(addr_b);
+    bridged_between(&mut a1, &mut b1, "a-to-b");
+    bridged_between(&mut b1, &mut a1, "b-to-a");
+    ((ra, a), (rb, b), [a1, a2, b1, b2])
+}
+
 /// `from` says numbered probes until `to` hears one: the bridge is up both
 /// ways between their hubs (what `to` read up to then is dropped).
 fn bridged_between(from: &mut Peer, to: &mut Peer, tag: &str) {
@@ -150,14 +167,7 @@ fn a_line_reaches_every_other_client_on_both_hubs_once_never_its_sender() {
         return;
     };
     let nats = Nats::start(&program, 0);
-    let (_ra, _a, addr_a) = hub(&nats.url(), "pinetd.test.once");
-    let (_rb, _b, addr_b) = hub(&nats.url(), "pinetd.test.once");
-    let mut a1 = Peer::connect(addr_a);
-    let mut a2 = Peer::connect(addr_a);
-    let mut b1 = Peer::connect(addr_b);
-    let mut b2 = Peer::connect(addr_b);
-    bridged_between(&mut a1, &mut b1, "a-to-b");
-    bridged_between(&mut b1, &mut a1, "b-to-a");
+    let (_a, _b, [mut a1, mut a2, mut b1, mut b2]) = two_hubs(&nats, "pinetd.test.once");
 
     a1.send(b"hello from a1\n");
     b1.send(b"hello from b1\n");
@@ -272,14 +282,7 @@ fn a_thousand_lines_each_way_cross_in_order_once_each() {
         return;
     };
     let nats = Nats::start(&program, 0);
-    let (_ra, _a, addr_a) = hub(&nats.url(), "pinetd.test.order");
-    let (_rb, _b, addr_b) = hub(&nats.url(), "pinetd.test.order");
-    let mut a1 = Peer::connect(addr_a);
-    let mut a2 = Peer::connect(addr_a);
-    let mut b1 = Peer::connect(addr_b);
-    let mut b2 = Peer::connect(addr_b);
-    bridged_between(&mut a1, &mut b1, "a-to-b");
-    bridged_between(&mut b1, &mut a1, "b-to-a");
+    let (_a, _b, [mut a1, mut a2, mut b1, mut b2]) = two_hubs(&nats, "pinetd.test.order");
 
     let burst = |who: &str| -> Vec<u8> {
         (0..1000)
@@ -313,14 +316,7 @@ fn with_nats_killed_each_room_goes_on_and_bridges_again_once_it_is_back() {
         return;
     };
     let nats = Nats::start(&program, 0);
-    let (_ra, a, addr_a) = hub(&nats.url(), "pinetd.test.outage");
-    let (_rb, _b, addr_b) = hub(&nats.url(), "pinetd.test.outage");
-    let mut a1 = Peer::connect(addr_a);
-    let mut a2 = Peer::connect(addr_a);
-    let mut b1 = Peer::connect(addr_b);
-    let mut b2 = Peer::connect(addr_b);
-    bridged_between(&mut a1, &mut b1, "a-to-b");
-    bridged_between(&mut b1, &mut a1, "b-to-a");
+    let ((_ra, a), _b, [mut a1, mut a2, mut b1, mut b2]) = two_hubs(&nats, "pinetd.test.outage");
 
     let port = nats.kill();
     // Each local room works; what is said meanwhile is counted, not bridged.

@@ -898,17 +898,7 @@ fn ip_ok(args: &[&str]) {
 impl Netns {
     /// None (with a message) when this machine cannot make one.
     fn new(name: &str) -> Option<Netns> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            common::skip(format_args!(
-                "network namespaces need root (CI runs as root)"
-            ));
-            return None;
-        }
-        if Command::new("ip").arg("-V").output().is_err() {
-            common::skip(format_args!(
-                "`ip` is not installed (apt-get install iproute2)"
-            ));
+        if !common::can_make_namespaces() {
             return None;
         }
         let ns = Netns {

@@ -38,17 +38,7 @@ fn ip_ok(args: &[&str]) {
 /// A prefix for this test's namespace names; None (with a message) when
 /// this machine cannot make namespaces.
 fn namespaces() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        common::skip(format_args!(
-            "network namespaces need root (CI runs as root)"
-        ));
-        return None;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        common::skip(format_args!(
-            "`ip` is not installed (apt-get install iproute2)"
-        ));
+    if !common::can_make_namespaces() {
         return None;
     }
     static NEXT: AtomicU32 = AtomicU32::new(0);
