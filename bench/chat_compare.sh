@@ -25,13 +25,14 @@ source bench/lib.sh
 cargo build --release --quiet --bin pinetd --example chat_load
 load() { ./target/release/examples/chat_load "$@" 2>&1 | tail -1; }
 
-start_pinetd chat <<TOML
-prefix = ""            # 64 bytes a message on the wire, as for Redis's payload
+hub_keys='
+prefix = ""            # 64 bytes a message on the wire, as for Redis'"'"'s payload
 rate_limit = 0         # one sender publishes as fast as it can
 queue = 4096
 max_clients = 15000    # 10,000 idle clients, under the open-files budget
 max_per_source = 0     # every load-tool client comes from 127.0.0.1
-TOML
+'
+start_pinetd chat <<< "$hub_keys"
 pinetd="127.0.0.1:$pinetd_port"
 
 if command -v redis-server >/dev/null; then
@@ -50,6 +51,12 @@ both() {
 }
 # Idle first, on fresh hubs: memory a load freed stays in the allocator.
 echo "== idle, 10000 clients";           both idle --clients 10000
+# A fresh hub again: right after 10,000 clients leave (their notices are
+# spaced by the room's size, 1 s), the fan-out stalled at its first window
+# (sent=256) with every build since the load tool's window was added.
+kill "$pinetd_pid"; wait "$pinetd_pid" 2>/dev/null || true
+start_pinetd chat fanout <<< "$hub_keys"
+pinetd="127.0.0.1:$pinetd_port"
 echo "== fanout, 1000 subscribers";      both fanout --clients 1000 --seconds "$seconds"
 echo "== latency, 100 subscribers, 1000 msg/s"; both latency --clients 100 --rate 1000 --seconds "$seconds"
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then

@@ -4,13 +4,19 @@
 //!   chat_load fanout  ADDR --proto line|redis [--clients 1000] [--seconds 5] [--pid PID]... [--stopped N] [--publish-to ADDR]
 //!   chat_load latency ADDR --proto line|redis [--clients 100] [--rate 1000] [--seconds 5] [--publish-to ADDR]
 //!   chat_load idle    ADDR --proto line|redis [--clients 10000] --pid PID
+//!   chat_load firehose ADDR [--clients 100] [--lines 100000] [--stopped N] [--pid PID]
 //!
 //! fanout: one sender publishes 64-byte messages as fast as the slowest
 //! subscriber keeps up (a window of 256 in flight, so nothing is skipped);
 //! deliveries/s = messages × subscribers received per second, and with
 //! --pid the hub's CPU time per delivery. latency: `rate` messages/s, each
 //! stamped, p50/p99/max from send to each subscriber's receipt. idle: RSS
-//! of the hub per connected idle client.
+//! of the hub per connected idle client. firehose (line hubs only): one
+//! sender writes `lines` numbered lines as fast as the hub reads them, no
+//! window; every subscriber reads as fast as it can and checks that it got
+//! each line once and in order: lost lines, `*** N messages skipped`
+//! notices and the rate are reported (a hub that paces its senders loses
+//! none; `--stopped` adds subscribers that never read).
 //!
 //! With --publish-to, the sender talks to another hub than the subscribers
 //! (two pinetd hubs bridged through NATS); --pid may be given for each
@@ -45,6 +51,7 @@ enum Mode {
     Fanout,
     Latency,
     Idle,
+    Firehose,
 }
 
 #[derive(Parser)]
@@ -73,6 +80,9 @@ struct Args {
     /// fanout: this many more subscribers that never read.
     #[arg(long, default_value_t = 0)]
     stopped: usize,
+    /// firehose: lines the sender writes.
+    #[arg(long, default_value_t = 100_000)]
+    lines: u64,
 }
 
 impl Args {
@@ -91,7 +101,7 @@ impl Args {
     fn clients(&self) -> usize {
         self.clients.unwrap_or(match self.mode {
             Mode::Fanout => 1000,
-            Mode::Latency => 100,
+            Mode::Latency | Mode::Firehose => 100,
             Mode::Idle => 10_000,
         })
     }
@@ -403,6 +413,172 @@ async fn idle(args: &Args) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What one firehose subscriber saw.
+#[derive(Default)]
+struct Seen {
+    /// The next line number it expects.
+    next: u64,
+    /// Lines it got, in order.
+    got: u64,
+    /// Lines it never got (gaps), and lines out of order or twice.
+    lost: u64,
+    disorder: u64,
+    /// Skip notices, and the messages they said were skipped.
+    notices: u64,
+    skipped: u64,
+    /// When it got the last line.
+    done: Option<Instant>,
+    /// The longest time between two reads of its socket once lines came.
+    max_gap: Duration,
+}
+
+impl Seen {
+    fn line(&mut self, line: &str, last: u64) {
+        if let Some(count) = line
+            .strip_prefix("*** ")
+            .and_then(|l| l.strip_suffix(" messages skipped"))
+        {
+            self.notices += 1;
+            self.skipped += count.parse::<u64>().unwrap_or(0);
+            return;
+        }
+        // "NNNNNNNNNN_xxx": the line's number.
+        let Some(n) = line.split('_').next().and_then(|n| n.parse::<u64>().ok()) else {
+            return; // join notices and the like
+        };
+        if n < self.next {
+            self.disorder += 1;
+            return;
+        }
+        self.lost += n - self.next;
+        self.got += 1;
+        self.next = n + 1;
+        if n == last {
+            self.done = Some(Instant::now());
+        }
+    }
+}
+
+async fn firehose(args: &Args) -> std::io::Result<()> {
+    if args.proto != Proto::Line {
+        return Err(std::io::Error::other("firehose is for line hubs"));
+    }
+    let mut stopped = Vec::new();
+    for _ in 0..args.stopped {
+        stopped.push(subscribe(args.target, args.proto).await?);
+    }
+    let last = args.lines.saturating_sub(1);
+    let seen: Rc<Vec<std::cell::RefCell<Seen>>> =
+        Rc::new((0..args.clients()).map(|_| Default::default()).collect());
+    let progress = Rc::new(Cell::new(Instant::now()));
+    for i in 0..args.clients() {
+        let mut reader = subscribe(args.target, args.proto).await?;
+        let (seen, progress) = (seen.clone(), progress.clone());
+        tokio::task::spawn_local(async move {
+            let mut line = String::new();
+            let mut last_read = Instant::now();
+            loop {
+                line.clear();
+                // The socket is read when the buffer is empty: how long since the last time.
+                let reads = reader.buffer().is_empty();
+                match reader.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                progress.set(Instant::now());
+                let mut seen = seen[i].borrow_mut();
+                if reads && seen.got > 0 {
+                    seen.max_gap = seen.max_gap.max(last_read.elapsed());
+                }
+                if reads {
+                    last_read = Instant::now();
+                }
+                seen.line(line.trim_end(), last);
+                if seen.done.is_some() {
+                    return;
+                }
+            }
+        });
+    }
+    let mut publisher = Publisher::connect(args.target, args.proto).await?;
+    // Let the joins be told first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_before = args.cpu_ticks();
+    let started = Instant::now();
+    let mut payload = Vec::with_capacity(PAYLOAD);
+    for n in 0..args.lines {
+        payload.clear();
+        payload.extend_from_slice(format!("{n:010}_").as_bytes());
+        payload.resize(PAYLOAD, b'x');
+        publisher.push(&payload);
+        if publisher.out.len() >= 64 * 1024 {
+            publisher.flush().await?;
+        }
+    }
+    publisher.flush().await?;
+    let sent_in = started.elapsed();
+    // Until every subscriber has the last line, or none got anything for 3 s.
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if seen.iter().all(|s| s.borrow().done.is_some())
+            || progress.get().elapsed() > Duration::from_secs(3)
+        {
+            break;
+        }
+    }
+    let finished = seen
+        .iter()
+        .filter_map(|s| s.borrow().done)
+        .max()
+        .unwrap_or_else(Instant::now);
+    let elapsed = finished.duration_since(started).as_secs_f64();
+    let sum = |f: &dyn Fn(&Seen) -> u64| seen.iter().map(|s| f(&s.borrow())).sum::<u64>();
+    let (got, notices, skipped, disorder) = (
+        sum(&|s| s.got),
+        sum(&|s| s.notices),
+        sum(&|s| s.skipped),
+        sum(&|s| s.disorder),
+    );
+    // Gaps, and the tail that never came.
+    let lost = sum(&|s| s.lost + (last + 1 - s.next.min(last + 1)));
+    let unfinished = sum(&|s| u64::from(s.done.is_none()));
+    for (i, s) in seen.iter().enumerate() {
+        let s = s.borrow();
+        if s.lost > 0 || s.done.is_none() {
+            eprintln!(
+                "subscriber {i}: got {} next {} lost {} in gaps, {} notices saying {} skipped",
+                s.got, s.next, s.lost, s.notices, s.skipped
+            );
+        }
+    }
+    let expected = args.lines * args.clients() as u64;
+    let max_gap = seen
+        .iter()
+        .map(|s| s.borrow().max_gap)
+        .max()
+        .unwrap_or_default();
+    let cpu = match (cpu_before, args.cpu_ticks()) {
+        (Some(a), Some(b)) => format!(
+            " hub_ns_per_delivery={:.0}",
+            (b - a) as f64 / 100.0 * 1e9 / got.max(1) as f64
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "mode=firehose clients={} stopped={} lines={} seconds={elapsed:.2} sent_in={:.2} delivered={got} expected={expected} lost={lost} lost_pct={:.2} skip_notices={notices} skipped={skipped} disorder={disorder} unfinished={unfinished} max_read_gap_ms={:.0} lines_per_s={:.0} deliveries_per_s={:.0}{cpu}",
+        args.clients(),
+        args.stopped,
+        args.lines,
+        sent_in.as_secs_f64(),
+        lost as f64 * 100.0 / expected.max(1) as f64,
+        max_gap.as_secs_f64() * 1e3,
+        args.lines as f64 / elapsed,
+        got as f64 / elapsed,
+    );
+    drop(stopped);
+    Ok(())
+}
+
 fn main() {
     let args = Args::parse();
     // Every client is a descriptor: take all the hard limit allows.
@@ -417,6 +593,7 @@ fn main() {
             Mode::Fanout => fanout(&args).await,
             Mode::Latency => latency(&args).await,
             Mode::Idle => idle(&args).await,
+            Mode::Firehose => firehose(&args).await,
         }
     });
     runtime.shutdown_background();
