@@ -140,6 +140,10 @@ fn wrong_types_and_values_name_their_key() {
             "json_echo.max_message_bytes: 0 is out of range",
         ),
         (
+            "[chat]\nqueue = 4294967295\n",
+            "2:9: chat.queue: 4294967295 is out of range (1 to 1048576)",
+        ),
+        (
             "[chat]\non_lag = \"wait\"\n",
             "chat.on_lag: unknown variant `wait`",
         ),

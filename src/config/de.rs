@@ -99,6 +99,12 @@ pub fn line_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     bounded_u32(d, 1, 1 << 20)
 }
 
+/// The chat's channel: at least one message, at most 2^20 (the channel's
+/// slots are made at start; 4 billion of them would not fit in memory).
+pub fn queue_length<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded_u32(d, 1, 1 << 20)
+}
+
 /// A JSON message limit: room for `{}` at least, 64 MiB at most.
 pub fn message_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     bounded_u32(d, 2, 64 << 20)

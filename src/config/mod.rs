@@ -84,7 +84,7 @@ pub struct ChatConfig {
         serialize_with = "de::write_duration"
     )]
     pub flush_after: Duration,
-    #[serde(deserialize_with = "de::positive_u32")]
+    #[serde(deserialize_with = "de::queue_length")]
     pub queue: u32,
     pub on_lag: OnLag,
     pub rate_limit: u32,
