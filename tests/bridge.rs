@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::peer::Peer;
+use common::peer::{Peer, numbered_lines};
 use common::{HANG, Proc, config, skip, start, temp_dir, write_config};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
@@ -532,6 +532,12 @@ impl RawNats {
 
     /// HPUB with `headers` (the whole block, `NATS/1.0` line and blank line included).
     fn publish(&mut self, subject: &str, headers: &[u8], payload: &[u8]) {
+        self.publish_unsynced(subject, headers, payload);
+        self.sync();
+    }
+
+    /// Publishes, not waiting for the server to have taken it.
+    fn publish_unsynced(&mut self, subject: &str, headers: &[u8], payload: &[u8]) {
         use std::io::Write;
         let mut message = format!(
             "HPUB {subject} {} {}\r\n",
@@ -543,7 +549,6 @@ impl RawNats {
         message.extend_from_slice(payload);
         message.extend_from_slice(b"\r\n");
         self.stream.write_all(&message).unwrap();
-        self.sync();
     }
 
     /// PING, PONG: the server has taken everything before.
@@ -633,6 +638,68 @@ fn what_arrives_from_nats_is_cleaned_limited_and_cannot_stop_the_bridge() {
     raw.publish(subject, b"NATS/1.0\r\nPinetd-Host: \xff\r\n\r\n", b"x");
     bridged_between(&mut b1, &mut a1, "b-to-a-again");
     bridged_between(&mut a1, &mut b1, "a-to-b-again");
+}
+
+#[test]
+fn lines_from_other_hubs_are_paced_and_no_reader_that_keeps_up_is_skipped() {
+    let Some(program) = Nats::program() else {
+        return;
+    };
+    let nats = Nats::start(&program, 0);
+    let subject = "pinetd.test.firehose";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let a = runtime.block_on(async {
+        start(config(|c| {
+            c.chat.enabled = true;
+            c.chat.bridge_url = nats.url();
+            c.chat.bridge_subject = subject.into();
+            c.chat.bridge_rate_limit = 0;
+            c.chat.queue = 64;
+            c.chat.max_per_source = 0;
+        }))
+    });
+    let addr = a.addrs("chat")[0];
+    let mut raw = RawNats::connect(nats.port);
+    let mut readers: Vec<Peer> = (0..100).map(|_| Peer::connect(addr)).collect();
+    // 100 readers, so the fan-out is what cannot keep up with NATS.
+    // Up once the first reader hears a probe from the far hub.
+    readers[0]
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + HANG;
+    'probing: for n in 0.. {
+        assert!(Instant::now() < deadline, "the bridge never came up");
+        raw.publish(
+            subject,
+            &say_headers("far"),
+            format!("probe {n}\n").as_bytes(),
+        );
+        while let Some(line) = readers[0].line() {
+            if line.starts_with("probe ") {
+                break 'probing;
+            }
+        }
+    }
+    readers[0]
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let threads: Vec<_> = readers
+        .into_iter()
+        .map(|mut reader| std::thread::spawn(move || reader.numbered("[far] ", 49_999)))
+        .collect();
+    // 50,000 lines in messages of 200 (12.8 KB, under the 16 KiB a
+    // message may hold), at full speed.
+    let lines = numbered_lines("[far] ", 50_000);
+    for message in lines.chunks(64 * 200) {
+        raw.publish_unsynced(subject, &say_headers("far"), message);
+    }
+    raw.sync();
+    for (i, thread) in threads.into_iter().enumerate() {
+        let seen = thread.join().unwrap();
+        assert!(seen.every_line(50_000), "reader {i}: {seen:?}");
+    }
 }
 
 #[test]

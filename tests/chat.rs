@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::peer::Peer;
+use common::peer::{Numbered, Peer, numbered_lines};
 use common::{Proc, config, start, temp_dir, write_config};
 use pinetd::config::{Config, OnLag};
 use pinetd::daemon::Daemon;
@@ -990,4 +990,81 @@ fn reloads_during_a_connection_storm_leave_the_hub_accepting() {
         peer.until("online");
     }
     assert!(rt.block_on(daemon.shutdown()), "drained within the grace");
+}
+
+/// One sender (rate_limit = 0) sends `lines` numbered lines as fast as the
+/// hub reads them while `readers` read as fast as they can, beside
+/// `stopped` clients that never read: what each reader saw, and what each
+/// stopped client finds once it reads.
+fn firehose(
+    queue: u32,
+    on_lag: OnLag,
+    readers: usize,
+    stopped: usize,
+    lines: u64,
+) -> (Vec<Numbered>, Vec<Numbered>) {
+    let (_rt, _daemon, addr) = hub(|c| {
+        c.chat.queue = queue;
+        c.chat.on_lag = on_lag;
+        c.chat.rate_limit = 0;
+        c.chat.max_per_source = 0;
+        c.chat.write_timeout = Duration::from_secs(60);
+    });
+    let mut sender = Peer::connect(addr);
+    let mut idle: Vec<Peer> = (0..stopped).map(|_| Peer::stingy(addr)).collect();
+    // Every reader has its welcome before the first line, so it hears them all.
+    let threads: Vec<_> = (0..readers)
+        .map(|_| {
+            let mut reader = Peer::connect(addr);
+            std::thread::spawn(move || reader.numbered("[user1] ", lines - 1))
+        })
+        .collect();
+    let burst = numbered_lines("", lines);
+    let writer = std::thread::spawn(move || {
+        sender.send(&burst);
+        sender
+    });
+    let seen: Vec<Numbered> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let _sender = writer.join().unwrap();
+    let stopped_seen = idle
+        .iter_mut()
+        .map(|peer| peer.numbered("[user1] ", lines - 1))
+        .collect();
+    (seen, stopped_seen)
+}
+
+fn every_line_in_order(seen: &[Numbered], lines: u64) {
+    for (i, reader) in seen.iter().enumerate() {
+        assert!(
+            reader.every_line(lines),
+            "reader {i} of {}: {reader:?}",
+            seen.len()
+        );
+    }
+}
+
+#[test]
+fn a_busy_room_paces_its_sender_and_skips_no_reader_that_keeps_up() {
+    let (seen, _) = firehose(64, OnLag::Skip, 100, 0, 100_000);
+    every_line_in_order(&seen, 100_000);
+}
+
+#[test]
+fn a_stopped_reader_in_a_busy_room_skips_and_the_others_get_everything() {
+    let (seen, stopped) = firehose(64, OnLag::Skip, 100, 1, 100_000);
+    every_line_in_order(&seen, 100_000);
+    // It reads at last: the oldest lines, a notice of what it missed, the newest.
+    let stopped = &stopped[0];
+    assert!(!stopped.closed, "{stopped:?}");
+    assert!(!stopped.skip_notices.is_empty(), "{stopped:?}");
+    assert!(stopped.lost > 0 && stopped.got > 0, "{stopped:?}");
+    // The notices count lines, every one it missed and no more.
+    assert_eq!(stopped.noticed(), stopped.lost, "{stopped:?}");
+}
+
+#[test]
+fn a_stopped_reader_in_a_busy_room_is_dropped_under_on_lag_disconnect() {
+    let (seen, stopped) = firehose(64, OnLag::Disconnect, 100, 1, 100_000);
+    every_line_in_order(&seen, 100_000);
+    assert!(stopped[0].closed, "{:?}", stopped[0]);
 }

@@ -280,6 +280,11 @@ fn forget_old(others: &mut HashMap<String, Other>, now: Instant) {
 pub trait Room: Send + Sync + 'static {
     /// Gives `lines` (each ending in `\n`) to every local client.
     fn hear(&self, lines: Bytes);
+    /// The local readers are behind: nothing more is heard until
+    /// [`Room::unpaced`] (NATS keeps what waits).
+    fn paced(&self) -> bool;
+    /// Completes when the room may be paced no longer.
+    fn unpaced(&self) -> tokio::sync::futures::Notified<'_>;
     /// Local clients now.
     fn online(&self) -> usize;
 }
@@ -645,6 +650,9 @@ mod nats {
             presence.set_missed_tick_behavior(MissedTickBehavior::Delay);
             presence.reset();
             loop {
+                // Made before the room is looked at: its going on is not missed.
+                let unpaced = self.room.unpaced();
+                let paced = self.room.paced();
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => {
@@ -669,7 +677,8 @@ mod nats {
                     }
                     Some(()) = events.recv() => {}
                     _ = check.tick() => {}
-                    message = subscriber.next() => match message {
+                    _ = unpaced, if paced => {}
+                    message = subscriber.next(), if !paced => match message {
                         Some(message) => {
                             if self.heard(message, remote) && up {
                                 let now = Instant::now();

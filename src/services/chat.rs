@@ -11,13 +11,23 @@
 //! it goes out in one vectored write when its socket takes it. Output is
 //! bounded by the channel (`queue`, then `on_lag`) and by `write_timeout`.
 //!
+//! A busy room paces its senders, not its readers: while the slowest reader
+//! whose socket takes data is three quarters of `queue` behind, senders (and
+//! lines from other hubs) are read no further until it has caught up half
+//! way, so a reader that keeps up is never skipped, however fast the
+//! senders. A reader whose socket takes next to nothing while the room
+//! waits for it much longer than it usually waits for its readers lets go
+//! of its place instead: it gets the newest `queue` messages and is told
+//! how many it skipped (or is disconnected), and the others go on at their
+//! own pace.
+//!
 //! A reload hands the hub new settings in place: every client takes them
 //! from its next line on, and nobody is dropped.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -26,6 +36,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout};
@@ -69,6 +80,22 @@ const GOODBYE_WITHIN: Duration = Duration::from_secs(1);
 /// A client's own replies (/who, /help, notices) waiting beyond this many
 /// bytes: it is not read until it takes some, or `write_timeout` drops it.
 const OWN_REPLIES: usize = 64 * 1024;
+/// A reader the senders wait for whose socket takes less than [`KEEPS_UP`]
+/// in the room's patience does not hold the room back: it lags, and the
+/// room goes on without it. The patience is four times what the room's
+/// waits for its readers usually last, at least this ...
+const PATIENCE_MIN: Duration = Duration::from_millis(100);
+/// ... and at most this: a client that reads nothing costs the room that
+/// long once.
+const PATIENCE_MAX: Duration = Duration::from_secs(1);
+/// A reader that has come back after its socket took nothing for a while
+/// (a program that reads in bursts, a busy machine) gets twice its longest
+/// such pause, up to this.
+const PATIENCE_EARNED: Duration = Duration::from_secs(4);
+/// A socket that takes less than this in the room's patience takes nothing
+/// (a client still filling the kernel's buffers, unread, takes a little
+/// for a while).
+const KEEPS_UP: u64 = 16 * 1024;
 
 pub struct Chat {
     listeners: Listeners<ChatConfig>,
@@ -135,6 +162,7 @@ impl Service for Chat {
             let link = Arc::new(Link::new(self.stats.clone()));
             let hub = Arc::new(Hub::new(
                 self.tx.clone(),
+                self.queue,
                 self.stats.clone(),
                 link.clone(),
                 settings,
@@ -208,12 +236,84 @@ impl Service for Chat {
     }
 }
 
+/// How far the slowest reader may fall behind before the senders wait.
+struct Pace {
+    /// Senders wait from this many items behind ...
+    high: usize,
+    /// ... until the slowest is back to this many.
+    low: usize,
+    /// A sender waits (or did, and the room has not caught up yet).
+    waiting: AtomicBool,
+    /// Up to this many items sent, the room is known not to be full.
+    free_until: AtomicU64,
+    /// The senders start or stop waiting.
+    changed: Notify,
+    /// When the senders began to wait, in nanoseconds from `epoch`.
+    wait_began: AtomicU64,
+    /// How long the waits that ended with every reader caught up lasted,
+    /// lately (an average, in nanoseconds).
+    usual_wait: AtomicU64,
+    epoch: Instant,
+}
+
+impl Pace {
+    /// A quarter of `queue` is left for what is not paced: the hub's
+    /// notices and what a client says as it goes.
+    fn new(queue: usize) -> Self {
+        let high = (queue - queue / 4).max(1);
+        Self {
+            high,
+            low: high / 2,
+            waiting: AtomicBool::new(false),
+            free_until: AtomicU64::new(0),
+            changed: Notify::new(),
+            wait_began: AtomicU64::new(0),
+            usual_wait: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// How long the room waits for a reader whose socket takes nothing:
+    /// a room of readers that keep up waits briefly; one of many readers
+    /// served by one busy machine, longer.
+    fn patience(&self) -> Duration {
+        let usual = Duration::from_nanos(self.usual_wait.load(Relaxed));
+        (usual * 4).clamp(PATIENCE_MIN, PATIENCE_MAX)
+    }
+
+    /// When the senders began to wait.
+    fn waiting_since(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.wait_began.load(Relaxed))
+    }
+
+    /// A wait ended with every reader caught up: it tells what is usual.
+    fn waited(&self, now: Instant) {
+        let this = now.saturating_duration_since(self.waiting_since());
+        let this = this.min(PATIENCE_MAX).as_nanos() as u64;
+        let usual = self.usual_wait.load(Relaxed);
+        let usual = if usual == 0 {
+            this
+        } else {
+            (usual * 7 + this) / 8
+        };
+        self.usual_wait.store(usual, Relaxed);
+    }
+}
+
 /// One message in the channel: the lines, formatted, and who sent them.
 #[derive(Clone, Debug)]
 struct Item {
     /// The sending client, so it can skip its own; 0 for the hub's notices.
     from: u64,
     lines: Bytes,
+    /// How many lines the room said before these, and how many these are:
+    /// a client that skips items knows how many lines it missed.
+    first: u64,
+    count: u64,
 }
 
 /// Joins (with the client's id) and leaves, not told yet.
@@ -232,6 +332,11 @@ struct Hub {
     config: RwLock<Arc<ChatConfig>>,
     generation: AtomicU64,
     tx: broadcast::Sender<Item>,
+    /// Items sent on `tx`, ever.
+    sent: AtomicU64,
+    /// Lines sent on `tx`, ever, counted in the channel's order.
+    said: Mutex<u64>,
+    pace: Pace,
     names: Mutex<HashSet<String>>,
     next_id: AtomicU64,
     /// Joins and leaves not told yet; at most two per client.
@@ -247,6 +352,7 @@ struct Hub {
 impl Hub {
     fn new(
         tx: broadcast::Sender<Item>,
+        queue: u32,
         stats: Arc<ServiceStats>,
         link: Arc<Link>,
         bridge: watch::Sender<Settings>,
@@ -255,6 +361,9 @@ impl Hub {
             config: RwLock::default(),
             generation: AtomicU64::new(0),
             tx,
+            sent: AtomicU64::new(0),
+            said: Mutex::new(0),
+            pace: Pace::new(queue as usize),
             names: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(1),
             pending: Mutex::default(),
@@ -326,11 +435,73 @@ impl Hub {
     }
 
     fn send(&self, from: u64, lines: impl Into<Bytes>) {
+        let lines = lines.into();
+        let count = lines.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.sent.fetch_add(1, Relaxed);
+        let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        let first = *said;
+        *said += count;
         // An error only means nobody is listening.
         let _ = self.tx.send(Item {
             from,
-            lines: lines.into(),
+            lines,
+            first,
+            count,
         });
+    }
+
+    /// A new client's place in the room, and the number of the first
+    /// line it will hear.
+    fn subscribe(&self) -> (broadcast::Receiver<Item>, u64) {
+        let said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        (self.tx.subscribe(), *said)
+    }
+
+    /// Whether senders wait: the slowest reader holding a place is
+    /// `pace.high` items behind. Reads the channel at most once every
+    /// few items: between two looks, it fills by one item a send at most.
+    fn paced(&self) -> bool {
+        let sent = self.sent.load(Relaxed);
+        if sent < self.pace.free_until.load(Relaxed) {
+            return false;
+        }
+        let behind = self.tx.len();
+        if behind < self.pace.high {
+            let free = (self.pace.high - behind) as u64;
+            self.pace.free_until.store(sent + free, Relaxed);
+            return false;
+        }
+        if !self.pace.waiting.swap(true, Relaxed) {
+            let now = self.pace.nanos(Instant::now());
+            self.pace.wait_began.store(now, Relaxed);
+            // A reader that takes nothing may be what holds the room: it looks.
+            self.pace.changed.notify_waiters();
+        }
+        true
+    }
+
+    /// After a reader took items: once the slowest is back to `pace.low`
+    /// behind, the senders go on.
+    fn took(&self) {
+        if self.go_on() {
+            self.pace.waited(Instant::now());
+        }
+    }
+
+    /// After a reader let go of its place or left: the wait it ended says
+    /// nothing of how long the room usually waits.
+    fn let_go(&self) {
+        self.go_on();
+    }
+
+    /// True if the senders waited and go on now.
+    fn go_on(&self) -> bool {
+        let ends = self.pace.waiting.load(Relaxed) && self.tx.len() <= self.pace.low;
+        if ends {
+            self.pace.waiting.store(false, Relaxed);
+            self.pace.changed.notify_waiters();
+        }
+        ends
     }
 
     /// Tells joins and leaves, at most once per NOTICE_EVERY, coalesced.
@@ -410,6 +581,14 @@ impl Room for Hub {
         self.send(0, lines);
     }
 
+    fn paced(&self) -> bool {
+        Hub::paced(self)
+    }
+
+    fn unpaced(&self) -> Notified<'_> {
+        self.pace.changed.notified()
+    }
+
     fn online(&self) -> usize {
         self.names().len()
     }
@@ -439,6 +618,10 @@ enum Event {
     Read(io::Result<usize>),
     /// The socket takes output again.
     Writable,
+    /// It has something to read, but the senders wait for the room.
+    Held,
+    /// The senders started or stopped waiting for the room.
+    Paced,
     /// One of the client's deadlines: see [`Member::next_deadline`].
     Timer,
 }
@@ -451,6 +634,16 @@ enum Close {
     Say(&'static str),
     /// Nothing more can be written to it.
     Gone,
+}
+
+/// The next item of the room for a client; never, once it has left.
+async fn next_item(
+    rx: &mut Option<broadcast::Receiver<Item>>,
+) -> Result<Item, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What a client has sent and the hub not yet handled.
@@ -483,6 +676,27 @@ struct Member {
     stuck_since: Option<Instant>,
     /// Its socket refused a write: it is gone, but what it sent is still read.
     write_failed: bool,
+    /// Its place in the channel; None once it has left.
+    rx: Option<broadcast::Receiver<Item>>,
+    /// The number of the room's next line it is to get: an item that
+    /// starts later tells how many it skipped.
+    next_line: u64,
+    /// Its socket took nothing while the room waited for it: it takes
+    /// every item from the channel into `backlog` as it comes, so the room
+    /// goes on, and its socket gets them from there.
+    lagging: bool,
+    /// The newest `queue` items while it lags; older ones are skipped.
+    backlog: VecDeque<Item>,
+    /// It has something to read while the senders wait: it waits for the room.
+    held: bool,
+    /// Bytes its socket has taken, ever.
+    taken: u64,
+    /// Since when, and from how many bytes taken, it is watched while the
+    /// room waits for it.
+    watched: Option<(Instant, u64)>,
+    /// The longest its socket took nothing with output waiting and then
+    /// took it again, in milliseconds: it has earned that much patience.
+    slowest_ms: u32,
     /// Relayed lines of the current read, sent as one item.
     relay: BytesMut,
     /// Its allowance of messages: when it runs out, its socket is not read
@@ -497,7 +711,7 @@ impl Member {
         let socket = socket2::SockRef::from(&stream);
         let _ = socket.set_send_buffer_size(SEND_BUFFER);
         let _ = socket.set_recv_buffer_size(RECV_BUFFER);
-        let mut rx = hub.tx.subscribe();
+        let (rx, next_line) = hub.subscribe();
         let (id, name) = hub.join();
         let (mut read, write) = stream.into_split();
         // The generation first: a reload in between is then seen at once.
@@ -517,6 +731,14 @@ impl Member {
             own: 0,
             stuck_since: None,
             write_failed: false,
+            rx: Some(rx),
+            next_line,
+            lagging: false,
+            backlog: VecDeque::new(),
+            held: false,
+            taken: 0,
+            watched: None,
+            slowest_ms: 0,
             relay: BytesMut::new(),
         };
         debug!(name = %client.name, "joined");
@@ -525,7 +747,10 @@ impl Member {
             client.name
         );
         client.queue(welcome);
-        let close = client.chat(&mut read, &mut rx, &shutdown).await;
+        let close = client.chat(&mut read, &shutdown).await;
+        // Its place goes now: the room does not wait on its goodbye.
+        client.rx = None;
+        client.hub.let_go();
         if let Close::Say(goodbye) = close {
             client.queue(Bytes::from_static(goodbye.as_bytes()));
             let _ = timeout(GOODBYE_WITHIN, client.flush()).await;
@@ -535,12 +760,7 @@ impl Member {
         debug!(name = %client.name, "left");
     }
 
-    async fn chat(
-        &mut self,
-        read: &mut OwnedReadHalf,
-        rx: &mut broadcast::Receiver<Item>,
-        shutdown: &CancellationToken,
-    ) -> Close {
+    async fn chat(&mut self, read: &mut OwnedReadHalf, shutdown: &CancellationToken) -> Close {
         let mut input = Input {
             lines: Lines::new(self.config.max_line_bytes as usize),
             bytes: BytesMut::new(),
@@ -549,19 +769,31 @@ impl Member {
         let cancelled = shutdown.cancelled();
         let timer = sleep(Duration::ZERO);
         tokio::pin!(cancelled, timer);
+        let hub = self.hub.clone();
         loop {
+            // Made before the room is looked at: no change of pace is missed.
+            let pace_changed = hub.pace.changed.notified();
             self.refresh(&mut input.lines);
             if let Err(e) = self.write_now() {
                 self.cannot_write(&e);
             }
+            self.refill();
+            if let Some(close) = self.check_stall(read, &mut input) {
+                return close;
+            }
             if self.allowance_ready_at().is_none() && self.drain(&mut input, true) {
                 return Close::Say("*** bye\n");
             }
+            // Lines left there wait for the room; once it goes on, so does it.
+            self.held = hub.pace.waiting.load(Relaxed) && (self.held || !input.bytes.is_empty());
             let deadline = self.next_deadline(&input);
             if let Some(at) = deadline.filter(|&at| at != timer.deadline()) {
                 timer.as_mut().reset(at);
             }
-            let interest = match (self.may_read(), !self.out.is_empty()) {
+            // Readable while the room is paced: it waits for the room
+            // (only those with something to say, not every idle client).
+            let reads = self.wants_to_read() && !self.held;
+            let interest = match (reads, !self.out.is_empty()) {
                 (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
                 (true, false) => Some(Interest::READABLE),
                 (false, true) => Some(Interest::WRITABLE),
@@ -575,6 +807,7 @@ impl Member {
                 // keeps this future.
                 ready = read.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
                     match ready {
+                        Ok(ready) if ready.is_readable() && self.hub.paced() => Event::Held,
                         Ok(ready) if ready.is_readable() => match self.read_some(read, &mut input.bytes) {
                             Some(got) => Event::Read(got),
                             // A spurious wake: keep holding nothing.
@@ -586,12 +819,13 @@ impl Member {
                 }
                 // Only once the socket took the rest: the channel holds the
                 // backlog, bounded by `queue`.
-                received = rx.recv(), if self.out.is_empty() && !self.write_failed => {
+                received = next_item(&mut self.rx), if self.out.is_empty() || self.lagging => {
                     Event::Received(received)
                 }
+                _ = pace_changed, if self.held || self.may_hold_back() => Event::Paced,
                 _ = &mut timer, if deadline.is_some() => Event::Timer,
             };
-            if let Some(close) = self.on_event(event, read, rx, &mut input) {
+            if let Some(close) = self.on_event(event, read, &mut input) {
                 return close;
             }
             if input.bytes.is_empty() {
@@ -606,21 +840,21 @@ impl Member {
         &mut self,
         event: Event,
         read: &mut OwnedReadHalf,
-        rx: &mut broadcast::Receiver<Item>,
         input: &mut Input,
     ) -> Option<Close> {
         match event {
             Event::Shutdown => return Some(Close::Say("*** server shutting down\n")),
             Event::Writable => {}
-            Event::Received(Ok(item)) => self.take(item, rx),
-            Event::Received(Err(broadcast::error::RecvError::Lagged(missed))) => {
-                match self.config.on_lag {
-                    OnLag::Skip => self.queue(format!("*** {missed} messages skipped\n")),
-                    OnLag::Disconnect => {
-                        self.relay_rest(read, input);
-                        return Some(Close::Say("*** you fell too far behind, disconnected\n"));
-                    }
-                }
+            Event::Held => self.held = true,
+            // The loop looks at the room again.
+            Event::Paced => {}
+            Event::Received(Ok(item)) => self.take(item),
+            // The next item tells how many lines it skipped.
+            Event::Received(Err(broadcast::error::RecvError::Lagged(_)))
+                if self.lagging || self.config.on_lag == OnLag::Skip => {}
+            Event::Received(Err(broadcast::error::RecvError::Lagged(_))) => {
+                self.relay_rest(read, input);
+                return Some(Close::Say("*** you fell too far behind, disconnected\n"));
             }
             Event::Received(Err(broadcast::error::RecvError::Closed)) => {
                 return Some(Close::Say("*** server shutting down\n"));
@@ -665,6 +899,133 @@ impl Member {
         self.out = Vec::new();
         self.own = 0;
         self.stuck_since.get_or_insert_with(Instant::now);
+        // It will read nothing more: the room does not wait for it.
+        self.lag();
+    }
+
+    /// Whether it may be what holds the room back: it does not lag yet
+    /// and its socket takes nothing now.
+    fn may_hold_back(&self) -> bool {
+        !self.lagging && self.stuck_since.is_some()
+    }
+
+    /// A reader the senders wait for is watched for the room's patience
+    /// at a time: if its socket took less than [`KEEPS_UP`] meanwhile, it
+    /// lags from then on (`on_lag = "skip"`: it gets the newest `queue`
+    /// items and is told how many it missed) or is disconnected, and the
+    /// room goes on.
+    fn check_stall(&mut self, read: &OwnedReadHalf, input: &mut Input) -> Option<Close> {
+        let pace = &self.hub.pace;
+        let behind = match &self.rx {
+            Some(rx) if self.may_hold_back() && pace.waiting.load(Relaxed) => rx.len(),
+            _ => 0,
+        };
+        if behind <= pace.low {
+            self.watched = None;
+            return None;
+        }
+        let now = Instant::now();
+        let Some((since, taken)) = self.watched else {
+            self.watched = Some((now, self.taken));
+            return None;
+        };
+        if now < since + self.patience() {
+            return None;
+        }
+        let waited = now.saturating_duration_since(pace.waiting_since());
+        self.write_all_it_takes();
+        // Took all it had, or enough: it keeps up.
+        if self.out.is_empty() || self.taken - taken >= KEEPS_UP {
+            self.watched = Some((now, self.taken));
+            return None;
+        }
+        self.watched = None;
+        if self.config.on_lag == OnLag::Disconnect {
+            debug!(
+                behind,
+                ?waited,
+                "takes nothing while the room waits; disconnected"
+            );
+            self.relay_rest(read, input);
+            return Some(Close::Say("*** you fell too far behind, disconnected\n"));
+        }
+        debug!(behind, ?waited, "takes nothing while the room waits; skips");
+        self.lag();
+        None
+    }
+
+    /// How long the room waits for it when its socket takes nothing.
+    fn patience(&self) -> Duration {
+        let earned = (Duration::from_millis(self.slowest_ms.into()) * 2).min(PATIENCE_EARNED);
+        self.hub.pace.patience().max(earned)
+    }
+
+    /// Writes what its socket takes now, asking the kernel: the readiness
+    /// the task waits for comes only once a third of the send buffer is
+    /// free, so a reader taking its output steadily looks stuck between
+    /// two wakes.
+    fn write_all_it_takes(&mut self) {
+        let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+        let count = self.out.len().min(WRITE_BATCH);
+        for (slice, buf) in slices.iter_mut().zip(&self.out) {
+            *slice = IoSlice::new(buf);
+        }
+        let socket = socket2::SockRef::from(self.write.as_ref());
+        if let Ok(written) = socket.send_vectored(&slices[..count]) {
+            self.advance(written);
+            if written > 0 {
+                self.stuck_since = (!self.out.is_empty()).then(Instant::now);
+            }
+        }
+    }
+
+    /// From now on it takes what the room says as it comes, keeping the
+    /// newest `queue` items for its socket: the room no longer waits for it.
+    fn lag(&mut self) {
+        self.lagging = true;
+        self.take_all();
+    }
+
+    /// Takes every item waiting in the channel into the backlog.
+    fn take_all(&mut self) {
+        loop {
+            let Some(rx) = &mut self.rx else {
+                return;
+            };
+            match rx.try_recv() {
+                Ok(item) => self.keep(item),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        self.hub.let_go();
+    }
+
+    /// Keeps `item` for later, as one of the newest `queue`.
+    fn keep(&mut self, item: Item) {
+        if self.write_failed {
+            return;
+        }
+        self.backlog.push_back(item);
+        if self.backlog.len() > self.config.queue as usize {
+            self.backlog.pop_front();
+        }
+    }
+
+    /// Once its socket took everything: what it missed, then the next
+    /// batch of its backlog; and once that is empty, it lags no more.
+    fn refill(&mut self) {
+        if !self.lagging || !self.out.is_empty() || self.write_failed {
+            return;
+        }
+        let batch = self.backlog.len().min(WRITE_BATCH);
+        for item in self.backlog.drain(..batch).collect::<Vec<_>>() {
+            self.deliver(item);
+        }
+        if self.backlog.is_empty() {
+            self.lagging = false;
+            self.backlog = VecDeque::new();
+        }
     }
 
     /// Takes the hub's settings if a reload changed them.
@@ -686,8 +1047,14 @@ impl Member {
             .map(Instant::from_std)
     }
 
-    /// Not while its allowance is spent, nor while its own replies pile up unread.
+    /// Not while its allowance is spent, nor while its own replies pile up
+    /// unread, nor while the senders wait for the room.
     fn may_read(&self) -> bool {
+        self.wants_to_read() && !self.hub.paced()
+    }
+
+    /// Its allowance is not spent and its own replies do not pile up.
+    fn wants_to_read(&self) -> bool {
         self.allowance_ready_at().is_none() && self.own < OWN_REPLIES
     }
 
@@ -702,14 +1069,13 @@ impl Member {
     }
 
     /// The first of: the end of a pause, the quiet that ends an unterminated
-    /// message, the write deadline.
+    /// message, the write deadline, the look at whether it holds the room back.
     fn next_deadline(&self, input: &Input) -> Option<Instant> {
         let stuck = self.stuck_since.map(|at| at + self.config.write_timeout);
         let waiting = self.allowance_ready_at().or_else(|| self.quiet_at(input));
-        match (stuck, waiting) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let patience = self.patience();
+        let look = self.watched.map(|(since, _)| since + patience);
+        [stuck, waiting, look].into_iter().flatten().min()
     }
 
     /// When quiet ends the unterminated message in `input`: only for a
@@ -781,26 +1147,50 @@ impl Member {
         self.out.push(bytes);
     }
 
-    /// Queues `item` and everything else already waiting, up to one batch.
-    fn take(&mut self, item: Item, rx: &mut broadcast::Receiver<Item>) {
+    /// Queues `item` and everything else already waiting, up to one batch
+    /// (or all of it, into the backlog, while it lags).
+    fn take(&mut self, item: Item) {
+        if self.lagging {
+            self.keep(item);
+            return self.take_all();
+        }
         let mut next = Some(item);
         while let Some(item) = next.take() {
-            if item.from != self.id || self.config.echo_self {
-                self.out.push(item.lines);
-            }
+            self.deliver(item);
             if self.out.len() >= WRITE_BATCH {
                 break;
             }
-            match rx.try_recv() {
-                Ok(item) => next = Some(item),
-                Err(broadcast::error::TryRecvError::Lagged(missed))
-                    if self.config.on_lag == OnLag::Skip =>
-                {
-                    self.queue(format!("*** {missed} messages skipped\n"));
+            let Some(rx) = &mut self.rx else {
+                break;
+            };
+            loop {
+                match rx.try_recv() {
+                    Ok(item) => next = Some(item),
+                    // The next item tells how many lines it skipped.
+                    Err(broadcast::error::TryRecvError::Lagged(_))
+                        if self.config.on_lag == OnLag::Skip =>
+                    {
+                        continue;
+                    }
+                    // Empty; or lagged under "disconnect", which the next recv reports.
+                    Err(_) => {}
                 }
-                // Empty; or lagged under "disconnect", which the next recv reports.
-                Err(_) => break,
+                break;
             }
+        }
+        self.hub.took();
+    }
+
+    /// Queues `item` for its socket unless it said it (and does not want its
+    /// own echoed), after a notice of the lines it skipped before it.
+    fn deliver(&mut self, item: Item) {
+        let skipped = item.first.saturating_sub(self.next_line);
+        self.next_line = item.first + item.count;
+        if skipped > 0 && self.config.on_lag == OnLag::Skip {
+            self.queue(format!("*** {skipped} messages skipped\n"));
+        }
+        if item.from != self.id || self.config.echo_self {
+            self.out.push(item.lines);
         }
     }
 
@@ -933,6 +1323,11 @@ impl Member {
     /// Drops `written` bytes from the front of the queue; once it is empty,
     /// holds nothing between writes: most clients are idle most of the time.
     fn advance(&mut self, mut written: usize) {
+        self.taken += written as u64;
+        if let Some(since) = self.stuck_since.filter(|_| written > 0) {
+            let ms = since.elapsed().as_millis().min(u32::MAX.into()) as u32;
+            self.slowest_ms = self.slowest_ms.max(ms);
+        }
         let mut done = 0;
         while written > 0 {
             let first = &mut self.out[done];

@@ -71,3 +71,82 @@ impl Peer {
         self.reader.read_to_end(&mut rest).is_ok()
     }
 }
+
+/// What a client saw of numbered lines (`{prefix}0001234 ...`).
+#[derive(Debug, Default)]
+pub struct Numbered {
+    /// Lines in order, and the numbers it never got.
+    pub got: u64,
+    pub lost: u64,
+    /// Lines that came again or too late.
+    pub disorder: u64,
+    pub skip_notices: Vec<String>,
+    /// The hub closed the connection before the last line.
+    pub closed: bool,
+}
+
+impl Numbered {
+    /// Got each of `lines` once, in order, and no skip notice.
+    pub fn every_line(&self, lines: u64) -> bool {
+        self.got == lines && self.lost == 0 && self.disorder == 0 && self.skip_notices.is_empty()
+    }
+
+    /// The lines its skip notices said it missed, all told.
+    pub fn noticed(&self) -> u64 {
+        self.skip_notices
+            .iter()
+            .filter_map(|l| {
+                l.strip_prefix("*** ")?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+}
+
+impl Peer {
+    /// Reads lines `{prefix}NNNNNNN ...` up to number `last`, the end of
+    /// the connection or a hang; other lines (notices) are passed over.
+    pub fn numbered(&mut self, prefix: &str, last: u64) -> Numbered {
+        let mut seen = Numbered::default();
+        let mut next = 0;
+        let deadline = std::time::Instant::now() + super::HANG;
+        while std::time::Instant::now() < deadline {
+            let Some(line) = self.line() else {
+                seen.closed = true;
+                break;
+            };
+            if line.ends_with(" messages skipped\n") {
+                seen.skip_notices.push(line);
+                continue;
+            }
+            let number = line
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            let Some(n) = number else { continue };
+            if n < next {
+                seen.disorder += 1;
+                continue;
+            }
+            seen.lost += n - next;
+            seen.got += 1;
+            next = n + 1;
+            if n == last {
+                break;
+            }
+        }
+        seen
+    }
+}
+
+/// `count` lines numbered from 0, 64 bytes each with `prefix` (as the
+/// issue that made the hub pace its senders measured them).
+pub fn numbered_lines(prefix: &str, count: u64) -> Vec<u8> {
+    let pad = 64usize.saturating_sub(prefix.len() + 9);
+    (0..count)
+        .flat_map(|n| format!("{prefix}{n:07} {}\n", "x".repeat(pad)).into_bytes())
+        .collect()
+}
