@@ -567,6 +567,24 @@ impl RawNats {
     }
 }
 
+/// A daemon whose chat room is bridged on `subject`, with `tune` applied.
+fn bridged_daemon(
+    nats: &Nats,
+    subject: &str,
+    tune: impl FnOnce(&mut Config),
+) -> (tokio::runtime::Runtime, Daemon) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let daemon = runtime.block_on(async {
+        start(config(|c| {
+            c.chat.enabled = true;
+            c.chat.bridge_url = nats.url();
+            c.chat.bridge_subject = subject.into();
+            tune(c);
+        }))
+    });
+    (runtime, daemon)
+}
+
 fn say_headers(hub: &str) -> Vec<u8> {
     format!("NATS/1.0\r\nPinetd-Hub: {hub}\r\nPinetd-Host: evil\r\nPinetd-Kind: say\r\nPinetd-Online: 18446744073709551615\r\n\r\n").into_bytes()
 }
@@ -578,15 +596,7 @@ fn what_arrives_from_nats_is_cleaned_limited_and_cannot_stop_the_bridge() {
     };
     let nats = Nats::start(&program, 0);
     let subject = "pinetd.test.hostile";
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let a = runtime.block_on(async {
-        start(config(|c| {
-            c.chat.enabled = true;
-            c.chat.bridge_url = nats.url();
-            c.chat.bridge_subject = subject.into();
-            c.chat.bridge_rate_limit = 50;
-        }))
-    });
+    let (_runtime, a) = bridged_daemon(&nats, subject, |c| c.chat.bridge_rate_limit = 50);
     let (_rb, _b, addr_b) = hub(&nats.url(), subject);
     let mut a1 = Peer::connect(a.addrs("chat")[0]);
     let mut b1 = Peer::connect(addr_b);
@@ -647,16 +657,10 @@ fn lines_from_other_hubs_are_paced_and_no_reader_that_keeps_up_is_skipped() {
     };
     let nats = Nats::start(&program, 0);
     let subject = "pinetd.test.firehose";
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let a = runtime.block_on(async {
-        start(config(|c| {
-            c.chat.enabled = true;
-            c.chat.bridge_url = nats.url();
-            c.chat.bridge_subject = subject.into();
-            c.chat.bridge_rate_limit = 0;
-            c.chat.queue = 64;
-            c.chat.max_per_source = 0;
-        }))
+    let (_runtime, a) = bridged_daemon(&nats, subject, |c| {
+        c.chat.bridge_rate_limit = 0;
+        c.chat.queue = 64;
+        c.chat.max_per_source = 0;
     });
     let addr = a.addrs("chat")[0];
     let mut raw = RawNats::connect(nats.port);
