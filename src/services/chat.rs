@@ -1018,8 +1018,10 @@ impl Member {
         if !self.lagging || !self.out.is_empty() || self.write_failed {
             return;
         }
-        let batch = self.backlog.len().min(WRITE_BATCH);
-        for item in self.backlog.drain(..batch).collect::<Vec<_>>() {
+        for _ in 0..WRITE_BATCH {
+            let Some(item) = self.backlog.pop_front() else {
+                break;
+            };
             self.deliver(item);
         }
         if self.backlog.is_empty() {
