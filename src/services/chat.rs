@@ -128,6 +128,12 @@ impl Chat {
         };
         let gate = Gate::new(policy(config), refusals, stats.clone());
         let (tx, _) = broadcast::channel(config.queue as usize);
+        // The description names the room from the moment the hub is bound,
+        // not once the bridge task first runs: a probe answered in between
+        // would say the hub is in no room.
+        if !config.bridge_url.is_empty() {
+            info.set_room(Some(config.bridge_subject.clone()));
+        }
         Ok(Self {
             listeners: Listeners::new(config.clone(), listeners, policy(config)),
             gate,
