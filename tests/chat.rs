@@ -1068,3 +1068,43 @@ fn a_stopped_reader_in_a_busy_room_is_dropped_under_on_lag_disconnect() {
     every_line_in_order(&seen, 100_000);
     assert!(stopped[0].closed, "{:?}", stopped[0]);
 }
+
+/// `echo /who | nc -q1 HOST 9999`, or a script that sends and then
+/// `shutdown(SHUT_WR)`: what it asked for still comes, then the end.
+#[test]
+fn a_client_that_half_closes_still_gets_its_answer() {
+    let (_rt, _daemon, addr) = hub(|_| {});
+    for _ in 0..20 {
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.write_all(b"/who\n").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = String::new();
+        client.read_to_string(&mut got).expect("the hub closes");
+        assert!(got.starts_with("*** welcome"), "{got:?}");
+        assert!(got.contains("*** online (1): "), "{got:?}");
+    }
+}
+
+/// Lines of others already queued for a client that half-closes (its
+/// socket took none of them yet) are written before the hub closes.
+#[test]
+fn a_half_closed_client_gets_the_lines_queued_for_it() {
+    let (_rt, _daemon, addr) = hub(|c| {
+        c.chat.rate_limit = 0;
+        c.chat.queue = 4096;
+    });
+    let mut closing = Peer::stingy(addr);
+    let mut talker = Peer::connect(addr);
+    let mut reader = Peer::connect(addr);
+    closing.until("user3 joined");
+    const LINES: u64 = 2000;
+    talker.send(&numbered_lines("n", LINES));
+    assert!(reader.numbered("[user2] n", LINES - 1).every_line(LINES));
+    closing.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let seen = closing.numbered("[user2] n", LINES - 1);
+    assert!(seen.every_line(LINES), "{seen:?}");
+    assert!(closing.closed());
+}

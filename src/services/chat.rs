@@ -754,12 +754,25 @@ impl Member {
         );
         client.queue(welcome);
         let close = client.chat(&mut read, &shutdown).await;
+        if let Close::Left = close {
+            // It closed its side: what the room said before is still its.
+            client.keep_what_is_owed();
+        }
         // Its place goes now: the room does not wait on its goodbye.
         client.rx = None;
         client.hub.let_go();
-        if let Close::Say(goodbye) = close {
-            client.queue(Bytes::from_static(goodbye.as_bytes()));
-            let _ = timeout(GOODBYE_WITHIN, client.flush()).await;
+        match close {
+            // Replies to its last commands and lines of others already
+            // queued for it: a half-closed client still reads them.
+            Close::Left => {
+                let within = client.config.write_timeout;
+                let _ = timeout(within, client.flush_owed()).await;
+            }
+            Close::Say(goodbye) => {
+                client.queue(Bytes::from_static(goodbye.as_bytes()));
+                let _ = timeout(GOODBYE_WITHIN, client.flush()).await;
+            }
+            Close::Gone => {}
         }
         let _ = timeout(GOODBYE_WITHIN, client.write.shutdown()).await;
         client.hub.leave(&client.name);
@@ -1005,6 +1018,34 @@ impl Member {
             }
         }
         self.hub.let_go();
+    }
+
+    /// At its close: keeps the items the room has for it now (the newest
+    /// `queue`), for [`Member::flush_owed`]; none that come after.
+    fn keep_what_is_owed(&mut self) {
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        for _ in 0..rx.len() {
+            match rx.try_recv() {
+                Ok(item) => self.keep(item),
+                // The next item tells how many lines it skipped.
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        self.lagging = !self.backlog.is_empty();
+    }
+
+    /// Writes its queued output, then its backlog.
+    async fn flush_owed(&mut self) -> io::Result<()> {
+        loop {
+            self.flush().await?;
+            self.refill();
+            if self.out.is_empty() {
+                return Ok(());
+            }
+        }
     }
 
     /// Keeps `item` for later, as one of the newest `queue`.
