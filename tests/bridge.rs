@@ -239,15 +239,20 @@ fn joins_leaves_and_who_cross_naming_the_hub() {
     a2.send(b"/nick alice\n");
     a2.until("you are now alice");
     let host = hostname::get().unwrap().to_string_lossy().into_owned();
-    b1.until(&format!("joined on {host}"));
+    // Named at once: it joins under that name, here and there.
     assert_eq!(
-        b1.until("is now alice").last().unwrap(),
-        &format!("*** user2 is now alice on {host}\n")
+        b1.until(&format!("joined on {host}")).last().unwrap(),
+        &format!("*** alice joined on {host}\n")
+    );
+    a2.send(b"/nick alicia\n");
+    assert_eq!(
+        b1.until("is now alicia").last().unwrap(),
+        &format!("*** alice is now alicia on {host}\n")
     );
     a2.send(b"bye\n");
     assert_eq!(
         b1.until("left on").last().unwrap(),
-        &format!("*** alice left on {host}\n")
+        &format!("*** alicia left on {host}\n")
     );
     // /who: the local clients, then how many are on the other hubs.
     b1.send(b"/who\n");

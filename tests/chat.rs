@@ -148,7 +148,8 @@ fn a_course_client_naming_itself_takes_that_name() {
     let (_rt, _daemon, addr, mut a, mut b) = a_and_b();
     let mut course = Peer::connect(addr);
     course.send(b"[minsu] hello");
-    assert_eq!(a.until("minsu").last().unwrap(), "*** user3 is now minsu\n");
+    // It named itself at once: it joins under that name.
+    assert_eq!(a.until("minsu"), ["*** minsu joined\n"]);
     assert_eq!(
         a.line().unwrap(),
         "[minsu] hello\n",
@@ -174,29 +175,55 @@ fn bye_and_quit_leave_and_the_room_is_told() {
 
 #[test]
 fn nobody_hears_from_a_client_before_hearing_it_joined() {
-    // b joins while the notices are being coalesced (a's join was just
-    // told), and speaks at once. On a busy machine the hub may not have
-    // told a's join before b's came: both are then told in one line, which
-    // a hears too, and the attempt proves nothing: it is made again.
-    for attempt in 1.. {
-        let (_rt, _daemon, addr) = hub(|_| {});
-        let mut a = Peer::connect(addr);
-        let mut b = Peer::connect(addr);
-        b.send(b"/nick kim\nhello\n");
-        let lines = a.until("hello");
-        if lines[0] == "*** user1 and user2 joined\n" && attempt < 20 {
-            continue;
-        }
-        assert_eq!(
-            lines,
-            [
-                "*** user2 joined\n",
-                "*** user2 is now kim\n",
-                "[kim] hello\n"
-            ]
-        );
-        break;
-    }
+    let (_rt, _daemon, addr) = hub(|_| {});
+    let mut a = Peer::connect(addr);
+    let mut b = Peer::connect(addr);
+    // Named at once: it joins under that name, and its join is told
+    // before its first words, not after the grace a join is held for.
+    b.send(b"/nick kim\nhello\n");
+    let started = Instant::now();
+    let lines = a.until("hello");
+    assert_eq!(lines, ["*** kim joined\n", "[kim] hello\n"]);
+    assert!(started.elapsed() < Duration::from_millis(400), "{lines:?}");
+}
+
+/// `pinetd chat --name bob`: the room hears `bob joined`, never
+/// `user2 joined` then `user2 is now bob`.
+#[test]
+fn a_client_that_names_itself_at_once_joins_under_that_name() {
+    let (_rt, _daemon, addr, mut a, _b) = a_and_b();
+    let mut bob = TcpStream::connect(addr).unwrap();
+    bob.write_all(b"/nick bob\n").unwrap();
+    let lines = a.until("joined");
+    assert_eq!(lines, ["*** bob joined\n"]);
+    // Named later, it is a rename the room is told of.
+    let mut c = Peer::connect(addr);
+    a.until("user4 joined");
+    c.send(b"/nick carol\n");
+    assert_eq!(a.until("carol"), ["*** user4 is now carol\n"]);
+}
+
+/// Clients joining together hear one notice of the others; none is told
+/// of its own join, and one who left before its join was told is not
+/// announced at all.
+#[test]
+fn joins_told_together_name_the_others_never_oneself_or_the_gone() {
+    let (_rt, _daemon, addr) = hub(|_| {});
+    let mut a = Peer::connect(addr);
+    let mut b = Peer::connect(addr);
+    let mut c = Peer::connect(addr);
+    drop(Peer::connect(addr));
+    let mut d = Peer::connect(addr);
+    assert_eq!(a.until("joined"), ["*** user2, user3 and user5 joined\n"]);
+    assert_eq!(b.until("joined"), ["*** user1, user3 and user5 joined\n"]);
+    assert_eq!(c.until("joined"), ["*** user1, user2 and user5 joined\n"]);
+    assert_eq!(d.until("joined"), ["*** user1, user2 and user3 joined\n"]);
+    // Nobody heard of user4, neither joining nor leaving.
+    a.send(b"/who\n");
+    let lines = a.until("online");
+    assert_eq!(lines, ["*** online (4): user1, user2, user3, user5\n"]);
+    d.send(b"done\n");
+    assert!(b.until("done").iter().all(|l| !l.contains("user4")));
 }
 
 #[test]

@@ -70,6 +70,10 @@ const WRITE_BATCH: usize = 64;
 /// Join and leave notices are sent at most this often; what happens in
 /// between is told in one line, so 10,000 joins cost far fewer than 10,000².
 const NOTICE_EVERY: Duration = Duration::from_millis(100);
+/// A join is told this long after the client connects, or at its first
+/// words if sooner: a client that names itself at once (`pinetd chat
+/// --name`, a course client's `[name] ...`) joins under that name.
+const JOIN_GRACE: Duration = Duration::from_millis(500);
 /// ... and at most once per this much per client: 10,000 clients, one a second.
 const NOTICE_COST: Duration = Duration::from_micros(100);
 /// Names listed by one notice or one /who before "and N others".
@@ -320,15 +324,60 @@ struct Item {
     /// a client that skips items knows how many lines it missed.
     first: u64,
     count: u64,
+    /// For a notice of joins: who joined, so none is told of itself.
+    joined: Option<Arc<Joined>>,
 }
 
-/// Joins (with the client's id) and leaves, not told yet.
+/// The joins of a notice, for those who joined: each hears the others.
+#[derive(Debug)]
+struct Joined {
+    ids: Vec<u64>,
+    names: Vec<String>,
+    /// The notice's line of leaves, if any.
+    left: String,
+}
+
+impl Joined {
+    /// The notice as client `id` hears it: None if it is not one who joined.
+    fn told_to(&self, id: u64) -> Option<Bytes> {
+        let me = self.ids.iter().position(|&joined| joined == id)?;
+        let others: Vec<String> = (self.names.iter().enumerate())
+            .filter(|&(i, _)| i != me)
+            .map(|(_, name)| name.clone())
+            .collect();
+        let mut text = String::new();
+        if !others.is_empty() {
+            text.push_str(&format!("*** {} joined\n", names_line(&others)));
+        }
+        text.push_str(&self.left);
+        Some(text.into())
+    }
+}
+
+/// A join not told yet.
+struct Join {
+    id: u64,
+    name: String,
+    /// When it is told, unless the client speaks before.
+    due: Instant,
+}
+
 /// Joins and leaves not told yet.
 #[derive(Default)]
 struct Pending {
-    /// Client id and name of each join.
-    joined: Vec<(u64, String)>,
+    joined: Vec<Join>,
     left: Vec<String>,
+}
+
+impl Pending {
+    /// When there is something to tell: now for a leave, else the first
+    /// join's due time.
+    fn due(&self, now: Instant) -> Option<Instant> {
+        if !self.left.is_empty() {
+            return Some(now);
+        }
+        self.joined.iter().map(|j| j.due).min()
+    }
 }
 
 /// What every client shares.
@@ -410,15 +459,43 @@ impl Hub {
             let name = format!("user{id}");
             // Someone may have chosen "user7" with /nick: then take the next.
             if self.names().insert(name.clone()) {
-                self.note(|p| p.joined.push((id, name.clone())));
+                let due = Instant::now() + JOIN_GRACE;
+                let join = Join {
+                    id,
+                    name: name.clone(),
+                    due,
+                };
+                self.note(|p| p.joined.push(join));
                 return (id, name);
             }
         }
     }
 
-    fn leave(&self, name: &str) {
+    /// Client `id` leaves: the room is told, unless its join was not told
+    /// yet (then neither is).
+    fn leave(&self, id: u64, name: &str) {
         self.names().remove(name);
-        self.note(|p| p.left.push(name.to_owned()));
+        let mut pending = self.pending();
+        let before = pending.joined.len();
+        pending.joined.retain(|j| j.id != id);
+        if pending.joined.len() == before {
+            pending.left.push(name.to_owned());
+            drop(pending);
+            self.notice.notify_one();
+        }
+    }
+
+    /// Client `id` took the name `new`: true if its join is still to be
+    /// told, and is now told under that name (the room hears no rename).
+    fn renamed_before_told(&self, id: u64, new: &str) -> bool {
+        let mut pending = self.pending();
+        match pending.joined.iter_mut().find(|j| j.id == id) {
+            Some(join) => {
+                join.name = new.to_owned();
+                true
+            }
+            None => false,
+        }
     }
 
     fn note(&self, change: impl FnOnce(&mut Pending)) {
@@ -441,7 +518,10 @@ impl Hub {
     }
 
     fn send(&self, from: u64, lines: impl Into<Bytes>) {
-        let lines = lines.into();
+        self.send_item(from, lines.into(), None);
+    }
+
+    fn send_item(&self, from: u64, lines: Bytes, joined: Option<Arc<Joined>>) {
         let count = lines.iter().filter(|&&b| b == b'\n').count() as u64;
         self.sent.fetch_add(1, Relaxed);
         let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
@@ -453,6 +533,7 @@ impl Hub {
             lines,
             first,
             count,
+            joined,
         });
     }
 
@@ -513,51 +594,63 @@ impl Hub {
     /// Tells joins and leaves, at most once per NOTICE_EVERY, coalesced.
     async fn tell_notices(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
+            let due = self.pending().due(Instant::now());
+            let wait = tokio::time::sleep_until(due.unwrap_or_else(Instant::now));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = self.notice.notified() => {}
+                // Something new: look again at what is due.
+                _ = self.notice.notified() => continue,
+                _ = wait, if due.is_some() => {}
             }
-            self.tell_pending();
+            self.tell_pending(None);
             // Each notice goes to every client: in a big room, fewer of them.
             let clients = self.names().len() as u32;
             sleep(NOTICE_EVERY.max(NOTICE_COST * clients)).await;
         }
     }
 
-    /// Tells the joins and leaves not told yet, in one item.
-    fn tell_pending(&self) {
-        let Pending { joined, left } = std::mem::take(&mut *self.pending());
-        // One joiner is not told of itself; in a crowd, everyone hears the crowd.
-        let from = match joined.as_slice() {
-            [(id, _)] if left.is_empty() => *id,
-            _ => 0,
+    /// Tells the leaves and the joins that are due (and client `now`'s,
+    /// due or not) in one item. A joiner is not told of itself.
+    fn tell_pending(&self, now: Option<u64>) {
+        let at = Instant::now();
+        let (joined, left) = {
+            let mut pending = self.pending();
+            let (due, held) = std::mem::take(&mut pending.joined)
+                .into_iter()
+                .partition(|j| j.due <= at || Some(j.id) == now);
+            pending.joined = held;
+            (due, std::mem::take(&mut pending.left))
         };
-        let joined: Vec<String> = joined.into_iter().map(|(_, name)| name).collect();
-        let mut text = String::new();
-        if !joined.is_empty() {
-            text.push_str(&format!("*** {} joined\n", names_line(&joined)));
-            self.link.offer(Outgoing::Joined(joined));
+        if joined.is_empty() && left.is_empty() {
+            return;
         }
+        let ids: Vec<u64> = joined.iter().map(|j| j.id).collect();
+        let names: Vec<String> = joined.into_iter().map(|j| j.name).collect();
+        let mut left_line = String::new();
         if !left.is_empty() {
-            text.push_str(&format!("*** {} left\n", names_line(&left)));
+            left_line = format!("*** {} left\n", names_line(&left));
             self.link.offer(Outgoing::Left(left));
         }
-        if !text.is_empty() {
-            self.send(from, text);
+        if names.is_empty() {
+            return self.send(0, left_line);
         }
+        let text = format!("*** {} joined\n{left_line}", names_line(&names));
+        self.link.offer(Outgoing::Joined(names.clone()));
+        let joined = Joined {
+            ids,
+            names,
+            left: left_line,
+        };
+        self.send_item(0, text.into(), Some(Arc::new(joined)));
     }
 
     /// Before client `id` first says anything to the others: if its join
     /// is still waiting to be told, tell it now, so nobody hears from a
     /// client before hearing it joined.
     fn before_first_words(&self, id: u64) {
-        let waiting = self
-            .pending()
-            .joined
-            .iter()
-            .any(|(joined, _)| *joined == id);
+        let waiting = self.pending().joined.iter().any(|j| j.id == id);
         if waiting {
-            self.tell_pending();
+            self.tell_pending(Some(id));
         }
     }
 
@@ -775,7 +868,7 @@ impl Member {
             Close::Gone => {}
         }
         let _ = timeout(GOODBYE_WITHIN, client.write.shutdown()).await;
-        client.hub.leave(&client.name);
+        client.hub.leave(client.id, &client.name);
         debug!(name = %client.name, "left");
     }
 
@@ -1238,7 +1331,11 @@ impl Member {
         if skipped > 0 && self.config.on_lag == OnLag::Skip {
             self.queue(format!("*** {skipped} messages skipped\n"));
         }
-        if item.from != self.id || self.config.echo_self {
+        if let Some(told) = item.joined.as_ref().and_then(|j| j.told_to(self.id)) {
+            if !told.is_empty() {
+                self.out.push(told);
+            }
+        } else if item.from != self.id || self.config.echo_self {
             self.out.push(item.lines);
         }
     }
@@ -1301,11 +1398,14 @@ impl Member {
     fn renamed(&mut self, new: &str) {
         // Lines relayed before the rename go out under the old name.
         self.send_relay();
-        self.speak_here(format!("*** {} is now {new}\n", self.name));
-        // The other hubs say which hub it is on.
-        self.hub
-            .link
-            .offer(Outgoing::Renamed(self.name.clone(), new.to_owned()));
+        // Named before its join was told: it joins under this name.
+        if !self.hub.renamed_before_told(self.id, new) {
+            self.speak_here(format!("*** {} is now {new}\n", self.name));
+            // The other hubs say which hub it is on.
+            self.hub
+                .link
+                .offer(Outgoing::Renamed(self.name.clone(), new.to_owned()));
+        }
         self.name = new.to_owned();
         self.default_name = false;
     }
