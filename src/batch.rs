@@ -260,22 +260,38 @@ fn gro_size(hdr: &libc::msghdr) -> u16 {
 /// Asks the kernel to hand over bursts from one sender as one slot (UDP
 /// GRO); false where the kernel cannot.
 pub fn enable_gro(socket: BorrowedFd<'_>) -> bool {
-    set_udp_option(socket, libc::UDP_GRO, 1)
+    set_int_option(socket, libc::SOL_UDP, libc::UDP_GRO, 1)
 }
 
 /// Whether this socket can send with UDP GSO (Linux 4.18 and later).
 pub fn gso_supported(socket: BorrowedFd<'_>) -> bool {
     // Setting the socket's default segment size to 0 changes nothing but
     // fails where the option does not exist.
-    set_udp_option(socket, libc::UDP_SEGMENT, 0)
+    set_int_option(socket, libc::SOL_UDP, libc::UDP_SEGMENT, 0)
 }
 
-fn set_udp_option(socket: BorrowedFd<'_>, option: libc::c_int, value: libc::c_int) -> bool {
+/// Makes the kernel report ICMP errors (a closed port's "port
+/// unreachable") on this UDP socket although it is not connected: a
+/// receive then fails with `ConnectionRefused`.
+pub fn report_icmp_errors(socket: BorrowedFd<'_>, ipv6: bool) -> bool {
+    if ipv6 {
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)
+    } else {
+        set_int_option(socket, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
+    }
+}
+
+fn set_int_option(
+    socket: BorrowedFd<'_>,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> bool {
     // SAFETY: a valid fd and a pointer to an int of the size given.
     unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_UDP,
+            level,
             option,
             (&raw const value).cast(),
             mem::size_of::<libc::c_int>() as libc::socklen_t,

@@ -374,14 +374,29 @@ fn udp_client_prints_the_reply_or_times_out() {
 
     daemon.signal("TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+    // Nothing listens there now: the kernel says so at once, long before
+    // the timeout.
     let out = binary()
-        .args(["udp", "127.0.0.1", &port, "--timeout", "200ms"])
+        .args(["udp", "127.0.0.1", &port, "--timeout", "1h"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        format!("pinetd: no reply from {echo} within 200ms\n")
+        format!("pinetd: nothing listens on {echo}: the host answered \"port unreachable\"\n")
+    );
+    // A program that listens and never answers: the timeout.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let out = binary()
+        .args(["udp", "127.0.0.1", &silent_addr.port().to_string()])
+        .args(["--timeout", "200ms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("pinetd: no reply from {silent_addr} within 200ms\n")
     );
     let usage = binary().args(["udp", "127.0.0.1"]).output().unwrap();
     assert_eq!(usage.status.code(), Some(2));

@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -20,6 +21,8 @@ pub enum UdpError {
     Io { to: SocketAddr, source: io::Error },
     #[error("no reply from {to} within {waited:?}")]
     Timeout { to: SocketAddr, waited: Duration },
+    #[error("nothing listens on {to}: the host answered \"port unreachable\"")]
+    Refused { to: SocketAddr },
 }
 
 /// One exchange: the reply's bytes, its sender and the round-trip time.
@@ -50,6 +53,8 @@ pub async fn exchange(
     let socket = UdpSocket::bind(local).await.map_err(io_err)?;
     // Lets `pinetd udp 127.255.255.255 20001` work like the course's broadcast clients.
     socket.set_broadcast(true).map_err(io_err)?;
+    // A closed port answers with ICMP at once: say so rather than wait.
+    crate::batch::report_icmp_errors(socket.as_fd(), to.is_ipv6());
     let started = Instant::now();
     socket.send_to(message, to).await.map_err(io_err)?;
     let mut buf = vec![0u8; 65_536];
@@ -61,8 +66,11 @@ pub async fn exchange(
         .await;
         match received {
             Err(_) => return Err(UdpError::Timeout { to, waited: wait }),
-            // An ICMP error from an earlier datagram; keep waiting for a reply.
-            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+            // The one datagram sent was refused (hosts never refuse a
+            // broadcast, so a broadcast's replies are still waited for).
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                return Err(UdpError::Refused { to });
+            }
             Ok(Err(source)) => return Err(UdpError::Io { to, source }),
             Ok(Ok((len, from))) => {
                 return Ok(Reply {
