@@ -58,28 +58,18 @@ pub async fn exchange(
     let started = Instant::now();
     socket.send_to(message, to).await.map_err(io_err)?;
     let mut buf = vec![0u8; 65_536];
-    loop {
-        let received = timeout(
-            wait.saturating_sub(started.elapsed()),
-            socket.recv_from(&mut buf),
-        )
-        .await;
-        match received {
-            Err(_) => return Err(UdpError::Timeout { to, waited: wait }),
-            // The one datagram sent was refused (hosts never refuse a
-            // broadcast, so a broadcast's replies are still waited for).
-            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                return Err(UdpError::Refused { to });
-            }
-            Ok(Err(source)) => return Err(UdpError::Io { to, source }),
-            Ok(Ok((len, from))) => {
-                return Ok(Reply {
-                    data: buf[..len].to_vec(),
-                    from,
-                    rtt: started.elapsed(),
-                });
-            }
-        }
+    let received = timeout(wait, socket.recv_from(&mut buf)).await;
+    match received {
+        Err(_) => Err(UdpError::Timeout { to, waited: wait }),
+        // The one datagram sent was refused (hosts never refuse a
+        // broadcast, so a broadcast's replies are still waited for).
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(UdpError::Refused { to }),
+        Ok(Err(source)) => Err(UdpError::Io { to, source }),
+        Ok(Ok((len, from))) => Ok(Reply {
+            data: buf[..len].to_vec(),
+            from,
+            rtt: started.elapsed(),
+        }),
     }
 }
 
