@@ -139,8 +139,11 @@ async fn reload(daemon: &mut Daemon, path: Option<&PathBuf>, log: &LogLevel, ope
         Ok(mut config) => {
             fit_open_files(&mut config, open_files);
             log.set(&config.daemon.log);
+            // Every key, [daemon]'s too (`log`, `shutdown_grace`: both
+            // apply from now on), beside the services it touched.
+            let keys = daemon.config().changed_keys(&config);
             let changed = daemon.reload(config).await;
-            info!(?changed, file = %path.display(), "reloaded");
+            info!(?changed, ?keys, file = %path.display(), "reloaded");
         }
         Err(e) => {
             for line in e.to_string().lines() {

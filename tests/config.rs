@@ -364,3 +364,47 @@ fn bridge_credentials_are_taken_and_never_shown() {
     let bad = problems("[chat]\nbridge_url = \"nats://pi:s3cret@bad host:4222\"\n");
     assert!(!bad[0].contains("s3cret"), "{bad:?}");
 }
+
+/// `log = "loud"` would be a tracing target of that name: the daemon would
+/// then log nothing at all. A bare word must be a level.
+#[test]
+fn a_log_filter_that_silences_everything_is_refused() {
+    assert_eq!(
+        problems("[daemon]\nlog = \"loud\"\n"),
+        [
+            "test.toml:2:7: daemon.log: invalid log filter \"loud\": \"loud\" is not a level (off, error, warn, info, debug, trace, or TARGET=LEVEL)"
+        ]
+    );
+    for good in [
+        "info",
+        "WARN",
+        "off",
+        "info,pinetd=debug",
+        "debug,async_nats=warn",
+    ] {
+        assert_eq!(
+            problems(&format!("[daemon]\nlog = \"{good}\"\n")),
+            Vec::<String>::new(),
+            "{good}"
+        );
+    }
+}
+
+/// One true message for each mistake: a bad key's default never stands in
+/// for it in the checks across tables, and a file that cannot be read has
+/// no line 0.
+#[test]
+fn a_bad_key_is_not_blamed_again_as_its_default() {
+    let text = "[chat]\nlisten = \"127.0.0.1:99999\"\n[json_echo]\nlisten = \"127.0.0.1:9999\"\n";
+    let got = problems(text);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("test.toml:2:10: chat.listen: "),
+        "{got:#?}"
+    );
+    let missing = Config::load(std::path::Path::new("/nonexistent/pinetd.toml")).unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "/nonexistent/pinetd.toml: cannot read: No such file or directory (os error 2)"
+    );
+}

@@ -342,7 +342,17 @@ fn sighup_reloads_changed_tables_and_refuses_a_broken_file() {
     daemon.signal("HUP");
     let line = daemon.wait_for("reloaded");
     assert!(line.contains("changed=[\"udp_echo\"]"), "{line}");
+    assert!(line.contains("keys=[\"udp_echo.reply\"]"), "{line}");
     assert_eq!(ask(b"two"), "reloaded");
+    // The daemon's own keys are named too.
+    std::fs::write(
+        &path,
+        format!("[daemon]\nlog = \"info,async_nats=warn\"\n{LOCAL}reply = \"reloaded\"\n"),
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    let line = daemon.wait_for("reloaded");
+    assert!(line.contains("keys=[\"daemon.log\"]"), "{line}");
 
     std::fs::write(&path, format!("{LOCAL}reply = 42\n")).unwrap();
     daemon.signal("HUP");

@@ -84,6 +84,17 @@ pub fn busy_poll<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> 
 /// A tracing filter directive, checked now rather than at the first log line.
 pub fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let text = String::deserialize(d)?;
+    // A bare word is a target to tracing ("loud" shows only the target
+    // "loud", so nothing at all): here it must be a level.
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let bare = text.split(',').map(str::trim).find(|d| {
+        !d.is_empty() && !d.contains('=') && !LEVELS.contains(&d.to_ascii_lowercase().as_str())
+    });
+    if let Some(word) = bare {
+        return Err(D::Error::custom(format!(
+            "invalid log filter \"{text}\": \"{word}\" is not a level (off, error, warn, info, debug, trace, or TARGET=LEVEL)"
+        )));
+    }
     tracing_subscriber::EnvFilter::builder()
         .parse(&text)
         .map_err(|e| D::Error::custom(format!("invalid log filter \"{text}\": {e}")))?;

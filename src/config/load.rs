@@ -36,7 +36,12 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: ", self.file, p.line, p.column)?;
+            // A file that cannot be read has no line to name.
+            if p.line == 0 {
+                write!(f, "{}: ", self.file)?;
+            } else {
+                write!(f, "{}:{}:{}: ", self.file, p.line, p.column)?;
+            }
             if !p.key.is_empty() {
                 write!(f, "{}: ", p.key)?;
             }
@@ -87,7 +92,9 @@ impl Config {
             // Blanking only ever replaces bytes of whole lines with spaces: still UTF-8.
             let current = String::from_utf8_lossy(&working).into_owned();
             match toml::from_str::<Config>(&current) {
-                Ok(config) => {
+                // The checks across tables only on the file as written: with a
+                // bad key blanked, its default would stand in and be blamed.
+                Ok(config) if problems.is_empty() => {
                     problems.extend(clashes(&config, text, &entries));
                     problems.extend(listens_nowhere(&config, text, &entries));
                     problems.extend(announces_outside_allow(&config, text, &entries));
@@ -97,6 +104,10 @@ impl Config {
                     } else {
                         Err(fail(problems))
                     };
+                }
+                Ok(_) => {
+                    problems.sort_by_key(|p| (p.line, p.column));
+                    return Err(fail(problems));
                 }
                 Err(e) => {
                     let at = e.span().map_or(0, |s| s.start);
