@@ -68,8 +68,7 @@ impl Daemon {
         for addr in &bound.addrs {
             info!(service = %name, %addr, "listening");
         }
-        self.info
-            .set_service(name, bound.addrs.first().map(SocketAddr::port));
+        self.info.set_service(name, &bound.addrs);
         self.supervisor.spawn(bound.service.clone());
         self.bound.insert(name, bound);
     }
@@ -149,8 +148,7 @@ impl Daemon {
                     info!(service = %name, %addr, "listening");
                 }
                 bound.addrs = reconfigured.addrs;
-                self.info
-                    .set_service(name, bound.addrs.first().map(SocketAddr::port));
+                self.info.set_service(name, &bound.addrs);
                 reconfigured.applied.await;
                 Outcome::InPlace
             }
@@ -175,7 +173,7 @@ impl Daemon {
             .stop(name, self.config.daemon.shutdown_grace)
             .await;
         self.bound.remove(name);
-        self.info.set_service(name, None);
+        self.info.set_service(name, &[]);
         // Sockets on unchanged addresses are reused, so they keep their port
         // and never close; a new address may overlap one of the old ones.
         let (config, stats, info) = (&self.config, &self.stats, &self.info);

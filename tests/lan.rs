@@ -70,12 +70,14 @@ async fn announcements_reach_a_listener_on_the_loopback_broadcast() {
         daemon.addrs("discovery")[0].port()
     );
     assert!(!first.services.contains_key("announcer"));
-    assert!(
-        first
-            .addrs
-            .iter()
-            .all(|a| !a.is_loopback() && !a.is_unspecified())
+    // Each service is named where it can be reached: JSON echo on
+    // loopback only, discovery (on 0.0.0.0) on the host's addresses.
+    assert_eq!(
+        first.reach["json_echo"],
+        [std::net::IpAddr::from([127, 0, 0, 1])]
     );
+    assert!(!first.reach["discovery"].is_empty());
+    assert!(first.addrs.iter().all(|a| !a.is_unspecified()));
     assert!(seen.iter().all(|d| d.instance == first.instance));
     assert_eq!(seen[1].seq, first.seq + 1);
     assert_eq!(seen[2].seq, first.seq + 2);
@@ -360,5 +362,46 @@ fn listen_prints_announcements_and_survives_garbage() {
     assert_eq!(lines[0], format!("{from}  not json at all\\u{{1b}}[2J"));
     assert_eq!(lines[1], format!("{from}"));
     assert_eq!(lines[2].len(), from.to_string().len() + 2 + 65_507);
-    assert_eq!(lines[3], format!("{from}  pi  chat 9999  seq 7"));
+    assert_eq!(lines[3], format!("{from}  pi  -  chat 9999  seq 7"));
+}
+
+/// The embedded default listens on loopback only: its description names
+/// 127.0.0.1 for every service, never the host's LAN addresses, where a
+/// student would find nothing listening.
+#[test]
+fn a_daemon_on_loopback_advertises_loopback_only() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let daemon: Daemon = runtime.block_on(async {
+        start(config(|c| {
+            c.chat.enabled = true;
+            c.discovery.enabled = true;
+            c.discovery.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        }))
+    });
+    let discovery = daemon.addrs("discovery")[0];
+    let probe = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    probe.send_to(b"DISCOVER", discovery).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = probe.recv(&mut buf).expect("a discovery reply");
+    let description = Description::parse(&buf[..n]).expect("a description");
+    let loopback = [std::net::IpAddr::from([127, 0, 0, 1])];
+    assert_eq!(description.addrs, loopback);
+    for service in ["chat", "json_echo", "udp_echo", "discovery"] {
+        assert_eq!(description.reach[service], loopback, "{service}");
+    }
+    // `pinetd discover` shows the same.
+    let out = pinetd()
+        .args(["discover", "--to", "127.0.0.1", "--port"])
+        .arg(discovery.port().to_string())
+        .args(["--timeout", "700ms"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout.lines().nth(1).expect("one device");
+    let columns: Vec<&str> = row.split("  ").filter(|c| !c.is_empty()).collect();
+    assert_eq!(columns[2].trim(), "127.0.0.1", "{stdout}");
+    runtime.block_on(daemon.shutdown());
 }

@@ -118,11 +118,10 @@ pub fn table(devices: &[Device]) -> String {
         .iter()
         .map(|d| match &d.description {
             Some(desc) => {
-                let addrs: Vec<String> = desc.addrs.iter().map(IpAddr::to_string).collect();
-                let addrs = if addrs.is_empty() {
+                let addrs = if desc.addrs.is_empty() {
                     d.from.ip().to_string()
                 } else {
-                    addrs.join(" ")
+                    desc.addrs_text()
                 };
                 [
                     escape_controls(&desc.host),

@@ -20,8 +20,9 @@ pub enum ListenError {
 pub fn describe_line(from: SocketAddr, payload: &[u8]) -> String {
     match Description::parse(payload) {
         Some(d) => format!(
-            "{from}  {}  {}  seq {}",
+            "{from}  {}  {}  {}  seq {}",
             escape_controls(&d.host),
+            d.addrs_text(),
             escape_controls(&d.services_text()),
             d.seq
         ),
@@ -99,7 +100,7 @@ mod tests {
         assert!(!line.chars().any(char::is_control), "{line:?}");
         assert_eq!(
             line,
-            "192.168.0.23:37020  \\u{1b}[2J\\u{1b}]0;pwned\\u{7}  \\u{1b}[31mchat 9999  seq 0"
+            "192.168.0.23:37020  \\u{1b}[2J\\u{1b}]0;pwned\\u{7}  -  \\u{1b}[31mchat 9999  seq 0"
         );
         let device = crate::client::discover::Device {
             from,
