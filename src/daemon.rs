@@ -18,6 +18,7 @@ use crate::net::{BindError, Sockets};
 use crate::services::registry::{BindContext, Bound, Entry, REGISTRY};
 use crate::stats::Stats;
 use crate::supervisor::Supervisor;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// How a reload changed a service.
 enum Outcome {
@@ -69,6 +70,7 @@ impl Daemon {
             info!(service = %name, %addr, "listening");
         }
         self.info.set_service(name, &bound.addrs);
+        self.stats.service(name).running.store(true, Relaxed);
         self.supervisor.spawn(bound.service.clone());
         self.bound.insert(name, bound);
     }
@@ -174,6 +176,7 @@ impl Daemon {
             .await;
         self.bound.remove(name);
         self.info.set_service(name, &[]);
+        self.stats.service(name).running.store(false, Relaxed);
         // Sockets on unchanged addresses are reused, so they keep their port
         // and never close; a new address may overlap one of the old ones.
         let (config, stats, info) = (&self.config, &self.stats, &self.info);
@@ -232,7 +235,7 @@ fn bind(
 ) -> Result<Option<Bound>, BindError> {
     let context = BindContext {
         sockets,
-        stats: stats.service(entry.name),
+        stats: stats.service_counting(entry.name, entry.counts),
         info: info.clone(),
     };
     entry.bind(config, context)

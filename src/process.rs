@@ -3,6 +3,7 @@
 //! at once); SIGHUP reloads the config file, keeping the running config when
 //! the new one is invalid.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -67,6 +68,9 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
         }
     };
     info!(version = env!("CARGO_PKG_VERSION"), "started");
+    if let Some(hint) = try_hint(&daemon) {
+        info!("try: {hint}");
+    }
     notify::ready(&daemon.stats().to_string());
 
     let mut status = interval_at(Instant::now() + STATUS_EVERY, STATUS_EVERY);
@@ -152,4 +156,33 @@ async fn reload(daemon: &mut Daemon, path: Option<&PathBuf>, log: &LogLevel, ope
         }
     }
     notify::ready(&daemon.stats().to_string());
+}
+
+/// How to try the daemon from this machine, for its first minute with a
+/// newcomer: `nc 127.0.0.1 9999` for the chat, else the first TCP or UDP
+/// service there is.
+fn try_hint(daemon: &Daemon) -> Option<String> {
+    let local = |addr: &SocketAddr| match addr.ip() {
+        ip if ip.is_unspecified() && addr.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => *addr,
+    };
+    let first = |service: &str| daemon.addrs(service).first().map(local);
+    if let Some(at) = first("chat") {
+        return Some(format!(
+            "nc {} {}   (the chat; /help lists its commands)",
+            at.ip(),
+            at.port()
+        ));
+    }
+    if let Some(at) = first("json_echo") {
+        return Some(format!(
+            "echo '{{\"hello\": [1, 2]}}' | nc -q1 {} {}",
+            at.ip(),
+            at.port()
+        ));
+    }
+    first("udp_echo").map(|at| format!("pinetd udp {} {} hello", at.ip(), at.port()))
 }

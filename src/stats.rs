@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Why a peer or a datagram got no service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,15 +18,18 @@ pub enum Refusal {
     RateLimited,
     /// Over a size or count limit (line, message, clients).
     OverLimit,
+    /// Not what the service takes (JSON echo: not JSON).
+    BadInput,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 5] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::NotAllowed,
         Refusal::BadSource,
         Refusal::Amplification,
         Refusal::RateLimited,
         Refusal::OverLimit,
+        Refusal::BadInput,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +39,25 @@ impl Refusal {
             Refusal::Amplification => "amplification",
             Refusal::RateLimited => "rate limited",
             Refusal::OverLimit => "over limit",
+            Refusal::BadInput => "bad input",
+        }
+    }
+}
+
+/// What a service's counters mean, for the status line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// It holds clients (a TCP service).
+    pub clients: bool,
+    /// What its `messages` are: `lines`, `values`, `answered`, `sent`.
+    pub messages: &'static str,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts {
+            clients: false,
+            messages: "messages",
         }
     }
 }
@@ -43,6 +65,10 @@ impl Refusal {
 /// One service's counters.
 #[derive(Debug, Default)]
 pub struct ServiceStats {
+    /// What they mean; set once, by the daemon.
+    counts: OnceLock<Counts>,
+    /// The service runs: the status line shows it.
+    pub running: AtomicBool,
     /// Connected clients now (TCP services).
     pub clients: AtomicU64,
     /// Messages or datagrams answered, relayed or announced.
@@ -56,6 +82,10 @@ pub struct ServiceStats {
 }
 
 impl ServiceStats {
+    pub fn counts(&self) -> Counts {
+        self.counts.get().copied().unwrap_or_default()
+    }
+
     pub fn refuse(&self, why: Refusal) {
         self.refused[why as usize].fetch_add(1, Relaxed);
     }
@@ -93,27 +123,39 @@ impl Stats {
         services.entry(name).or_default().clone()
     }
 
-    fn all(&self) -> Vec<Arc<ServiceStats>> {
+    /// The same, saying what they count.
+    pub fn service_counting(&self, name: &'static str, counts: Counts) -> Arc<ServiceStats> {
+        let stats = self.service(name);
+        let _ = stats.counts.set(counts);
+        stats
+    }
+
+    fn all(&self) -> Vec<(&'static str, Arc<ServiceStats>)> {
         let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
-        services.values().cloned().collect()
+        services.iter().map(|(n, s)| (*n, s.clone())).collect()
     }
 }
 
-/// The one-line summary systemd shows: `clients 3, messages 1520, refused 12 (rate limited 10, bad source 2)`.
+/// The one-line summary systemd shows, each service with what it counts,
+/// then the refusals of all:
+/// `chat 3 clients 1520 lines, json_echo 0 clients 40 values, udp_echo 12 answered, refused 3 (bad input 2, rate limited 1)`.
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let all = self.all();
-        let clients: u64 = all.iter().map(|s| s.clients.load(Relaxed)).sum();
-        let messages: u64 = all.iter().map(|s| s.messages.load(Relaxed)).sum();
-        let refused: u64 = all.iter().map(|s| s.refused_total()).sum();
-        let not_bridged: u64 = all.iter().map(|s| s.not_bridged.load(Relaxed)).sum();
-        write!(
-            f,
-            "clients {clients}, messages {messages}, refused {refused}"
-        )?;
+        for (name, stats) in all.iter().filter(|(_, s)| s.running.load(Relaxed)) {
+            let counts = stats.counts();
+            write!(f, "{name}")?;
+            if counts.clients {
+                write!(f, " {} clients", stats.clients.load(Relaxed))?;
+            }
+            write!(f, " {} {}, ", stats.messages.load(Relaxed), counts.messages)?;
+        }
+        let refused: u64 = all.iter().map(|(_, s)| s.refused_total()).sum();
+        let not_bridged: u64 = all.iter().map(|(_, s)| s.not_bridged.load(Relaxed)).sum();
+        write!(f, "refused {refused}")?;
         let mut reasons = Refusal::ALL
             .iter()
-            .map(|&why| (why, all.iter().map(|s| s.refused(why)).sum::<u64>()))
+            .map(|&why| (why, all.iter().map(|(_, s)| s.refused(why)).sum::<u64>()))
             .filter(|(_, n)| *n > 0)
             .peekable();
         if reasons.peek().is_some() {
@@ -136,20 +178,32 @@ mod tests {
     #[test]
     fn status_line() {
         let stats = Stats::default();
-        assert_eq!(stats.to_string(), "clients 0, messages 0, refused 0");
+        assert_eq!(stats.to_string(), "refused 0");
+        let tcp = |messages| Counts {
+            clients: true,
+            messages,
+        };
+        let udp = |messages| Counts {
+            clients: false,
+            messages,
+        };
+        stats.service_counting("chat", tcp("lines"));
+        stats.service_counting("udp_echo", udp("answered"));
+        stats.service_counting("announcer", udp("sent"));
+        stats.service_counting("discovery", udp("answered"));
+        for name in ["chat", "udp_echo", "announcer"] {
+            stats.service(name).running.store(true, Relaxed);
+        }
         stats.service("chat").clients.fetch_add(3, Relaxed);
         stats.service("udp_echo").message();
         stats.service("udp_echo").refuse(Refusal::RateLimited);
-        stats.service("discovery").refuse(Refusal::BadSource);
-        stats.service("discovery").refuse(Refusal::RateLimited);
+        stats.service("chat").refuse(Refusal::BadSource);
+        stats.service("udp_echo").refuse(Refusal::RateLimited);
         assert_eq!(
             stats.to_string(),
-            "clients 3, messages 1, refused 3 (bad source 1, rate limited 2)"
+            "announcer 0 sent, chat 3 clients 0 lines, udp_echo 1 answered, refused 3 (bad source 1, rate limited 2)"
         );
         stats.service("chat").not_bridged.fetch_add(7, Relaxed);
-        assert_eq!(
-            stats.to_string(),
-            "clients 3, messages 1, refused 3 (bad source 1, rate limited 2), not bridged 7"
-        );
+        assert!(stats.to_string().ends_with(", not bridged 7"));
     }
 }

@@ -7,7 +7,7 @@ use std::io;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Proc, ask, config, start, temp_dir, udp_on, wait_until_async, write_config};
 use pinetd::services::{Service, ServiceFuture};
@@ -444,7 +444,7 @@ fn tells_systemd_ready_reloading_and_stopping_with_live_status() {
     let echo = daemon.addrs(&["udp_echo"])["udp_echo"];
     let ready = next();
     assert!(
-        ready.starts_with("READY=1\nSTATUS=clients 0, messages 0, refused 0"),
+        ready.starts_with("READY=1\nSTATUS=udp_echo 0 answered, refused 0"),
         "{ready:?}"
     );
 
@@ -457,9 +457,9 @@ fn tells_systemd_ready_reloading_and_stopping_with_live_status() {
     client.recv(&mut [0u8; 16]).unwrap();
     // STATUS= lines keep coming; one soon counts the answer.
     let mut status = next();
-    while !status.starts_with("STATUS=clients 0, messages 1") {
+    while !status.starts_with("STATUS=udp_echo 1 answered") {
         assert!(
-            status.starts_with("STATUS=clients 0, messages 0"),
+            status.starts_with("STATUS=udp_echo 0 answered"),
             "{status:?}"
         );
         status = next();
@@ -520,4 +520,118 @@ fn pings_the_watchdog_when_systemd_asks() {
     }
     daemon.signal("TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+}
+
+/// At the default `info`, the journal tells an operator each connection and
+/// its end with the reason, each refusal by a limit and each bad input,
+/// naming the peer; a flood from one address costs a few lines a second.
+#[test]
+fn the_log_tells_connections_refusals_and_bad_input_within_a_budget() {
+    use std::io::{Read, Write};
+    let dir = temp_dir("peer-log");
+    let path = write_config(
+        &dir,
+        "[chat]\nlisten = \"127.0.0.1:0\"\nmax_per_source = 2\n[json_echo]\nlisten = \"127.0.0.1:0\"\n\
+         [udp_echo]\nenabled = false\n[announcer]\nenabled = false\n[discovery]\nenabled = false\n",
+    );
+    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let addrs = daemon.addrs(&["chat", "json_echo"]);
+    let (chat, json) = (addrs["chat"], addrs["json_echo"]);
+    // The newcomer is told how to try it.
+    let hint = daemon.wait_for("try:");
+    assert!(
+        hint.contains(&format!("try: nc 127.0.0.1 {}", chat.port())),
+        "{hint}"
+    );
+    // Each part from an address of its own (127.0.0.N): the budget is per source.
+    let from = |n: u8, to: std::net::SocketAddr| {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let local = std::net::SocketAddr::from(([127, 0, 0, n], 0));
+        socket.bind(&local.into()).unwrap();
+        socket.connect(&to.into()).unwrap();
+        let stream = std::net::TcpStream::from(socket);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+
+    let mut client = from(2, chat);
+    let me = client.local_addr().unwrap();
+    let line = daemon.wait_for("connected");
+    assert!(
+        line.contains(&format!("peer={me}")) && line.contains("service=chat"),
+        "{line}"
+    );
+    client.write_all(b"bye\n").unwrap();
+    let line = daemon.wait_for("closed");
+    assert!(
+        line.contains("reason=\"said bye\"") && line.contains(&format!("peer={me}")),
+        "{line}"
+    );
+
+    // Bad JSON: the error and where, the peer, and why it closed.
+    let mut student = from(3, json);
+    let me = student.local_addr().unwrap();
+    student.write_all(b"{\"a\": 1,}\n").unwrap();
+    let mut answer = String::new();
+    student.read_to_string(&mut answer).unwrap();
+    let line = daemon.wait_for("bad input");
+    assert!(
+        line.contains(&format!("peer={me}")) && line.contains("line=1"),
+        "{line}"
+    );
+    let line = daemon.wait_for("closed");
+    assert!(line.contains("reason=\"bad input\""), "{line}");
+
+    // A refusal by a limit.
+    let _held: Vec<_> = (0..2).map(|_| from(4, chat)).collect();
+    let mut third = from(4, chat);
+    let _ = third.read_to_string(&mut String::new());
+    let line = daemon.wait_for("refused: too many from this source");
+    assert!(line.contains("max_per_source=2"), "{line}");
+
+    // A flood of bad input from one address: a few lines a second.
+    let before = daemon.log.len();
+    let started = Instant::now();
+    for _ in 0..300 {
+        let mut flood = from(5, json);
+        flood.write_all(b"nope\n").unwrap();
+        let _ = flood.read_to_end(&mut Vec::new());
+    }
+    let flooded = started.elapsed();
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));
+    let about_peers = daemon.log[before..]
+        .iter()
+        .filter(|l| l.contains("peer=") || l.contains("left out"))
+        .count();
+    // 10 at once, then 10 a second (and a "left out" line each time).
+    let budget = 20 + 20 * (flooded.as_secs() as usize + 1);
+    assert!(about_peers <= budget, "{about_peers} lines in {flooded:?}");
+}
+
+/// The status line counts what a person means per service: JSON values
+/// answered, bad JSON as refused, announcements as sent (not "messages").
+#[tokio::test]
+async fn the_status_line_counts_per_service_and_bad_json_as_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let daemon = start(config(|c| c.announcer.enabled = false));
+    let json = daemon.addrs("json_echo")[0];
+    let mut good = tokio::net::TcpStream::connect(json).await.unwrap();
+    good.write_all(b"[1, 2]\n").await.unwrap();
+    good.read_exact(&mut [0u8; 6]).await.unwrap();
+    let mut bad = tokio::net::TcpStream::connect(json).await.unwrap();
+    bad.write_all(b"{'a': 1}\n").await.unwrap();
+    let _ = bad.read_to_end(&mut Vec::new()).await;
+    let stats = daemon.stats().clone();
+    wait_until_async("bad JSON counted", || {
+        stats.to_string().ends_with("refused 1 (bad input 1)")
+    })
+    .await;
+    let status = stats.to_string();
+    assert!(status.contains("json_echo 1 clients 1 values"), "{status}");
+    assert!(!status.contains("announcer"), "not running: {status}");
+    daemon.shutdown().await;
 }

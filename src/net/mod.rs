@@ -10,4 +10,4 @@ pub mod source;
 
 pub use bind::{BindError, LocalAddr, bind_tcp, bind_udp, local_addrs};
 pub use sockets::Sockets;
-pub use source::{BadSource, LocalNets, allowed, bad_source};
+pub use source::{BadSource, LocalNets, allowed, bad_source, source_of};

@@ -105,6 +105,18 @@ impl Default for LocalNets {
     }
 }
 
+/// A peer's source, as limits count it: its address, IPv6 per /64 (one
+/// host gets a whole /64).
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,9 +20,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{Instrument, debug, debug_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::net::{BindError, Sockets, allowed, local_addrs};
+use crate::logging::peer_line;
+use crate::net::{BindError, Sockets, allowed, local_addrs, source_of};
 use crate::services::Reconfigured;
 use crate::stats::{Refusal, ServiceStats};
 
@@ -103,17 +104,6 @@ impl Drop for Ticket {
     }
 }
 
-/// Connections are counted per address, IPv6 per /64: one host gets a whole /64.
-fn source_of(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(prefix.into())
-        }
-        v4 => v4,
-    }
-}
-
 impl Gate {
     pub fn new(policy: Policy, refusals: Refusals, stats: Arc<ServiceStats>) -> Arc<Self> {
         Arc::new(Self {
@@ -143,13 +133,18 @@ impl Gate {
         if !allowed(&state.policy.allow, peer) {
             drop(state);
             self.stats.refuse(Refusal::NotAllowed);
-            debug!(%peer, "refused: not in allow");
+            if peer_line(peer) {
+                info!(%peer, "refused: not in allow");
+            }
             return Err(None);
         }
         if state.total >= state.policy.max {
+            let state_max = state.policy.max;
             drop(state);
             self.stats.refuse(Refusal::OverLimit);
-            debug!(%peer, "refused: full");
+            if peer_line(peer) {
+                info!(%peer, max_clients = state_max, "refused: full");
+            }
             return Err(Some(&self.refusals.full));
         }
         let source = source_of(peer);
@@ -158,7 +153,9 @@ impl Gate {
         if per_source > 0 && *count >= per_source {
             drop(state);
             self.stats.refuse(Refusal::OverLimit);
-            debug!(%peer, per_source, "refused: too many from this source");
+            if peer_line(peer) {
+                info!(%peer, max_per_source = per_source, "refused: too many from this source");
+            }
             return Err(Some(&self.refusals.crowded));
         }
         *count += 1;
@@ -288,7 +285,8 @@ impl<C: Send + Sync + 'static> Listeners<C> {
     ) -> io::Result<()>
     where
         F: Fn(&Arc<C>, TcpStream, SocketAddr) -> Fut,
-        Fut: Future<Output = ()> + Send + 'static,
+        // What the connection's future gives is why it ended, for the log.
+        Fut: Future<Output = &'static str> + Send + 'static,
     {
         let mut setup = self.setup.subscribe();
         let (handoff, mut accepted) = mpsc::channel(HANDOFF);
@@ -324,9 +322,15 @@ impl<C: Send + Sync + 'static> Listeners<C> {
                 _ = shutdown.cancelled() => break,
                 _ = setup.changed() => {}
                 Some((stream, peer, ticket)) = accepted.recv() => {
-                    let span = debug_span!("conn", %peer);
+                    let span = info_span!("conn", %peer);
+                    let served = handle(&config.0, stream, peer);
                     let served = Counted {
-                        served: Box::pin(handle(&config.0, stream, peer)),
+                        served: Box::pin(async move {
+                            let reason = served.await;
+                            if peer_line(peer.ip()) {
+                                info!(reason, "closed");
+                            }
+                        }),
                         _ticket: ticket,
                     };
                     connections.spawn(served.instrument(span));
@@ -447,7 +451,9 @@ fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                debug!(%peer, "connected");
+                if peer_line(peer.ip()) {
+                    info!(%peer, "connected");
+                }
                 // The service may be waiting for this task to stop, and
                 // not taking connections meanwhile.
                 tokio::select! {

@@ -32,7 +32,7 @@ use crate::describe::SelfInfo;
 use crate::net::{BindError, bind_udp};
 use crate::services::registry::{BindContext, Registered};
 use crate::services::{Service, ServiceFuture};
-use crate::stats::ServiceStats;
+use crate::stats::{Counts, ServiceStats};
 
 const NAME: &str = AnnouncerConfig::NAME;
 
@@ -248,6 +248,10 @@ impl Outlets {
 
 impl Registered for Announcer {
     type Table = AnnouncerConfig;
+    const COUNTS: Counts = Counts {
+        clients: false,
+        messages: "sent",
+    };
 
     fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
         Announcer::bind(&config.announcer, context.info, context.stats)

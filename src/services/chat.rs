@@ -26,7 +26,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -54,7 +54,7 @@ use crate::services::accept::{Gate, Listeners, Policy, Refusals};
 use crate::services::bridge::{self, Link, Outgoing, Room, Settings};
 use crate::services::registry::{BindContext, Registered};
 use crate::services::{Reconfigured, Service, ServiceFuture, first_failure};
-use crate::stats::ServiceStats;
+use crate::stats::{Counts, ServiceStats};
 
 const NAME: &str = ChatConfig::NAME;
 
@@ -151,6 +151,10 @@ impl Chat {
 
 impl Registered for Chat {
     type Table = ChatConfig;
+    const COUNTS: Counts = Counts {
+        clients: true,
+        messages: "lines",
+    };
 
     fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
         Chat::bind(&config.chat, context.sockets, context.stats, context.info)
@@ -727,12 +731,43 @@ enum Event {
 
 /// Why a client's loop ended.
 enum Close {
-    /// Said bye, or closed its side.
+    /// Closed its side (or reset).
     Left,
     /// Tell it this, then close.
-    Say(&'static str),
+    Say(Goodbye),
     /// Nothing more can be written to it.
     Gone,
+}
+
+/// What the hub says to a client it closes.
+#[derive(Clone, Copy)]
+enum Goodbye {
+    Bye,
+    Shutdown,
+    Behind,
+}
+
+impl Goodbye {
+    fn line(self) -> &'static str {
+        match self {
+            Goodbye::Bye => "*** bye\n",
+            Goodbye::Shutdown => "*** server shutting down\n",
+            Goodbye::Behind => "*** you fell too far behind, disconnected\n",
+        }
+    }
+}
+
+impl Close {
+    /// Why it ended, for the log.
+    fn reason(&self) -> &'static str {
+        match self {
+            Close::Left => "closed by the client",
+            Close::Say(Goodbye::Bye) => "said bye",
+            Close::Say(Goodbye::Shutdown) => "server shutting down",
+            Close::Say(Goodbye::Behind) => "fell too far behind (on_lag = \"disconnect\")",
+            Close::Gone => "took nothing for write_timeout",
+        }
+    }
 }
 
 /// The next item of the room for a client; never, once it has left.
@@ -761,6 +796,8 @@ struct Member {
     config: Arc<ChatConfig>,
     generation: u64,
     id: u64,
+    /// Its address, for the log's budget of lines per source.
+    peer: IpAddr,
     name: String,
     /// Still on its default name (exercise 4-3 clients may claim one).
     default_name: bool,
@@ -804,12 +841,16 @@ struct Member {
 }
 
 impl Member {
-    async fn serve(hub: Arc<Hub>, stream: TcpStream, shutdown: CancellationToken) {
+    /// Serves one client; why it ended.
+    async fn serve(hub: Arc<Hub>, stream: TcpStream, shutdown: CancellationToken) -> &'static str {
         // Chat lines are small: a fixed kernel buffer bounds what a client
         // that reads nothing holds there, and lets the hub see it lag.
         let socket = socket2::SockRef::from(&stream);
         let _ = socket.set_send_buffer_size(SEND_BUFFER);
         let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+        let peer = stream
+            .peer_addr()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
         let (rx, next_line) = hub.subscribe();
         let (id, name) = hub.join();
         let (mut read, write) = stream.into_split();
@@ -822,6 +863,7 @@ impl Member {
             config,
             hub,
             id,
+            peer,
             name,
             default_name: true,
             spoken: false,
@@ -862,7 +904,7 @@ impl Member {
                 let _ = timeout(within, client.flush_owed()).await;
             }
             Close::Say(goodbye) => {
-                client.queue(Bytes::from_static(goodbye.as_bytes()));
+                client.queue(Bytes::from_static(goodbye.line().as_bytes()));
                 let _ = timeout(GOODBYE_WITHIN, client.flush()).await;
             }
             Close::Gone => {}
@@ -870,6 +912,7 @@ impl Member {
         let _ = timeout(GOODBYE_WITHIN, client.write.shutdown()).await;
         client.hub.leave(client.id, &client.name);
         debug!(name = %client.name, "left");
+        close.reason()
     }
 
     async fn chat(&mut self, read: &mut OwnedReadHalf, shutdown: &CancellationToken) -> Close {
@@ -894,7 +937,7 @@ impl Member {
                 return close;
             }
             if self.allowance_ready_at().is_none() && self.drain(&mut input, true) {
-                return Close::Say("*** bye\n");
+                return Close::Say(Goodbye::Bye);
             }
             // Lines left there wait for the room; once it goes on, so does it.
             self.held = hub.pace.waiting.load(Relaxed) && (self.held || !input.bytes.is_empty());
@@ -955,7 +998,7 @@ impl Member {
         input: &mut Input,
     ) -> Option<Close> {
         match event {
-            Event::Shutdown => return Some(Close::Say("*** server shutting down\n")),
+            Event::Shutdown => return Some(Close::Say(Goodbye::Shutdown)),
             Event::Writable => {}
             Event::Held => self.held = true,
             // The loop looks at the room again.
@@ -966,10 +1009,10 @@ impl Member {
                 if self.lagging || self.config.on_lag == OnLag::Skip => {}
             Event::Received(Err(broadcast::error::RecvError::Lagged(_))) => {
                 self.relay_rest(read, input);
-                return Some(Close::Say("*** you fell too far behind, disconnected\n"));
+                return Some(Close::Say(Goodbye::Behind));
             }
             Event::Received(Err(broadcast::error::RecvError::Closed)) => {
-                return Some(Close::Say("*** server shutting down\n"));
+                return Some(Close::Say(Goodbye::Shutdown));
             }
             Event::Read(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
             Event::Read(Ok(0) | Err(_)) => {
@@ -995,7 +1038,7 @@ impl Member {
                     return Some(Close::Gone);
                 }
                 if self.quiet_at(input).is_some_and(|at| at <= now) && self.flush_quiet(input) {
-                    return Some(Close::Say("*** bye\n"));
+                    return Some(Close::Say(Goodbye::Bye));
                 }
             }
         }
@@ -1059,7 +1102,7 @@ impl Member {
                 "takes nothing while the room waits; disconnected"
             );
             self.relay_rest(read, input);
-            return Some(Close::Say("*** you fell too far behind, disconnected\n"));
+            return Some(Close::Say(Goodbye::Behind));
         }
         debug!(behind, ?waited, "takes nothing while the room waits; skips");
         self.lag();
@@ -1345,6 +1388,13 @@ impl Member {
         self.allowance.take(Instant::now().into_std());
         let limit = self.config.max_line_bytes;
         let (text, grew) = line_text(&line, limit as usize);
+        if line.cut && crate::logging::peer_line(self.peer) {
+            info!(
+                max_line_bytes = limit,
+                start = %crate::logging::excerpt(&text.as_bytes()[..text.len().min(64)]),
+                "line cut at the limit"
+            );
+        }
         if line.cut {
             self.queue(format!(
                 "*** your line was longer than {limit} bytes and was cut\n"

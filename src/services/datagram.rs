@@ -10,7 +10,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug};
+use tracing::{Instrument, info};
 
 use crate::limit::RateLimiter;
 use crate::net::{LocalNets, allowed, bad_source};
@@ -64,7 +64,9 @@ impl Judge {
     /// Counts and logs a refusal of the caller's own.
     pub fn refuse(&self, peer: SocketAddr, why: Refusal) {
         self.stats.refuse(why);
-        debug!(%peer, reason = why.name(), "refused");
+        if crate::logging::peer_line(peer.ip()) {
+            info!(%peer, reason = why.name(), "refused");
+        }
     }
 
     /// Why a datagram of `request` bytes from `peer` must not get a reply of

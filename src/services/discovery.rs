@@ -22,7 +22,7 @@ use crate::net::{BindError, Sockets, local_addrs};
 use crate::services::datagram::{Judge, Reach, serve_each, transient};
 use crate::services::registry::{BindContext, Registered};
 use crate::services::{Reconfigured, Service, ServiceFuture};
-use crate::stats::{Refusal, ServiceStats};
+use crate::stats::{Counts, Refusal, ServiceStats};
 
 const NAME: &str = DiscoveryConfig::NAME;
 
@@ -131,6 +131,10 @@ impl Discovery {
 
 impl Registered for Discovery {
     type Table = DiscoveryConfig;
+    const COUNTS: Counts = Counts {
+        clients: false,
+        messages: "answered",
+    };
     /// Its replies carry the announcer's ttl.
     const DEPENDS_ON: &'static [&'static str] = &[AnnouncerConfig::NAME];
 

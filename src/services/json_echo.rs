@@ -5,7 +5,7 @@
 //! the connection closes; nobody else notices.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,15 +14,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::config::{Config, JsonEchoConfig, TableIn};
 use crate::jsonstream::{Unanswered, error_line};
+use crate::logging::peer_line;
 use crate::net::{BindError, Sockets};
 use crate::services::accept::{Gate, Listeners, Policy, Refusals};
 use crate::services::registry::{BindContext, Registered};
 use crate::services::{Reconfigured, Service, ServiceFuture};
-use crate::stats::ServiceStats;
+use crate::stats::{Counts, Refusal, ServiceStats};
+
+/// Why a connection that sent what is not JSON ended, for the log.
+const BAD_INPUT: &str = "bad input";
 
 const NAME: &str = JsonEchoConfig::NAME;
 
@@ -69,6 +73,10 @@ impl JsonEcho {
 
 impl Registered for JsonEcho {
     type Table = JsonEchoConfig;
+    const COUNTS: Counts = Counts {
+        clients: true,
+        messages: "values",
+    };
 
     fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
         JsonEcho::bind(&config.json_echo, context.sockets, context.stats)
@@ -86,8 +94,9 @@ impl Service for JsonEcho {
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
         Box::pin(async move {
-            let handle = |config: &Arc<JsonEchoConfig>, stream, _| {
-                Connection::new(config, self.stats.clone()).serve(stream, shutdown.clone())
+            let handle = |config: &Arc<JsonEchoConfig>, stream, peer: SocketAddr| {
+                Connection::new(config, self.stats.clone(), peer.ip())
+                    .serve(stream, shutdown.clone())
             };
             self.listeners
                 .serve(&self.gate, &shutdown, |_| {}, handle)
@@ -112,8 +121,8 @@ impl Service for JsonEcho {
 enum End {
     /// The client closed its side; everything it sent was answered.
     Eof,
-    /// Say this (an error object line) and close.
-    Say(Vec<u8>),
+    /// Say this (an error object line) and close, for this reason.
+    Say(Vec<u8>, &'static str),
 }
 
 /// What woke a connection up.
@@ -141,10 +150,12 @@ struct Connection {
     input: Unanswered,
     output: Vec<u8>,
     stats: Arc<ServiceStats>,
+    /// Its address, for the log's budget of lines per source.
+    peer: IpAddr,
 }
 
 impl Connection {
-    fn new(config: &JsonEchoConfig, stats: Arc<ServiceStats>) -> Self {
+    fn new(config: &JsonEchoConfig, stats: Arc<ServiceStats>, peer: IpAddr) -> Self {
         Self {
             idle: config.idle_timeout,
             busy_poll: config.busy_poll,
@@ -152,17 +163,19 @@ impl Connection {
             input: Unanswered::new(config.max_message_bytes as usize),
             output: Vec::new(),
             stats,
+            peer,
         }
     }
 
-    async fn serve(mut self, mut stream: TcpStream, shutdown: CancellationToken) {
+    /// Serves one client; why it ended.
+    async fn serve(mut self, mut stream: TcpStream, shutdown: CancellationToken) -> &'static str {
         let end = self.exchange(&mut stream, &shutdown).await;
-        let goodbye = match end {
-            Ok(End::Eof) => None,
-            Ok(End::Say(line)) => Some(line),
+        let (goodbye, reason) = match end {
+            Ok(End::Eof) => (None, "closed by the client"),
+            Ok(End::Say(line, reason)) => (Some(line), reason),
             Err(e) => {
                 debug!(error = %e, "connection failed");
-                None
+                (None, "connection failed")
             }
         };
         if let Some(line) = goodbye {
@@ -172,6 +185,7 @@ impl Connection {
             })
             .await;
         }
+        reason
     }
 
     async fn exchange(
@@ -192,7 +206,7 @@ impl Connection {
                 Ok(waiting) => waiting,
                 Err(error) => {
                     self.flush(stream).await?;
-                    return Ok(End::Say(error));
+                    return Ok(End::Say(error, BAD_INPUT));
                 }
             };
             self.flush(stream).await?;
@@ -233,13 +247,19 @@ impl Connection {
                     active = false;
                     idle.as_mut().reset(Instant::now() + self.idle);
                 }
-                Event::Idle => return Ok(End::Say(error_line("idle timeout, closing", None))),
+                Event::Idle => {
+                    let goodbye = error_line("idle timeout, closing", None);
+                    return Ok(End::Say(goodbye, "idle for idle_timeout"));
+                }
                 Event::Shutdown | Event::Eof => {
                     let answered = self.answer(true, matches!(event, Event::Eof));
                     self.flush(stream).await?;
                     return Ok(match (event, answered) {
-                        (_, Err(error)) => End::Say(error),
-                        (Event::Shutdown, _) => End::Say(error_line("server shutting down", None)),
+                        (_, Err(error)) => End::Say(error, BAD_INPUT),
+                        (Event::Shutdown, _) => End::Say(
+                            error_line("server shutting down", None),
+                            "server shutting down",
+                        ),
                         _ => End::Eof,
                     });
                 }
@@ -292,7 +312,10 @@ impl Connection {
         match answered.error {
             None => Ok(answered.waiting),
             Some(e) => {
-                debug!(error = %e.message, line = e.line, column = e.column, "bad input");
+                self.stats.refuse(Refusal::BadInput);
+                if peer_line(self.peer) {
+                    info!(error = %e.message, line = e.line, column = e.column, "bad input");
+                }
                 Err(e.to_line())
             }
         }

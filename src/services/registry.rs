@@ -14,7 +14,7 @@ use crate::services::chat::Chat;
 use crate::services::discovery::Discovery;
 use crate::services::json_echo::JsonEcho;
 use crate::services::udp_echo::UdpEcho;
-use crate::stats::ServiceStats;
+use crate::stats::{Counts, ServiceStats};
 
 /// Every service, in start-up order.
 pub static REGISTRY: [Entry; 5] = [
@@ -41,6 +41,8 @@ pub trait Registered: Service + Sized {
     /// The other tables whose values the service uses: a reload that changes
     /// one of them changes the service too.
     const DEPENDS_ON: &'static [&'static str] = &[];
+    /// What its counters count, for the status line.
+    const COUNTS: Counts;
 
     /// Binds from `config` (its own table and those it depends on).
     fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError>;
@@ -57,6 +59,7 @@ pub struct Bound {
 pub struct Entry {
     pub name: &'static str,
     pub depends_on: &'static [&'static str],
+    pub counts: Counts,
     enabled: fn(&Config) -> bool,
     differs: fn(&Config, &Config) -> bool,
     restore: fn(&mut Config, &Config),
@@ -68,6 +71,7 @@ impl Entry {
         Entry {
             name: S::Table::NAME,
             depends_on: S::DEPENDS_ON,
+            counts: S::COUNTS,
             enabled: |config| crate::config::Table::enabled(S::Table::of(config)),
             differs: |a, b| S::Table::of(a) != S::Table::of(b),
             restore: |to, from| *S::Table::of_mut(to) = S::Table::of(from).clone(),

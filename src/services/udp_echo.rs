@@ -21,7 +21,7 @@ use crate::net::{BindError, Sockets, local_addrs};
 use crate::services::datagram::{Judge, Reach, serve_each, transient};
 use crate::services::registry::{BindContext, Registered};
 use crate::services::{Service, ServiceFuture};
-use crate::stats::ServiceStats;
+use crate::stats::{Counts, ServiceStats};
 
 const NAME: &str = UdpEchoConfig::NAME;
 
@@ -156,6 +156,10 @@ pub fn plan(
 
 impl Registered for UdpEcho {
     type Table = UdpEchoConfig;
+    const COUNTS: Counts = Counts {
+        clients: false,
+        messages: "answered",
+    };
 
     fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
         UdpEcho::bind(&config.udp_echo, context.sockets, context.stats)
