@@ -69,7 +69,8 @@ impl Daemon {
         for addr in &bound.addrs {
             info!(service = %name, %addr, "listening");
         }
-        self.info.set_service(name, &bound.addrs);
+        self.info
+            .set_service(name, &bound.addrs, serves(&self.config, name));
         self.stats.service(name).running.store(true, Relaxed);
         self.supervisor.spawn(bound.service.clone());
         self.bound.insert(name, bound);
@@ -150,7 +151,8 @@ impl Daemon {
                     info!(service = %name, %addr, "listening");
                 }
                 bound.addrs = reconfigured.addrs;
-                self.info.set_service(name, &bound.addrs);
+                let allow = serves(&self.config, name);
+                self.info.set_service(name, &bound.addrs, allow);
                 reconfigured.applied.await;
                 Outcome::InPlace
             }
@@ -175,7 +177,7 @@ impl Daemon {
             .stop(name, self.config.daemon.shutdown_grace)
             .await;
         self.bound.remove(name);
-        self.info.set_service(name, &[]);
+        self.info.set_service(name, &[], &[]);
         self.stats.service(name).running.store(false, Relaxed);
         // Sockets on unchanged addresses are reused, so they keep their port
         // and never close; a new address may overlap one of the old ones.
@@ -239,4 +241,11 @@ fn bind(
         info: info.clone(),
     };
     entry.bind(config, context)
+}
+
+/// The peers service `name` serves (its `allow`).
+fn serves<'a>(config: &'a Config, name: &str) -> &'a [ipnet::IpNet] {
+    (config.tables().into_iter())
+        .find(|table| table.name() == name)
+        .map_or(&[], |table| table.serves())
 }

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::net::interfaces::Interfaces;
@@ -89,8 +90,9 @@ impl Description {
 pub struct SelfInfo {
     host: String,
     instance: String,
-    /// Each running service's bound addresses.
-    services: Mutex<BTreeMap<String, Vec<SocketAddr>>>,
+    /// Each running service's bound addresses, and whether it serves
+    /// loopback peers alone (its `allow`).
+    services: Mutex<BTreeMap<String, (Vec<SocketAddr>, bool)>>,
     room: Mutex<Option<String>>,
     interfaces: Mutex<Interfaces>,
     seq: AtomicU64,
@@ -112,14 +114,16 @@ impl SelfInfo {
         &self.instance
     }
 
-    /// A service runs on `addrs` (as bound, port 0 resolved); none: it
-    /// does not run.
-    pub fn set_service(&self, name: &str, addrs: &[SocketAddr]) {
+    /// A service runs on `addrs` (as bound, port 0 resolved), serving
+    /// the peers in `allow`; no addresses: it does not run.
+    pub fn set_service(&self, name: &str, addrs: &[SocketAddr], allow: &[IpNet]) {
         let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
         if addrs.is_empty() {
             services.remove(name);
         } else {
-            services.insert(name.to_owned(), addrs.to_vec());
+            let loopback_only =
+                !allow.is_empty() && allow.iter().all(|net| net.network().is_loopback());
+            services.insert(name.to_owned(), (addrs.to_vec(), loopback_only));
         }
     }
 
@@ -147,10 +151,14 @@ impl SelfInfo {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let services = (running.iter())
-            .filter_map(|(name, bound)| Some((name.clone(), bound.first()?.port())))
+            .filter_map(|(name, (bound, _))| Some((name.clone(), bound.first()?.port())))
             .collect();
         let reach: BTreeMap<String, Vec<IpAddr>> = (running.iter())
-            .map(|(name, bound)| (name.clone(), reachable(bound, &host)))
+            .map(|(name, (bound, loopback_only))| {
+                // Serving loopback alone, it is reached there alone.
+                let host: &[IpAddr] = if *loopback_only { &[] } else { &host };
+                (name.clone(), reachable(bound, host))
+            })
             .collect();
         let mut addrs: Vec<IpAddr> = reach.values().flatten().copied().collect();
         addrs.sort();
@@ -240,10 +248,10 @@ mod tests {
     fn describes_itself_as_one_json_line() {
         let info = SelfInfo::new();
         let all = |port: u16| [SocketAddr::from(([0, 0, 0, 0], port))];
-        info.set_service("chat", &all(9999));
-        info.set_service("discovery", &all(37021));
-        info.set_service("json_echo", &all(9000));
-        info.set_service("json_echo", &[]);
+        info.set_service("chat", &all(9999), &[]);
+        info.set_service("discovery", &all(37021), &[]);
+        info.set_service("json_echo", &all(9000), &[]);
+        info.set_service("json_echo", &[], &[]);
         let line = info.describe(Duration::from_secs(3), 17);
         assert!(!line.contains('\n'));
         let parsed = Description::parse(line.as_bytes()).unwrap();
@@ -297,12 +305,18 @@ mod tests {
         assert_eq!(reachable(&[at("[::]:1")], &[]), [ip("::1")]);
 
         let info = SelfInfo::new();
-        info.set_service("chat", &[at("127.0.0.1:9999")]);
-        info.set_service("udp_echo", &[at("127.0.0.1:20001")]);
+        info.set_service("chat", &[at("127.0.0.1:9999")], &[]);
+        info.set_service("udp_echo", &[at("127.0.0.1:20001")], &[]);
+        // On every address, serving loopback peers alone: loopback.
+        let loopback = ["127.0.0.0/8".parse().unwrap()];
+        info.set_service("discovery", &[at("0.0.0.0:37021")], &loopback);
         let parsed =
             Description::parse(info.describe(Duration::from_secs(3), 1).as_bytes()).unwrap();
         assert_eq!(parsed.addrs, [ip("127.0.0.1")]);
-        assert_eq!(parsed.services_text(), "chat 9999, udp_echo 20001");
+        assert_eq!(
+            parsed.services_text(),
+            "chat 9999, discovery 37021, udp_echo 20001"
+        );
         assert_eq!(parsed.addrs_text(), "127.0.0.1");
         // Services reached in different places say where.
         let mixed = Description {

@@ -316,6 +316,9 @@ pub trait Table {
     fn enabled(&self) -> bool;
     /// Where it listens and on which transport; None for a service that only sends.
     fn listen(&self) -> Option<(Transport, &[SocketAddr])>;
+    /// The peers it serves (`allow`; [] is everyone); [] for a service that
+    /// only sends.
+    fn serves(&self) -> &[IpNet];
     /// Its limit of clients at once, for a service that holds a descriptor per client.
     fn max_clients_mut(&mut self) -> Option<&mut u32> {
         None
@@ -350,6 +353,12 @@ macro_rules! table {
     (@listen $table:ident, $transport:ident) => {
         Some((Transport::$transport, $table.listen.as_slice()))
     };
+    (@serves $table:ident) => {
+        &[]
+    };
+    (@serves $table:ident, $transport:ident) => {
+        $table.allow.as_slice()
+    };
     (@impl $type:ty, $field:ident, [$($transport:ident)?], $($extra:item)?) => {
         impl Table for $type {
             fn name(&self) -> &'static str {
@@ -360,6 +369,9 @@ macro_rules! table {
             }
             fn listen(&self) -> Option<(Transport, &[SocketAddr])> {
                 table!(@listen self $(, $transport)?)
+            }
+            fn serves(&self) -> &[IpNet] {
+                table!(@serves self $(, $transport)?)
             }
             $($extra)?
         }
