@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod man;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pinetd",
@@ -25,8 +27,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write the man page (pinetd.1) and the bash, zsh and fish completions
-    /// into DIR, from these definitions: for packaging.
+    /// Write the man pages (pinetd.1, pinetd-NAME.1 for each subcommand) and
+    /// the bash, zsh and fish completions into DIR, from these definitions:
+    /// for packaging.
     #[command(hide = true)]
     GenerateAssets {
         /// The directory to write into (created if missing).
@@ -137,17 +140,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write it like \"5s\" or \"500ms\")"))
 }
 
-/// The man page and shell completions, generated from the definitions above
-/// (never written by hand), into `dir`: `pinetd.1`, `pinetd.bash`, `_pinetd`
-/// and `pinetd.fish`.
+/// The man pages and shell completions, generated from the definitions above
+/// (never written by hand), into `dir`: `pinetd.1`, `pinetd-NAME.1` for each
+/// subcommand, `pinetd.bash`, `_pinetd` and `pinetd.fish`.
 pub fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
     use clap::CommandFactory;
     use clap_complete::Shell;
     std::fs::create_dir_all(dir)?;
     let mut command = Cli::command();
-    let mut man = Vec::new();
-    clap_mangen::Man::new(command.clone()).render(&mut man)?;
-    std::fs::write(dir.join("pinetd.1"), man)?;
+    for (name, page) in man::pages(command.clone())? {
+        std::fs::write(dir.join(name), page)?;
+    }
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut command, "pinetd", dir)?;
     }
