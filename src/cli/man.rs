@@ -30,7 +30,7 @@ pub(super) const NOTES: &[Notes] = &[
             ),
             (
                 "1",
-                "The file cannot be read or has problems: each is printed on stderr as \
+                "The file cannot be read, or has problems: each is printed on stderr, as \
                  FILE:LINE:COLUMN: key: what is wrong.",
             ),
             USAGE_ERROR,
@@ -150,8 +150,9 @@ pub(super) const NOTES: &[Notes] = &[
             ("0", "A reply came back within --timeout."),
             (
                 "1",
-                "No reply within --timeout, or the host cannot be resolved or sent to (the \
-                 reason on stderr).",
+                "No reply within --timeout, the host answered that nothing listens on the \
+                 port (ICMP port unreachable), or it cannot be resolved or sent to (the reason \
+                 on stderr).",
             ),
             USAGE_ERROR,
         ],
@@ -355,7 +356,8 @@ fn main_sections(cli: &clap::Command) -> Roff {
         .item(
             "SIGHUP",
             "Reload: read the --config file again and apply what changed, logging the changed \
-             keys; systemctl reload pinetd sends it. The chat hub and JSON echo take their new \
+             keys; systemctl reload pinetd sends it. [daemon] log and shutdown_grace apply at \
+             once. The chat hub and JSON echo take their new \
              table in place and keep every connection (added listeners start accepting, \
              removed ones stop; allow and the limits apply to new connections); the other \
              services restart on the same sockets; disabling a service closes its \
