@@ -151,8 +151,8 @@ pub(super) const NOTES: &[Notes] = &[
             (
                 "1",
                 "No reply within --timeout, the host answered that nothing listens on the \
-                 port (ICMP port unreachable), or it cannot be resolved or sent to (the reason \
-                 on stderr).",
+                 port (ICMP port unreachable), or the host cannot be resolved or sent to (the \
+                 reason on stderr).",
             ),
             USAGE_ERROR,
         ],
@@ -348,7 +348,7 @@ fn main_sections(cli: &clap::Command) -> Roff {
     page.section("SIGNALS")
         .item(
             "SIGTERM, SIGINT",
-            "Shut down: stop accepting, tell every chat client *** server shutting down, let \
+            "Shut down: stop accepting, tell every chat client \"*** server shutting down\", let \
              the connections drain for [daemon] shutdown_grace (5s by default), abort what is \
              left (logging it), and exit 0. A second SIGTERM or SIGINT during the drain exits \
              at once, with status 130. systemctl stop pinetd sends SIGTERM.",
