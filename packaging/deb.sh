@@ -163,7 +163,7 @@ RUSTC
 
 # The builds run at once, each in its own target directory (target/cross/ARCH
 # for a cross build): the last step of each, fat LTO into one codegen unit,
-# uses one core. The native build is always made: the man page and
+# uses one core. The native build is always made: the man pages and
 # completions come from its clap definitions.
 builds=()
 build() { # build ARCH: starts its release build in the background
@@ -199,9 +199,11 @@ for started in "${builds[@]}"; do
 done
 [ -z "$failed" ] || exit 1
 
+# The man pages (pinetd.1 and pinetd-NAME.1 for each subcommand; Cargo.toml
+# packages every target/assets/*.1.gz) and the completions.
 rm -rf target/assets
 target/release/pinetd generate-assets --out-dir target/assets
-gzip -9n target/assets/pinetd.1
+gzip -9n target/assets/*.1
 
 for arch in "$@"; do
   target=$(rust_target "$arch")

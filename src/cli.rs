@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod man;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pinetd",
@@ -25,38 +27,63 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write the man page (pinetd.1) and the bash, zsh and fish completions
-    /// into DIR, from these definitions: for packaging.
+    /// Write the man pages (pinetd.1, pinetd-NAME.1 for each subcommand) and
+    /// the bash, zsh and fish completions into DIR, from these definitions:
+    /// for packaging.
     #[command(hide = true)]
     GenerateAssets {
+        /// The directory to write into (created if missing).
         #[arg(long, value_name = "DIR")]
         out_dir: PathBuf,
     },
     /// Validate a config file and exit: 0 if valid, 1 with every problem named.
+    ///
+    /// Reads the file as the daemon would, and prints every problem at once,
+    /// each as FILE:LINE:COLUMN: key: what is wrong, then FILE: N problem(s);
+    /// or FILE: ok. Run it before systemctl reload pinetd: a reload refuses
+    /// an invalid file and keeps the running config.
     Check {
+        /// The config file to validate, like /etc/pinetd/pinetd.toml.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Chat: lines from stdin to the hub, the hub's lines to stdout; bye leaves.
+    ///
+    /// Each line typed (or piped) goes to the hub; what the hub sends is
+    /// printed as it arrives, while you type. bye or /quit leaves, and so
+    /// does the end of stdin, once the hub has answered. The hub's commands
+    /// work as typed: /nick NAME, /who, /help.
     Chat {
         /// Server name or address.
         host: String,
+        /// The hub's TCP port (9999 on pinetd).
         port: u16,
         /// Your nickname (1-32 printable characters, no spaces).
         #[arg(long)]
         name: Option<String>,
     },
     /// Send JSON values from stdin to a JSON echo and print each reply.
+    ///
+    /// Values on stdin may be separated by whitespace or newlines, or simply
+    /// concatenated; each reply is printed on its own line, as compact JSON.
+    /// An error object from the server ends the command with its message.
     Json {
         /// Server name or address.
         host: String,
+        /// The JSON echo's TCP port (9000 on pinetd).
         port: u16,
         /// Instead of stdin, send the course's demo object {"name": "jung", "count": i} N times.
         #[arg(long, value_name = "N")]
         count: Option<u32>,
     },
     /// Print the announcements heard on a port, one line each.
+    ///
+    /// Each line gives the sender's address, then for a pinetd announcement
+    /// its host name, its services with their ports and its sequence number;
+    /// any other datagram is printed as text, control characters escaped.
+    /// Runs until interrupted, or until --count announcements.
     Listen {
+        /// The UDP port to listen on: the port the announcers send to (37020 on pinetd).
         #[arg(long, default_value_t = 37020)]
         port: u16,
         /// Print the raw JSON lines (pinetd's announcements only), for scripts.
@@ -67,7 +94,13 @@ pub enum Command {
         count: Option<u64>,
     },
     /// Find the devices running pinetd: one probe, then a table of who answered.
+    ///
+    /// Sends one probe, collects the replies until --timeout, one row per
+    /// daemon (a daemon heard twice is listed once): its host name, the
+    /// address it answered from, its addresses, its services with their
+    /// ports, and how long it took to answer.
     Discover {
+        /// The UDP port of the discovery responders (37021 on pinetd).
         #[arg(long, default_value_t = 37021)]
         port: u16,
         /// How long to collect replies, like "3s".
@@ -86,9 +119,13 @@ pub enum Command {
         require: Option<usize>,
     },
     /// Send one UDP datagram and print the reply and who sent it.
+    ///
+    /// The reply goes to stdout; who sent it and the round-trip time to
+    /// stderr.
     Udp {
         /// Server name or address.
         host: String,
+        /// The UDP echo's port (20001 on pinetd).
         port: u16,
         /// What to send.
         #[arg(default_value = crate::client::udp::COURSE_MESSAGE)]
@@ -103,17 +140,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write it like \"5s\" or \"500ms\")"))
 }
 
-/// The man page and shell completions, generated from the definitions above
-/// (never written by hand), into `dir`: `pinetd.1`, `pinetd.bash`, `_pinetd`
-/// and `pinetd.fish`.
+/// The man pages and shell completions, generated from the definitions above
+/// (never written by hand), into `dir`: `pinetd.1`, `pinetd-NAME.1` for each
+/// subcommand, `pinetd.bash`, `_pinetd` and `pinetd.fish`.
 pub fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
     use clap::CommandFactory;
     use clap_complete::Shell;
     std::fs::create_dir_all(dir)?;
     let mut command = Cli::command();
-    let mut man = Vec::new();
-    clap_mangen::Man::new(command.clone()).render(&mut man)?;
-    std::fs::write(dir.join("pinetd.1"), man)?;
+    for (name, page) in man::pages(command.clone())? {
+        std::fs::write(dir.join(name), page)?;
+    }
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut command, "pinetd", dir)?;
     }
