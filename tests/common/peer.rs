@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Peer {
     pub stream: TcpStream,
     pub reader: BufReader<TcpStream>,
+    /// The name the hub's welcome gave it.
+    pub name: String,
 }
 
 impl Peer {
@@ -31,8 +33,17 @@ impl Peer {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut peer = Peer { stream, reader };
-        peer.until("*** welcome");
+        let mut peer = Peer {
+            stream,
+            reader,
+            name: String::new(),
+        };
+        let welcome = peer.until("*** welcome").pop().unwrap_or_default();
+        peer.name = welcome
+            .split_once("you are ")
+            .and_then(|(_, rest)| rest.split(';').next())
+            .unwrap_or_default()
+            .to_owned();
         peer
     }
 
