@@ -224,6 +224,51 @@ fn malformed_json_gets_one_error_object_then_close_and_others_go_on() {
     );
 }
 
+/// A student's mistakes get words about JSON rather than the parser's,
+/// with the line and column they count: Python's `str(dict)` sent as the
+/// course client sends (one `sendall()`, no newline), a trailing comma in
+/// a pretty-printed object (pointing at the comma), and Python's `True`
+/// arriving in two sends.
+#[test]
+fn a_students_mistake_gets_words_that_teach() {
+    let (_rt, _daemon, addr) = json_daemon(|_| {});
+    let mut python_dict = connect(addr);
+    python_dict
+        .write_all(b"{'name': 'jung', 'count': 3}")
+        .unwrap();
+    assert_eq!(
+        read_lines(&mut python_dict, 1),
+        "{\"error\":\"single quotes are not JSON: a key must be in double quotes\",\"line\":1,\"column\":2}\n"
+    );
+    assert!(closed(&mut python_dict));
+
+    let mut pretty = connect(addr);
+    pretty
+        .write_all(b"{\"ok\": 1}\n{\n  \"name\": \"jung\",\n  \"count\": 3,\n}")
+        .unwrap();
+    assert_eq!(
+        read_lines(&mut pretty, 2),
+        "{\"ok\":1}\n{\"error\":\"trailing comma before '}': remove the ','\",\"line\":4,\"column\":13}\n"
+    );
+    assert!(closed(&mut pretty));
+
+    let mut split = connect(addr);
+    split.write_all(b"{\"name\": \"jung\", \"ok\": Tr").unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    split.write_all(b"ue}").unwrap();
+    let reply = read_lines(&mut split, 1);
+    // A busy machine may hold the second send past the 20 ms the server
+    // waits for the rest of a word: then `Tr` is answered as it stands.
+    assert!(
+        [
+            "{\"error\":\"Python's True is not JSON: write true\",\"line\":1,\"column\":24}\n",
+            "{\"error\":\"'Tr' is not JSON: did you mean true?\",\"line\":1,\"column\":24}\n",
+        ]
+        .contains(&reply.as_str()),
+        "{reply}"
+    );
+}
+
 #[test]
 fn oversize_value_is_refused_before_it_is_buffered() {
     let (_rt, _daemon, addr) = json_daemon(|c| c.json_echo.max_message_bytes = 1024);
