@@ -8,6 +8,8 @@ use std::ops::Range;
 use bytes::{Buf, BytesMut};
 use serde_json::value::RawValue;
 
+use crate::jsonerror::{self, Stop};
+
 /// Deepest nesting accepted, as serde_json's own default: deeper values are
 /// refused (pinetd's scan does not recurse, but a client's parser may).
 pub const MAX_DEPTH: usize = 128;
@@ -21,6 +23,10 @@ pub enum Next {
     /// buffer: whole, unless more follows (`12` may be the start of `1234`,
     /// and `true0` is an error).
     ScalarAtEnd(Range<usize>),
+    /// Not JSON, but the words for it depend on bytes that have not arrived
+    /// (`Tru` may be Python's `True`): the error, unless more follows; the
+    /// value starts at `start`.
+    ErrorAtEnd { start: usize, error: JsonError },
     /// The start of a value; more bytes are needed.
     Incomplete,
     /// Nothing but whitespace.
@@ -64,6 +70,8 @@ pub struct Splitter {
     line: usize,
     /// Bytes of that line before the buffer's first byte.
     column: usize,
+    /// A value came before the buffer (so a stray word is text after it).
+    after_value: bool,
 }
 
 impl Splitter {
@@ -73,6 +81,7 @@ impl Splitter {
             max,
             line: 1,
             column: 0,
+            after_value: false,
         }
     }
 
@@ -100,7 +109,7 @@ impl Splitter {
             }
             Some(Err(e)) => {
                 let at = error_offset(buf, &e).clamp(start, buf.len().saturating_sub(1));
-                (Err(e), at + 1)
+                (Err((e, at)), at + 1)
             }
         };
         let reach = reach.max(start);
@@ -122,15 +131,53 @@ impl Splitter {
                 }
             }
             Ok(None) => Next::Incomplete,
-            Err(e) => {
-                let text = e.to_string();
-                let message = text
-                    .rsplit_once(" at line ")
-                    .map_or(text.as_str(), |(message, _)| message)
-                    .to_owned();
-                let (line, column) = self.position(e.line(), e.column());
-                Next::Error(JsonError {
-                    message,
+            Err((e, at)) => {
+                let more = !complete && buf.len() < start.saturating_add(self.max);
+                match self.syntax_error(buf, start, at, &e, complete, more) {
+                    Some(error) => Next::Error(error),
+                    // Words that may change with more bytes; without them, these.
+                    None => Next::ErrorAtEnd {
+                        start,
+                        error: self
+                            .syntax_error(buf, start, at, &e, complete, false)
+                            .unwrap_or_else(|| self.serde_error(&e)),
+                    },
+                }
+            }
+        }
+    }
+
+    /// The error object for serde_json's error `e` at `at` in the value that
+    /// starts at `start`, in words for people learning JSON where they can
+    /// be found; None if they depend on bytes that may still come (`more`).
+    fn syntax_error(
+        &self,
+        buf: &[u8],
+        start: usize,
+        at: usize,
+        e: &serde_json::Error,
+        complete: bool,
+        more: bool,
+    ) -> Option<JsonError> {
+        let stop = Stop {
+            text: &buf[start..buf.len().min(start.saturating_add(self.max))],
+            at: at - start,
+            eof: e.is_eof(),
+            complete,
+            more,
+            after_value: self.after_value,
+        };
+        let position = |i: usize| self.offset_position(buf, (start + i).min(buf.len()));
+        match jsonerror::explain(&stop, position) {
+            Err(jsonerror::NeedMore) => None,
+            Ok(None) => Some(self.serde_error(e)),
+            Ok(Some(explained)) => {
+                let (line, column) = match explained.at {
+                    Some(i) => position(i),
+                    None => self.position(e.line(), e.column()),
+                };
+                Some(JsonError {
+                    message: explained.message,
                     line,
                     column,
                 })
@@ -138,8 +185,27 @@ impl Splitter {
         }
     }
 
+    /// serde_json's own words and position.
+    fn serde_error(&self, e: &serde_json::Error) -> JsonError {
+        let text = e.to_string();
+        let message = text
+            .rsplit_once(" at line ")
+            .map_or(text.as_str(), |(message, _)| message)
+            .to_owned();
+        let (line, column) = self.position(e.line(), e.column());
+        JsonError {
+            message,
+            line,
+            column,
+        }
+    }
+
     /// Marks `consumed` (the front of the buffer) as gone.
     pub fn advance(&mut self, consumed: &[u8]) {
+        // Only a value ends in other than whitespace.
+        if consumed.last().is_some_and(|b| !is_whitespace(*b)) {
+            self.after_value = true;
+        }
         match consumed.iter().rposition(|&b| b == b'\n') {
             Some(last) => {
                 self.line += consumed.iter().filter(|&&b| b == b'\n').count();
@@ -194,7 +260,8 @@ impl Splitter {
 pub struct Answered {
     /// Values answered.
     pub values: usize,
-    /// A number at the end of the input waits for a moment's quiet.
+    /// A number at the end of the input, or a mistake whose words depend on
+    /// what follows it (`Tru`), waits for a moment's quiet.
     pub waiting: bool,
     /// The input is bad: the connection gets this and is closed.
     pub error: Option<JsonError>,
@@ -243,13 +310,18 @@ impl Unanswered {
 
     /// Answers every complete value at the front, each appended to `out`
     /// compact with `\n`. `quiet`: no byte came for a moment, so a number
-    /// at the end is whole; `eof`: none will come.
+    /// (or a mistake) at the end is whole; `eof`: none will come.
     pub fn answer(&mut self, quiet: bool, eof: bool, out: &mut Vec<u8>) -> Answered {
         let mut answered = Answered::default();
         loop {
             match self.splitter.next(&self.buf, eof) {
                 Next::ScalarAtEnd(range) if !quiet => {
                     self.consume(range.start);
+                    answered.waiting = true;
+                    return answered;
+                }
+                Next::ErrorAtEnd { start, .. } if !quiet => {
+                    self.consume(start);
                     answered.waiting = true;
                     return answered;
                 }
@@ -274,7 +346,7 @@ impl Unanswered {
                     self.consume(start);
                     return answered;
                 }
-                Next::Error(e) => {
+                Next::Error(e) | Next::ErrorAtEnd { error: e, .. } => {
                     answered.error = Some(e);
                     return answered;
                 }
@@ -410,7 +482,9 @@ mod tests {
                 }
                 Next::Empty => return (out, None),
                 Next::Error(e) => return (out, Some(e)),
-                Next::Incomplete | Next::ScalarAtEnd(_) => unreachable!("complete input"),
+                Next::Incomplete | Next::ScalarAtEnd(_) | Next::ErrorAtEnd { .. } => {
+                    unreachable!("complete input")
+                }
             }
         }
     }
@@ -449,8 +523,8 @@ mod tests {
         let (got, err) = values(b"{\"ok\":1}\n{\"ok\":2}\n  {\"bad\": tru }");
         assert_eq!(got.len(), 2);
         let err = err.unwrap();
-        assert_eq!((err.line, err.column), (3, 14), "{err:?}");
-        assert_eq!(err.message, "expected ident");
+        assert_eq!((err.line, err.column), (3, 11), "{err:?}");
+        assert_eq!(err.message, "'tru' is not JSON: did you mean true?");
         let (_, err) = values(b"{} {]");
         assert_eq!(err.unwrap().column, 5);
     }

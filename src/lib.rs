@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod describe;
+mod jsonerror;
 pub mod jsonstream;
 pub mod limit;
 pub mod logging;

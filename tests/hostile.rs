@@ -849,7 +849,9 @@ fn ten_megabytes_of_whitespace_to_json_echo_are_passed_over() {
     let line = WHITESPACE / BLANKS.len() + 2;
     assert_eq!(
         client.line(),
-        format!("{{\"error\":\"expected ident\",\"line\":{line},\"column\":12}}\n")
+        format!(
+            "{{\"error\":\"'tru' is not JSON: did you mean true?\",\"line\":{line},\"column\":9}}\n"
+        )
     );
     assert_eq!(client.line(), "", "closed after the error object");
     let grown = peak_memory_kib(&daemon).saturating_sub(peak_before);

@@ -195,7 +195,7 @@ fn malformed_json_gets_one_error_object_then_close_and_others_go_on() {
     bad.write_all(b"{\"ok\": 1}\n{\"bad\": tru }").unwrap();
     assert_eq!(
         read_lines(&mut bad, 2),
-        "{\"ok\":1}\n{\"error\":\"expected ident\",\"line\":2,\"column\":12}\n"
+        "{\"ok\":1}\n{\"error\":\"'tru' is not JSON: did you mean true?\",\"line\":2,\"column\":9}\n"
     );
     assert!(closed(&mut bad));
     bystander.write_all(b"[\"still here\"]").unwrap();
@@ -204,14 +204,15 @@ fn malformed_json_gets_one_error_object_then_close_and_others_go_on() {
     let mut invalid_utf8 = connect(addr);
     invalid_utf8.write_all(b"\"\xff\xfe\"").unwrap();
     assert!(
-        read_lines(&mut invalid_utf8, 1).starts_with("{\"error\":\"invalid unicode code point\"")
+        read_lines(&mut invalid_utf8, 1)
+            .starts_with("{\"error\":\"invalid UTF-8 in a string: byte 0xFF")
     );
     let mut cut_short = connect(addr);
     cut_short.write_all(b"{\"a\": [1, 2").unwrap();
     cut_short.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(
         read_lines(&mut cut_short, 1),
-        "{\"error\":\"EOF while parsing a list\",\"line\":1,\"column\":11}\n"
+        "{\"error\":\"unclosed '[' from line 1, column 7: the input ended without ']}'\",\"line\":1,\"column\":11}\n"
     );
     assert_eq!(
         daemon
@@ -220,6 +221,51 @@ fn malformed_json_gets_one_error_object_then_close_and_others_go_on() {
             .messages
             .load(std::sync::atomic::Ordering::Relaxed),
         2
+    );
+}
+
+/// A student's mistakes get words about JSON rather than the parser's,
+/// with the line and column they count: Python's `str(dict)` sent as the
+/// course client sends (one `sendall()`, no newline), a trailing comma in
+/// a pretty-printed object (pointing at the comma), and Python's `True`
+/// arriving in two sends.
+#[test]
+fn a_students_mistake_gets_words_that_teach() {
+    let (_rt, _daemon, addr) = json_daemon(|_| {});
+    let mut python_dict = connect(addr);
+    python_dict
+        .write_all(b"{'name': 'jung', 'count': 3}")
+        .unwrap();
+    assert_eq!(
+        read_lines(&mut python_dict, 1),
+        "{\"error\":\"single quotes are not JSON: a key must be in double quotes\",\"line\":1,\"column\":2}\n"
+    );
+    assert!(closed(&mut python_dict));
+
+    let mut pretty = connect(addr);
+    pretty
+        .write_all(b"{\"ok\": 1}\n{\n  \"name\": \"jung\",\n  \"count\": 3,\n}")
+        .unwrap();
+    assert_eq!(
+        read_lines(&mut pretty, 2),
+        "{\"ok\":1}\n{\"error\":\"trailing comma before '}': remove the ','\",\"line\":4,\"column\":13}\n"
+    );
+    assert!(closed(&mut pretty));
+
+    let mut split = connect(addr);
+    split.write_all(b"{\"name\": \"jung\", \"ok\": Tr").unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    split.write_all(b"ue}").unwrap();
+    let reply = read_lines(&mut split, 1);
+    // A busy machine may hold the second send past the 20 ms the server
+    // waits for the rest of a word: then `Tr` is answered as it stands.
+    assert!(
+        [
+            "{\"error\":\"Python's True is not JSON: write true\",\"line\":1,\"column\":24}\n",
+            "{\"error\":\"'Tr' is not JSON: did you mean true?\",\"line\":1,\"column\":24}\n",
+        ]
+        .contains(&reply.as_str()),
+        "{reply}"
     );
 }
 
@@ -369,7 +415,7 @@ fn json_client_through_a_pipe() {
     assert_eq!(code, Some(1));
     assert_eq!(
         err,
-        "pinetd: the server refused the input: expected ident (line 1, column 8)\n"
+        "pinetd: the server refused the input: unquoted text 'nope': a string must be in double quotes (line 1, column 7)\n"
     );
     daemon.signal("TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)), Some(0));

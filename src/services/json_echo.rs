@@ -33,7 +33,8 @@ const NAME: &str = JsonEchoConfig::NAME;
 /// Read at most this much at a time.
 const READ_CHUNK: usize = 16 * 1024;
 /// A bare number or literal at the end of what arrived (`12`, maybe of
-/// `1234`) is answered after this much quiet.
+/// `1234`) is answered after this much quiet; so is a mistake whose words
+/// depend on what follows (`Tru`, maybe Python's `True`).
 const SCALAR_QUIET: Duration = Duration::from_millis(20);
 
 /// A reload applies to connections made after it; those open keep the
@@ -303,9 +304,10 @@ impl Connection {
         Ok(None)
     }
 
-    /// Answers every complete value in the input. Ok(true) if a number at
-    /// its end waits for a moment's quiet (`quiet`: that moment came); the
-    /// error object if the input is bad. `eof`: the client has closed.
+    /// Answers every complete value in the input. Ok(true) if a number (or
+    /// a mistake's words) at its end waits for a moment's quiet (`quiet`:
+    /// that moment came); the error object if the input is bad. `eof`: the
+    /// client has closed.
     fn answer(&mut self, quiet: bool, eof: bool) -> Result<bool, Vec<u8>> {
         let answered = self.input.answer(quiet, eof, &mut self.output);
         self.stats.messages(answered.values);
