@@ -128,6 +128,8 @@ for deb in "$amd64" "$arm64" "$armhf"; do
   check "$arch: Architecture: $arch" grep -qx " Architecture: $arch" "$work/info.$arch"
   check "$arch: Depends on libc6 (>= 2.x)" grep -Eq '^ Depends: libc6 \(>= 2\.[0-9]+\)' "$work/info.$arch"
   check "$arch: the config is a conffile" grep -qx /etc/pinetd/pinetd.toml "$work/control.$arch/conffiles"
+  check "$arch: Depends on procps (the unit's ExecReload runs /bin/kill)" \
+    grep -Eq '^ Depends: .*\bprocps\b' "$work/info.$arch"
   check "$arch: maintainer scripts enable, restart and stop the unit" \
     grep -q 'deb-systemd-helper enable pinetd.service' "$work/control.$arch/postinst"
   check "$arch: lintian finds no error" lintian --fail-on error "$deb"
@@ -158,7 +160,9 @@ for arch in arm64 armhf; do
 done
 
 echo "== amd64 installed into a fresh Debian root"
-mmdebstrap --quiet --variant=apt --include=init-system-helpers bookworm "$root" >/dev/null
+# procps is in Depends (the unit's /bin/kill), and the root has no package
+# lists to fetch it with.
+mmdebstrap --quiet --variant=apt --include=init-system-helpers,procps bookworm "$root" >/dev/null
 mount -t proc proc "$root/proc"
 cp "$amd64" "$root/tmp/"
 cp "$work/loop.toml" "$root/tmp/loop.toml"
