@@ -4,12 +4,13 @@
 #   bash packaging/test.sh
 #
 # builds the amd64, arm64 and armhf packages (packaging/deb.sh), checks
-# their contents, control fields and lintian; installs the amd64 one into a
-# fresh Debian root (mmdebstrap), runs it there on loopback, upgrades it over
-# an edited conffile, removes and purges it; runs the arm64 and armhf
-# binaries under qemu-user. Every daemon started here listens on 127.0.0.1 with ports from
-# the kernel; the packaged pinetd.toml (which broadcasts) is only checked,
-# never run. Needs root (a chroot); skips with a message without it.
+# their contents, control fields and lintian; runs the arm64 and armhf
+# daemons under qemu-user and talks to them with their own clients; installs
+# the amd64 one into a fresh Debian root (mmdebstrap), runs it there on
+# loopback, upgrades it over an edited conffile, removes and purges it. Every
+# daemon started here listens on 127.0.0.1 with ports from the kernel; the
+# packaged pinetd.toml (which broadcasts) is only checked, never run. Needs
+# root (a chroot); skips with a message without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -87,29 +88,47 @@ start_daemon() {
   daemon_pid=$pid
 }
 
+# wait_for FILE PATTERN: until PATTERN is in FILE, at most 30 s.
+wait_for() {
+  local _
+  for _ in $(seq 300); do
+    grep -q "$2" "$1" 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "not in $1 after 30 s: $2"
+  return 1
+}
+
 # talk_to PINETD...: one round trip with each TCP and UDP service of the
-# daemon started last, through the client subcommands of PINETD (a command,
-# maybe under chroot).
+# daemon started last (on the ports in chat, json, udp and discovery),
+# through the client subcommands of PINETD (a command, maybe under qemu-user
+# or chroot): what a student runs. Every step is a condition of its
+# own (set -e does not hold in a function `check` runs), each stdin ends, and
+# each client has a deadline.
 talk_to() {
-  python3 - "$chat" <<'PY'
-import socket, sys
-port = int(sys.argv[1])
-a = socket.create_connection(("127.0.0.1", port), timeout=5)
-b = socket.create_connection(("127.0.0.1", port), timeout=5)
-def until(s, needle):
-    got = b""
-    while needle not in got:
-        data = s.recv(4096)
-        assert data, got
-        got += data
-    return got
-until(a, b"joined")
-b.sendall(b"hello from b\n")
-assert b"] hello from b\n" in until(a, b"hello from b\n")
-PY
-  [ "$(echo '{"name": "jung", "count": 3}' | "$@" json 127.0.0.1 "$json")" = '{"name":"jung","count":3}' ]
-  [ "$("$@" udp 127.0.0.1 "$udp" "Hello UDP Listener" 2>/dev/null)" = "Hello UDP Listener" ]
-  "$@" discover --port "$discovery" --to 127.0.0.1 --timeout 2s --require 1 >/dev/null
+  chat_round_trip "$@" || return 1
+  [ "$(echo '{"name": "jung", "count": 3}' | timeout 30 "$@" json 127.0.0.1 "$json")" = \
+    '{"name":"jung","count":3}' ] || { echo "json: no echo"; return 1; }
+  [ "$(timeout 30 "$@" json 127.0.0.1 "$json" --count 2 | tail -1)" = '{"name":"jung","count":2}' ] ||
+    { echo "json --count: no echo"; return 1; }
+  [ "$(timeout 30 "$@" udp 127.0.0.1 "$udp" "Hello UDP Listener" 2>/dev/null)" = "Hello UDP Listener" ] ||
+    { echo "udp: no echo"; return 1; }
+  timeout 30 "$@" discover --port "$discovery" --to 127.0.0.1 --timeout 2s --require 1 >/dev/null
+}
+
+# chat_round_trip PINETD...: b's line reaches a, two `pinetd chat` clients.
+# a is in the room before b speaks, and says bye once it has b's line.
+chat_round_trip() {
+  local out=$work/chat.out a
+  : > "$out"
+  { wait_for "$out" 'hello from b' >/dev/null; echo bye; } |
+    timeout 60 "$@" chat 127.0.0.1 "$chat" --name a > "$out" 2>&1 &
+  a=$!
+  wait_for "$out" 'you are now a' || return 1
+  echo 'hello from b' | timeout 30 "$@" chat 127.0.0.1 "$chat" --name b >/dev/null 2>&1 ||
+    { echo "chat: b failed"; return 1; }
+  wait "$a" || { echo "chat: a failed"; cat "$out"; return 1; }
+  grep -qx '\[b\] hello from b' "$out" || { echo "chat: a did not get b's line"; cat "$out"; return 1; }
 }
 
 echo "== contents and control fields"
@@ -135,8 +154,8 @@ for deb in "$amd64" "$arm64" "$armhf"; do
   check "$arch: lintian finds no error" lintian --fail-on error "$deb"
 done
 version_is() { [ "$("$@" --version)" = "pinetd $version" ]; }
-# The Pi's binaries under qemu-user, each with its cross C library. The
-# clients are this machine's: the daemon is what runs on the Pi.
+# The Pi's binaries under qemu-user, each with its cross C library: the
+# daemon, and its clients talking to it, as on a Pi.
 for arch in arm64 armhf; do
   case $arch in
     arm64) deb=$arm64 elf='ARM aarch64' qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu) ;;
@@ -152,7 +171,7 @@ for arch in arm64 armhf; do
   check "$arch: --version" version_is "${qemu[@]}"
   check "$arch: check on the packaged config" "${qemu[@]}" check --config "$work/$arch/etc/pinetd/pinetd.toml"
   if start_daemon "$work/$arch.log" "${qemu[@]}" --config "$work/loop.toml"; then
-    check "$arch: chat, JSON echo, UDP echo and discovery answer" talk_to target/release/pinetd
+    check "$arch: chat, JSON echo, UDP echo and discovery answer its own clients" talk_to "${qemu[@]}"
     kill "$daemon_pid"
   else
     check "$arch: the daemon starts" false
