@@ -15,7 +15,8 @@
 # newest version whose ARCH index can be had (see the README when an index of
 # the security archive fails), and links with the GNU cross compiler.
 # Depends is read off each binary: libc6 at the newest GLIBC_ symbol version
-# it uses (dpkg-shlibdeps cannot look at a foreign binary), libgcc-s1 likewise.
+# it uses (dpkg-shlibdeps cannot look at a foreign binary), libgcc-s1 likewise;
+# and procps, for the unit's /bin/kill.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -216,7 +217,9 @@ for arch in "$@"; do
     binary=$target_dir/$target/release/pinetd
     deb_args=(--target "$target")
   fi
-  depends=$(depends_of "$binary")
+  # procps: the unit's ExecReload runs /bin/kill, which minimal Debian
+  # systems (containers, debootstrap --variant=minbase) lack.
+  depends="$(depends_of "$binary"), procps"
   deb=$(CARGO_TARGET_DIR=$target_dir cargo deb --no-build --locked --quiet --strip \
     --deb-revision "$revision" "${deb_args[@]}" --output target/debian/)
   set_depends "$deb" "$depends"

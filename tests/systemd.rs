@@ -67,6 +67,13 @@ fn unit_has_the_settings_the_daemon_relies_on() {
     ] {
         assert!(settings.contains(&want), "unit lacks {want}");
     }
+    // Where user namespaces are refused (containers, a chroot) PrivateUsers
+    // stops the unit from starting at all (217/USER); packaging/test.sh boots
+    // such a systemd.
+    assert!(
+        !settings.iter().any(|l| l.starts_with("PrivateUsers=")),
+        "PrivateUsers= keeps the unit from starting in containers"
+    );
     let seconds = |key: &str| -> u64 {
         let line = settings
             .iter()
