@@ -37,6 +37,10 @@ use tokio::net::TcpStream;
 use tokio::task::LocalSet;
 
 const PAYLOAD: usize = 63; // + "\n" = 64 bytes a message on the wire for a line hub
+/// How long the hub may take to tell a join (it holds one half a second,
+/// so a client that names itself at once joins under that name): the
+/// notices come before any count starts.
+const JOINS_TOLD: Duration = Duration::from_secs(1);
 const WINDOW: u64 = 256;
 const CHANNEL: &str = "chat";
 
@@ -260,7 +264,7 @@ async fn fanout(args: &Args) -> std::io::Result<()> {
     }
     let mut publisher = Publisher::connect(args.publisher_target(), args.proto).await?;
     // Let the joins be told before counting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(JOINS_TOLD).await;
     let base: Vec<u64> = received.iter().map(Cell::get).collect();
     let payload = vec![b'x'; PAYLOAD];
     let cpu_before = args.cpu_ticks();
@@ -274,7 +278,7 @@ async fn fanout(args: &Args) -> std::io::Result<()> {
             .map(|(r, b)| r.get() - b)
             .min()
             .unwrap_or(sent);
-        if sent - slowest >= WINDOW {
+        if sent.saturating_sub(slowest) >= WINDOW {
             tokio::task::yield_now().await;
             continue;
         }
@@ -346,7 +350,7 @@ async fn latency(args: &Args) -> std::io::Result<()> {
         });
     }
     let mut publisher = Publisher::connect(args.publisher_target(), args.proto).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(JOINS_TOLD).await;
     counting.set(true);
     let every = Duration::from_secs_f64(1.0 / args.rate as f64);
     let mut ticks = tokio::time::interval(every);
@@ -502,7 +506,7 @@ async fn firehose(args: &Args) -> std::io::Result<()> {
     }
     let mut publisher = Publisher::connect(args.target, args.proto).await?;
     // Let the joins be told first.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(JOINS_TOLD).await;
     let cpu_before = args.cpu_ticks();
     let started = Instant::now();
     let mut payload = Vec::with_capacity(PAYLOAD);
