@@ -1063,6 +1063,9 @@ fn firehose(
             std::thread::spawn(move || reader.numbered("[user1] ", lines - 1))
         })
         .collect();
+    // Joins are told half a second after each connection: all of them
+    // before the burst, so every line a stopped client skips is numbered.
+    heard_joins(&mut sender, stopped + readers);
     let burst = numbered_lines("", lines);
     let writer = std::thread::spawn(move || {
         sender.send(&burst);
@@ -1075,6 +1078,28 @@ fn firehose(
         .map(|peer| peer.numbered("[user1] ", lines - 1))
         .collect();
     (seen, stopped_seen)
+}
+
+/// Reads `peer` until it has heard `count` joins told, however coalesced
+/// (`*** a, b, c, d, e and 95 others joined`).
+fn heard_joins(peer: &mut Peer, count: usize) {
+    let mut heard = 0;
+    while heard < count {
+        let lines = peer.until(" joined\n");
+        let notice = lines.last().unwrap();
+        let names = notice
+            .trim_start_matches("*** ")
+            .trim_end_matches(" joined\n");
+        heard += match names.rsplit_once(" and ") {
+            Some((first, last)) => {
+                let others = last
+                    .strip_suffix(" others")
+                    .map(|n| n.parse::<usize>().unwrap());
+                first.split(", ").count() + others.unwrap_or(1)
+            }
+            None => 1,
+        };
+    }
 }
 
 fn every_line_in_order(seen: &[Numbered], lines: u64) {
