@@ -1,6 +1,7 @@
 //! The chat hub's wire format, with no I/O: lines out of a byte buffer (with
 //! a length limit that never lets the buffer grow), text made safe to relay,
-//! names, and the lines the hub sends.
+//! names, and what a client's line means. What the hub says back is in
+//! [`notices`](crate::services::chat::notices).
 
 use bytes::{Buf, BytesMut};
 
@@ -216,8 +217,6 @@ pub fn relay_line(prefix: &str, name: &str, text: &str) -> String {
     line.push('\n');
     line
 }
-
-pub const HELP: &str = "*** commands: /nick NAME to rename, /who to list who is online, /help, bye or /quit to leave\n";
 
 #[cfg(test)]
 mod tests {
