@@ -18,7 +18,7 @@ use pinetd::batch::{Datagrams, Replies};
 use pinetd::client::discover::{Device, table};
 use pinetd::client::listen::{describe_line, printable};
 use pinetd::describe::Description;
-use pinetd::services::datagram::{Judge, Reach};
+use pinetd::services::shared::datagram::{Judge, Reach};
 use pinetd::services::udp_echo::plan;
 use pinetd::stats::ServiceStats;
 

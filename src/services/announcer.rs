@@ -30,8 +30,7 @@ use tracing::{debug, info, warn};
 use crate::config::{AnnouncerConfig, Config, TableIn, Transport};
 use crate::describe::SelfInfo;
 use crate::net::{BindError, bind_udp};
-use crate::services::registry::{BindContext, Registered};
-use crate::services::{Service, ServiceFuture};
+use crate::services::{BindContext, Registered, Service, ServiceFuture};
 use crate::stats::{Counts, ServiceStats};
 
 const NAME: &str = AnnouncerConfig::NAME;
@@ -52,7 +51,7 @@ fn every_interface(to: &SocketAddr) -> bool {
 impl Announcer {
     /// Binds one sending socket per address family that the explicit `to`
     /// addresses need; the per-interface ones are bound as interfaces appear.
-    pub fn bind(
+    fn new(
         config: &AnnouncerConfig,
         info: Arc<SelfInfo>,
         stats: Arc<ServiceStats>,
@@ -254,7 +253,7 @@ impl Registered for Announcer {
     };
 
     fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
-        Announcer::bind(&config.announcer, context.info, context.stats)
+        Announcer::new(&config.announcer, context.info, context.stats)
     }
 }
 

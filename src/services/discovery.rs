@@ -19,9 +19,8 @@ use tracing::{Instrument, debug};
 use crate::config::{AnnouncerConfig, Config, DiscoveryConfig, TableIn};
 use crate::describe::SelfInfo;
 use crate::net::{BindError, Sockets, local_addrs};
-use crate::services::datagram::{Judge, Reach, serve_each, transient};
-use crate::services::registry::{BindContext, Registered};
-use crate::services::{Reconfigured, Service, ServiceFuture};
+use crate::services::shared::datagram::{Judge, Reach, serve_each, transient};
+use crate::services::{BindContext, Reconfigured, Registered, Service, ServiceFuture};
 use crate::stats::{Counts, Refusal, ServiceStats};
 
 const NAME: &str = DiscoveryConfig::NAME;

@@ -20,9 +20,8 @@ use crate::config::{Config, JsonEchoConfig, TableIn};
 use crate::jsonstream::{Unanswered, error_line};
 use crate::logging::peer_line;
 use crate::net::{BindError, Sockets};
-use crate::services::accept::{Gate, Listeners, Policy, Refusals};
-use crate::services::registry::{BindContext, Registered};
-use crate::services::{Reconfigured, Service, ServiceFuture};
+use crate::services::shared::accept::{Gate, Listeners, Policy, Refusals};
+use crate::services::{BindContext, Reconfigured, Registered, Service, ServiceFuture};
 use crate::stats::{Counts, Refusal, ServiceStats};
 
 /// Why a connection that sent what is not JSON ended, for the log.
@@ -49,13 +48,17 @@ fn policy(config: &JsonEchoConfig) -> Policy {
     Policy::new(&config.allow, config.max_clients, config.max_per_source)
 }
 
-impl JsonEcho {
-    pub fn bind(
-        config: &JsonEchoConfig,
-        sockets: &mut Sockets,
-        stats: Arc<ServiceStats>,
-    ) -> Result<Self, BindError> {
-        let listeners = sockets.tcp_all(NAME, &config.listen)?;
+impl Registered for JsonEcho {
+    type Table = JsonEchoConfig;
+    const COUNTS: Counts = Counts {
+        clients: true,
+        messages: "values",
+    };
+
+    fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
+        let config = &config.json_echo;
+        let stats = context.stats;
+        let listeners = context.sockets.tcp_all(NAME, &config.listen)?;
         let refusals = Refusals {
             full: error_line("server busy, try again later", None).into(),
             crowded: error_line(
@@ -69,18 +72,6 @@ impl JsonEcho {
             gate: Gate::new(policy(config), refusals, stats.clone()),
             stats,
         })
-    }
-}
-
-impl Registered for JsonEcho {
-    type Table = JsonEchoConfig;
-    const COUNTS: Counts = Counts {
-        clients: true,
-        messages: "values",
-    };
-
-    fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
-        JsonEcho::bind(&config.json_echo, context.sockets, context.stats)
     }
 }
 
@@ -99,9 +90,7 @@ impl Service for JsonEcho {
                 Connection::new(config, self.stats.clone(), peer.ip())
                     .serve(stream, shutdown.clone())
             };
-            self.listeners
-                .serve(&self.gate, &shutdown, |_| {}, handle)
-                .await
+            self.listeners.serve(&self.gate, &shutdown, handle).await
         })
     }
 
@@ -189,6 +178,9 @@ impl Connection {
         reason
     }
 
+    /// Answers until the client or the server ends the connection. One
+    /// loop over one `select!` (a little over 60 lines): its timers are
+    /// pinned once for the connection, not per read.
     async fn exchange(
         &mut self,
         stream: &mut TcpStream,
@@ -220,20 +212,17 @@ impl Connection {
             } else {
                 None
             };
-            let event = if let Some(event) = polled {
-                event
-            } else {
-                let mut input = self.input.buf_mut().limit(room);
-                tokio::select! {
-                    biased;
-                    _ = &mut cancelled => Event::Shutdown,
-                    read = stream.read_buf(&mut input) => match read {
-                        Ok(0) => Event::Eof,
-                        Ok(_) => Event::Data,
-                        Err(e) => return Err(e),
-                    },
-                    _ = sleep(SCALAR_QUIET), if waiting => Event::Quiet,
-                    _ = &mut idle => Event::Idle,
+            let event = match polled {
+                Some(event) => event,
+                None => {
+                    let mut input = self.input.buf_mut().limit(room);
+                    tokio::select! {
+                        biased;
+                        _ = &mut cancelled => Event::Shutdown,
+                        read = stream.read_buf(&mut input) => read_event(read)?,
+                        _ = sleep(SCALAR_QUIET), if waiting => Event::Quiet,
+                        _ = &mut idle => Event::Idle,
+                    }
                 }
             };
             quiet = false;
@@ -252,20 +241,25 @@ impl Connection {
                     let goodbye = error_line("idle timeout, closing", None);
                     return Ok(End::Say(goodbye, "idle for idle_timeout"));
                 }
-                Event::Shutdown | Event::Eof => {
-                    let answered = self.answer(true, matches!(event, Event::Eof));
-                    self.flush(stream).await?;
-                    return Ok(match (event, answered) {
-                        (_, Err(error)) => End::Say(error, BAD_INPUT),
-                        (Event::Shutdown, _) => End::Say(
-                            error_line("server shutting down", None),
-                            "server shutting down",
-                        ),
-                        _ => End::Eof,
-                    });
-                }
+                Event::Shutdown => return self.last_answers(stream, false).await,
+                Event::Eof => return self.last_answers(stream, true).await,
             }
         }
+    }
+
+    /// At the client's end of input (`eof`) or the server's shutdown:
+    /// answers what is left, then how the connection ends.
+    async fn last_answers(&mut self, stream: &mut TcpStream, eof: bool) -> io::Result<End> {
+        let answered = self.answer(true, eof);
+        self.flush(stream).await?;
+        Ok(match answered {
+            Err(error) => End::Say(error, BAD_INPUT),
+            Ok(_) if !eof => End::Say(
+                error_line("server shutting down", None),
+                "server shutting down",
+            ),
+            Ok(_) => End::Eof,
+        })
     }
 
     /// Checks for the client's next bytes without sleeping, up to the
@@ -351,5 +345,13 @@ impl Connection {
             self.output.shrink_to(READ_CHUNK);
         }
         Ok(())
+    }
+}
+
+/// What a read says: data, or the client's end of input.
+fn read_event(read: io::Result<usize>) -> io::Result<Event> {
+    match read? {
+        0 => Ok(Event::Eof),
+        _ => Ok(Event::Data),
     }
 }

@@ -1,17 +1,24 @@
-//! The services. Each file owns one service whole: it binds from its config
-//! table (through [`Sockets`](crate::net::Sockets), so the caller decides the
-//! addresses) and then runs until its shutdown token is cancelled.
+//! The services. Each one owns its service whole (a file, or the chat's
+//! folder): it binds from its config table (through
+//! [`Sockets`](crate::net::Sockets), so the caller decides the addresses)
+//! and then runs until its shutdown token is cancelled. [`shared`] is the
+//! plumbing they have in common; [`registry`] is the one place that names
+//! them all.
 //!
-//! The supervisor sees only [`Service`]: a name and a `run` future.
+//! The supervisor sees only [`Service`]: a name and a `run` future; the
+//! daemon binds each through [`Registered`].
+//!
+//! A reload reaches a running connection one way in every service: the
+//! service's table travels in a `watch` of `Arc<Table>` made at bind, which
+//! [`Service::reconfigure`] sends to, and each connection reads from it
+//! when it starts (JSON echo) or before each thing it does (chat).
 
-pub mod accept;
 pub mod announcer;
-pub mod bridge;
 pub mod chat;
-pub mod datagram;
 pub mod discovery;
 pub mod json_echo;
 pub mod registry;
+pub mod shared;
 pub mod udp_echo;
 
 use std::future::Future;
@@ -23,8 +30,10 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, TableIn};
+use crate::describe::SelfInfo;
 use crate::net::{BindError, Sockets};
+use crate::stats::{Counts, ServiceStats};
 
 /// What `run` returns: `Ok` once shut down; an error gets the service restarted.
 pub type ServiceFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
@@ -53,6 +62,29 @@ pub trait Service: Send + Sync + 'static {
     ) -> Option<Result<Reconfigured, BindError>> {
         None
     }
+}
+
+/// What a service is given to bind with.
+pub struct BindContext<'a> {
+    /// The daemon's sockets: one on an address bound before is reused.
+    pub sockets: &'a mut Sockets,
+    /// The service's own counters.
+    pub stats: Arc<ServiceStats>,
+    /// What the daemon says about itself.
+    pub info: Arc<SelfInfo>,
+}
+
+/// A service the daemon can run from its table.
+pub trait Registered: Service + Sized {
+    type Table: TableIn;
+    /// The other tables whose values the service uses: a reload that changes
+    /// one of them changes the service too.
+    const DEPENDS_ON: &'static [&'static str] = &[];
+    /// What its counters count, for the status line.
+    const COUNTS: Counts;
+
+    /// Binds from `config` (its own table and those it depends on).
+    fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError>;
 }
 
 /// A table applied in place.

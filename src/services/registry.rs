@@ -6,15 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::{Config, TableIn};
-use crate::describe::SelfInfo;
-use crate::net::{BindError, Sockets};
-use crate::services::Service;
+use crate::net::BindError;
 use crate::services::announcer::Announcer;
 use crate::services::chat::Chat;
 use crate::services::discovery::Discovery;
 use crate::services::json_echo::JsonEcho;
 use crate::services::udp_echo::UdpEcho;
-use crate::stats::{Counts, ServiceStats};
+use crate::services::{BindContext, Registered, Service};
+use crate::stats::Counts;
 
 /// Every service, in start-up order.
 pub static REGISTRY: [Entry; 5] = [
@@ -24,29 +23,6 @@ pub static REGISTRY: [Entry; 5] = [
     Entry::of::<Announcer>(),
     Entry::of::<Discovery>(),
 ];
-
-/// What a service is given to bind with.
-pub struct BindContext<'a> {
-    /// The daemon's sockets: one on an address bound before is reused.
-    pub sockets: &'a mut Sockets,
-    /// The service's own counters.
-    pub stats: Arc<ServiceStats>,
-    /// What the daemon says about itself.
-    pub info: Arc<SelfInfo>,
-}
-
-/// A service the daemon can run from its table.
-pub trait Registered: Service + Sized {
-    type Table: TableIn;
-    /// The other tables whose values the service uses: a reload that changes
-    /// one of them changes the service too.
-    const DEPENDS_ON: &'static [&'static str] = &[];
-    /// What its counters count, for the status line.
-    const COUNTS: Counts;
-
-    /// Binds from `config` (its own table and those it depends on).
-    fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError>;
-}
 
 /// A service bound and ready to run (or running).
 pub struct Bound {

@@ -17,10 +17,9 @@ use tracing::{debug, info};
 
 use crate::batch::{self, Datagrams, MAX_PAYLOAD, Replies};
 use crate::config::{Config, TableIn, UdpEchoConfig};
-use crate::net::{BindError, Sockets, local_addrs};
-use crate::services::datagram::{Judge, Reach, serve_each, transient};
-use crate::services::registry::{BindContext, Registered};
-use crate::services::{Service, ServiceFuture};
+use crate::net::{BindError, local_addrs};
+use crate::services::shared::datagram::{Judge, Reach, serve_each, transient};
+use crate::services::{BindContext, Registered, Service, ServiceFuture};
 use crate::stats::{Counts, ServiceStats};
 
 const NAME: &str = UdpEchoConfig::NAME;
@@ -35,19 +34,6 @@ pub struct UdpEcho {
 }
 
 impl UdpEcho {
-    pub fn bind(
-        config: &UdpEchoConfig,
-        sockets: &mut Sockets,
-        stats: Arc<ServiceStats>,
-    ) -> Result<Self, BindError> {
-        let sockets = sockets.udp_all(NAME, &config.listen, false)?;
-        Ok(Self {
-            config: config.clone(),
-            sockets,
-            stats,
-        })
-    }
-
     fn stats(&self) -> &ServiceStats {
         &self.stats
     }
@@ -162,7 +148,14 @@ impl Registered for UdpEcho {
     };
 
     fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
-        UdpEcho::bind(&config.udp_echo, context.sockets, context.stats)
+        let config = &config.udp_echo;
+        let stats = context.stats;
+        let sockets = context.sockets.udp_all(NAME, &config.listen, false)?;
+        Ok(Self {
+            config: config.clone(),
+            sockets,
+            stats,
+        })
     }
 }
 
