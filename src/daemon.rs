@@ -160,11 +160,15 @@ impl Daemon {
             // Moving between overlapping addresses (127.0.0.1:P to
             // 0.0.0.0:P) needs the old listener closed first.
             Some(Err(e)) if bound.addrs.iter().any(|a| a.port() == e.addr.port()) => {
-                warn!(service = %name, "{e}: it overlaps a listener of its own; restarting to move it");
+                warn!(
+                    service = %name,
+                    error = %e,
+                    "it overlaps a listener of its own; restarting to move it"
+                );
                 Outcome::Restart
             }
             Some(Err(e)) => {
-                error!(service = %name, "{e}; keeping its previous settings");
+                error!(service = %name, error = %e, "keeping its previous settings");
                 entry.restore(&mut self.config, old);
                 Outcome::Kept
             }
@@ -201,14 +205,14 @@ impl Daemon {
     /// A reloaded table that cannot bind: its old settings go on serving.
     fn keep_old(&mut self, entry: &'static Entry, old: &Config, e: BindError) {
         let name = entry.name;
-        error!(service = %name, "{e}; keeping its previous settings");
+        error!(service = %name, error = %e, "keeping its previous settings");
         entry.restore(&mut self.config, old);
         // Its old table, but the tables it depends on as they are now.
         let config = &self.config;
         match bind(entry, config, &mut self.sockets, &self.stats, &self.info) {
             Ok(Some(bound)) => self.run(name, bound),
             Ok(None) => {}
-            Err(e) => error!(service = %name, "{e}; the service is stopped"),
+            Err(e) => error!(service = %name, error = %e, "the service is stopped"),
         }
     }
 

@@ -151,7 +151,7 @@ async fn reload(daemon: &mut Daemon, path: Option<&PathBuf>, log: &LogLevel, ope
         }
         Err(e) => {
             for line in e.to_string().lines() {
-                error!("reload refused, the running config stays: {line}");
+                error!(error = %line, "reload refused, the running config stays");
             }
         }
     }

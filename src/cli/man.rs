@@ -324,6 +324,17 @@ fn main_description() -> Roff {
 /// file, signals and environment, and how each of its commands exits.
 fn main_sections(cli: &clap::Command) -> Roff {
     let mut page = Sections::new();
+    configuration(&mut page);
+    signals(&mut page);
+    exit_status(&mut page);
+    environment(&mut page);
+    files(&mut page);
+    see_also(&mut page, cli);
+    page.0
+}
+
+/// The config file: its tables, the packaged file, the kinds of values.
+fn configuration(page: &mut Sections) {
     page.section("CONFIGURATION")
         .para(
             "One TOML file: a [daemon] table and one table per service (chat, json_echo, \
@@ -345,6 +356,10 @@ fn main_sections(cli: &clap::Command) -> Roff {
              table takes allow = [\"CIDR\", ...]: peers outside it are refused. \
              /usr/share/doc/pinetd/README.md describes every service and key in full.",
         );
+}
+
+/// What SIGTERM, SIGINT and SIGHUP do.
+fn signals(page: &mut Sections) {
     page.section("SIGNALS")
         .item(
             "SIGTERM, SIGINT",
@@ -365,6 +380,10 @@ fn main_sections(cli: &clap::Command) -> Roff {
              running config stays. On the embedded default (no --config) there is no file to \
              read: SIGHUP only logs a warning.",
         );
+}
+
+/// How the daemon exits, and where its commands' codes are told.
+fn exit_status(page: &mut Sections) {
     page.section("EXIT STATUS")
         .para("The daemon:")
         .item(
@@ -385,6 +404,10 @@ fn main_sections(cli: &clap::Command) -> Roff {
              command exits 0 when it did its job and 1 with the reason on stderr. Their pages \
              say exactly when. --help and --version exit 0.",
         );
+}
+
+/// The variables the daemon reads.
+fn environment(page: &mut Sections) {
     page.section("ENVIRONMENT")
         .item(
             "RUST_LOG",
@@ -403,6 +426,10 @@ fn main_sections(cli: &clap::Command) -> Roff {
             "Set by systemd when stderr goes to the journal: log lines then carry no \
              timestamps or colours.",
         );
+}
+
+/// The files the package installs.
+fn files(page: &mut Sections) {
     page.section("FILES")
         .item(
             "/etc/pinetd/pinetd.toml",
@@ -418,14 +445,17 @@ fn main_sections(cli: &clap::Command) -> Roff {
             "/usr/share/doc/pinetd/README.md",
             "The documentation: every service, the config keys, the NATS bridge, packaging.",
         );
-    let mut see_also: Vec<String> = cli
+}
+
+/// Every subcommand's page, and the tools a user reaches it with.
+fn see_also(page: &mut Sections, cli: &clap::Command) {
+    let mut pages: Vec<String> = cli
         .get_subcommands()
         .filter(|s| !s.is_hide_set())
         .map(|s| format!("pinetd-{}(1)", s.get_name()))
         .collect();
-    see_also.extend(["systemctl(1)", "journalctl(1)", "nc(1)", "socat(1)"].map(String::from));
-    page.see_also(&see_also.iter().map(String::as_str).collect::<Vec<_>>());
-    page.0
+    pages.extend(["systemctl(1)", "journalctl(1)", "nc(1)", "socat(1)"].map(String::from));
+    page.see_also(&pages.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 #[cfg(test)]
