@@ -15,16 +15,15 @@ mod common;
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{HANG, Proc, quiet_env, temp_dir, write_config};
+use common::netns::Netns;
+use common::{HANG, Proc, temp_dir, write_config};
 
 /// `[daemon] shutdown_grace` of every daemon here.
 const GRACE: Duration = Duration::from_secs(2);
@@ -882,69 +881,6 @@ fn ten_megabytes_of_whitespace_to_json_echo_are_passed_over() {
 
 // ------------------------------------- a storm from spoofed source ports
 
-/// A network namespace with only loopback, made by the test and removed
-/// when it ends (even when it fails). Needs root and `ip` (iproute2).
-struct Netns {
-    name: String,
-}
-
-fn ip_ok(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Netns {
-    /// None (with a message) when this machine cannot make one.
-    fn new(name: &str) -> Option<Netns> {
-        if !common::can_make_namespaces() {
-            return None;
-        }
-        let ns = Netns {
-            name: format!("pinetd{}-{name}", std::process::id()),
-        };
-        ip_ok(&["netns", "add", &ns.name]);
-        ip_ok(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        Some(ns)
-    }
-
-    /// Runs `make` on a thread moved into the namespace: the sockets it
-    /// makes belong to the namespace wherever they are used.
-    fn enter<T: Send + 'static>(&self, make: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        thread::spawn(move || {
-            let ns = std::fs::File::open(&path).unwrap();
-            // SAFETY: setns on an open namespace file moves only this
-            // thread; nothing here runs outside the namespace if it fails.
-            let moved = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(moved, 0, "setns: {}", io::Error::last_os_error());
-            make()
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    }
-
-    /// The daemon inside the namespace, on `config`.
-    fn daemon(&self, config: &str) -> Proc {
-        let path = write_config(&temp_dir(&self.name), config);
-        let mut command = quiet_env(Command::new("ip"));
-        command.args(["netns", "exec", &self.name, env!("CARGO_BIN_EXE_pinetd")]);
-        command.arg("--config").arg(path);
-        Proc::spawn(command)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
 /// The spoofed datagrams' source address: loopback (on-link, inside
 /// discovery's default allow), but not the well-behaved clients' 127.0.0.1,
 /// so the per-source rate limits of the two never mix.
@@ -1046,7 +982,8 @@ fn storm(
 /// daemon cleanly. All of it inside a network namespace of its own.
 #[test]
 fn a_datagram_storm_from_spoofed_ports_0_to_1023_is_never_answered() {
-    let Some(ns) = Netns::new("storm") else {
+    let Some(ns) = common::netns::prefix().map(|prefix| Netns::add(format!("{prefix}-storm")))
+    else {
         return;
     };
     if !raise_open_files(2048) {
@@ -1056,7 +993,7 @@ fn a_datagram_storm_from_spoofed_ports_0_to_1023_is_never_answered() {
         discovery: Some("max_delay = \"20ms\"\n"),
         ..Tables::default()
     };
-    let mut daemon = ns.daemon(&config_text(tables));
+    let mut daemon = ns.spawn_daemon(&config_text(tables));
     let addrs = Addrs::read(&mut daemon, true);
     let targets = [v4(addrs.udp), v4(addrs.discovery.unwrap())];
     // Every socket of the test is made inside the namespace: a catcher on

@@ -4,6 +4,7 @@
 //! timeout here only guards against a hang, so a busy machine is slow, not red.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod peer;
 
 use std::collections::HashMap;
@@ -236,23 +237,4 @@ pub fn skip(why: std::fmt::Arguments<'_>) {
 /// `PINETD_REQUIRE_ALL` is set to anything but "" or "0".
 pub fn require_all() -> bool {
     std::env::var("PINETD_REQUIRE_ALL").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Whether this machine can make network namespaces (root, and `ip`);
-/// says why not, as a skip.
-pub fn can_make_namespaces() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip(format_args!(
-            "network namespaces need root (CI runs as root)"
-        ));
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        skip(format_args!(
-            "`ip` is not installed (apt-get install iproute2)"
-        ));
-        return false;
-    }
-    true
 }
