@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Proc, config, start, temp_dir, write_config};
+use common::{Proc, config, start_on_runtime, temp_dir, write_config};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
 
@@ -41,8 +41,7 @@ fn closed(stream: &mut TcpStream) -> bool {
 }
 
 fn json_daemon(edit: impl FnOnce(&mut Config)) -> (tokio::runtime::Runtime, Daemon, SocketAddr) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let daemon = runtime.block_on(async { start(config(edit)) });
+    let (runtime, daemon) = start_on_runtime(config(edit));
     let addr = daemon.addrs("json_echo")[0];
     (runtime, daemon, addr)
 }

@@ -4,12 +4,13 @@
 //! timeout here only guards against a hang, so a busy machine is slow, not red.
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod netns;
 pub mod peer;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{self, BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
 use tokio::net::UdpSocket;
+use tokio::runtime::Runtime;
 
 /// How long a test waits for something it is sure will happen before it
 /// calls it a hang: long enough for a loaded two-core machine.
@@ -43,6 +45,36 @@ pub fn config(edit: impl FnOnce(&mut Config)) -> Config {
 
 pub fn start(config: Config) -> Daemon {
     Daemon::start(config).expect("daemon starts")
+}
+
+/// The daemon in-process on a runtime of its own, for tests whose clients
+/// block: the runtime, then the daemon.
+pub fn start_on_runtime(config: Config) -> (Runtime, Daemon) {
+    let runtime = Runtime::new().unwrap();
+    let daemon = runtime.block_on(async { start(config) });
+    (runtime, daemon)
+}
+
+/// A TCP connection from `ip` (any 127.x.y.z is this machine; a port of
+/// the kernel's choosing), or why not within `within`.
+pub fn try_connect_from(ip: IpAddr, to: SocketAddr, within: Duration) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&SocketAddr::new(ip, 0).into())?;
+    socket.connect_timeout(&to.into(), within)?;
+    Ok(socket.into())
+}
+
+/// A TCP connection from `ip` ("127.0.0.2"), its reads given up after 5 s.
+pub fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
+    let stream = try_connect_from(ip.parse().unwrap(), to, HANG).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
 }
 
 /// A UDP socket on `ip`, port chosen by the kernel.
