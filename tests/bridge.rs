@@ -335,6 +335,7 @@ fn with_nats_killed_each_room_goes_on_and_bridges_again_once_it_is_back() {
             "never counted as not bridged: {}",
             a.stats()
         );
+        // Polls the count; each turn also checks that the local room still works.
         std::thread::sleep(Duration::from_millis(50));
     }
     b1.send(b"local on b\n");
@@ -400,6 +401,8 @@ fn with_nats_absent_at_start_the_daemon_is_ready_and_bridges_once_it_appears() {
     a2.until("alone for now");
 
     // An outage of a few reconnect attempts (100, 200, 400, 800 ms apart)...
+    // The wait is what is tested: no attempt can be seen from here, and
+    // each failed one must stay out of the log.
     std::thread::sleep(Duration::from_millis(1500));
     let _nats = Nats::start(&program, port);
     let (_rb, _b, addr_b) = bridged_hub(&url, "pinetd.test.absent");
@@ -701,6 +704,7 @@ fn a_nats_server_that_never_reads_slows_neither_the_room_nor_shutdown() {
     // Says hello as NATS does, answers the client's first PING, then reads nothing.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let (test_over, held) = std::sync::mpsc::channel::<()>();
     let server = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         stream
@@ -712,8 +716,8 @@ fn a_nats_server_that_never_reads_slows_neither_the_room_nor_shutdown() {
             line.clear();
         }
         stream.write_all(b"PONG\r\n").unwrap();
-        // Held open, unread, until the test ends.
-        std::thread::sleep(Duration::from_secs(60));
+        // Held open, unread, until the test ends (and drops `test_over`).
+        let _ = held.recv();
         drop(stream);
     });
     let (runtime, daemon, addr) = hub(|c| {
@@ -758,6 +762,7 @@ fn a_nats_server_that_never_reads_slows_neither_the_room_nor_shutdown() {
         "drained within the grace"
     );
     assert!(started.elapsed() < grace, "took {:?}", started.elapsed());
+    drop(test_over);
     drop(server);
 }
 

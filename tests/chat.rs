@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::chat::hub;
 use common::peer::{Numbered, Peer, numbered_lines};
-use common::{Proc, connect_from, temp_dir, write_config};
+use common::{Proc, connect_from, temp_dir, wait_until, write_config};
 use pinetd::config::{Config, OnLag};
 use pinetd::daemon::Daemon;
 
@@ -629,6 +629,7 @@ fn a_sender_dropped_for_not_reading_has_its_lines_relayed_first() {
             let lines: String = (i * 5..i * 5 + 5)
                 .map(|k| format!("s0-{k} {body}\n"))
                 .collect();
+            // Paced on purpose: its lines trickle in while its output waits.
             std::thread::sleep(Duration::from_millis(2));
             deaf.stream.write_all(lines.as_bytes()).is_ok()
         });
@@ -668,6 +669,7 @@ fn a_line_sent_in_pieces_arrives_whole_while_the_course_client_still_flushes() {
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = stream.write_all(b"busy busy busy\n");
+                // Paced on purpose: a busy room, not a flood.
                 std::thread::sleep(Duration::from_millis(1));
             }
         })
@@ -675,6 +677,7 @@ fn a_line_sent_in_pieces_arrives_whole_while_the_course_client_still_flushes() {
     for i in 0..8 {
         for piece in [format!("line {i} "), "second piece ".into(), "end\n".into()] {
             slow.send(piece.as_bytes());
+            // The pause is what is tested: each piece alone, past flush_after.
             std::thread::sleep(Duration::from_millis(300));
         }
     }
@@ -750,16 +753,19 @@ fn two_clients_talk_through_five_reloads() {
                 sender
                     .write_all(format!("s0-{i} {body}\n").as_bytes())
                     .unwrap();
+                // Paced on purpose: the lines span all five reloads.
                 std::thread::sleep(Duration::from_millis(2));
             }
         })
     };
-    let reload = |daemon: &mut Daemon, edit: &dyn Fn(&mut Config)| {
+    // After each reload, b hears 40 lines more before the next one.
+    let mut heard = Vec::new();
+    let mut reload = |daemon: &mut Daemon, edit: &dyn Fn(&mut Config)| {
         let mut next = daemon.config().clone();
         edit(&mut next);
         let changed = rt.block_on(daemon.reload(next));
         assert_eq!(changed, ["chat"]);
-        std::thread::sleep(Duration::from_millis(150));
+        heard.extend(relayed(&mut b, 40));
     };
     let second: SocketAddr = "127.0.0.2:0".parse().unwrap();
     reload(&mut daemon, &|c| c.chat.rate_limit = 1000);
@@ -773,8 +779,10 @@ fn two_clients_talk_through_five_reloads() {
     talk.join().unwrap();
 
     // Every line, once, in order, whatever the prefix was when it was relayed.
-    let got: Vec<String> = relayed(&mut b, 800)
+    let rest = relayed(&mut b, 800 - heard.len());
+    let got: Vec<String> = heard
         .into_iter()
+        .chain(rest)
         .map(|l| l.split_once(' ').map(|(_, t)| format!("[x] {t}")).unwrap())
         .collect();
     assert_all_in_order(&got, 1, 800, &body);
@@ -902,6 +910,7 @@ fn a_rate_limited_sender_that_closes_has_every_line_relayed() {
     let chatter = std::thread::spawn(move || {
         for i in 0..12 {
             talker.send(format!("chatter {i}\n").as_bytes());
+            // Paced on purpose: the room talks all through the 3 s the script's lines take.
             std::thread::sleep(Duration::from_millis(300));
         }
     });
@@ -950,6 +959,7 @@ fn a_dropped_flooder_cannot_flood_the_room() {
     let body = "w".repeat(20);
     for i in 0..60 {
         writer.send(format!("s0-{i} {body}\n").as_bytes());
+        // Paced on purpose: the lines spread over the 4 s of the flood.
         std::thread::sleep(Duration::from_millis(40));
     }
     flood.join().unwrap();
@@ -969,9 +979,10 @@ fn reloads_during_a_connection_storm_leave_the_hub_accepting() {
     });
     let addrs = daemon.addrs("chat").to_vec();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let made = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let storm: Vec<_> = (0..4)
         .map(|_| {
-            let (stop, addrs) = (stop.clone(), addrs.clone());
+            let (stop, made, addrs) = (stop.clone(), made.clone(), addrs.clone());
             std::thread::spawn(move || {
                 let mut held = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -979,6 +990,7 @@ fn reloads_during_a_connection_storm_leave_the_hub_accepting() {
                         if let Ok(s) = TcpStream::connect_timeout(addr, Duration::from_millis(200))
                         {
                             held.push(s);
+                            made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                     if held.len() > 200 {
@@ -998,7 +1010,11 @@ fn reloads_during_a_connection_storm_leave_the_hub_accepting() {
             both.clone()
         };
         rt.block_on(daemon.reload(next));
-        std::thread::sleep(Duration::from_millis(50));
+        // The storm goes on under each config before the next reload.
+        let after = made.load(std::sync::atomic::Ordering::Relaxed) + 100;
+        wait_until("100 connections more", || {
+            made.load(std::sync::atomic::Ordering::Relaxed) >= after
+        });
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for thread in storm {

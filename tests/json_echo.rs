@@ -92,6 +92,7 @@ fn a_value_split_byte_by_byte_is_assembled() {
     assert!(value.len() >= 50);
     for byte in value.chunks(1) {
         stream.write_all(byte).unwrap();
+        // Paced on purpose: each byte a send of its own.
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(
@@ -253,6 +254,7 @@ fn a_students_mistake_gets_words_that_teach() {
 
     let mut split = connect(addr);
     split.write_all(b"{\"name\": \"jung\", \"ok\": Tr").unwrap();
+    // The gap between the two sends is what is tested.
     std::thread::sleep(Duration::from_millis(5));
     split.write_all(b"ue}").unwrap();
     let reply = read_lines(&mut split, 1);

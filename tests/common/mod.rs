@@ -105,6 +105,16 @@ pub async fn wait_until_async(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Polls `done` until it holds, for a test whose clients block; panics,
+/// naming `what`, after [`HANG`].
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !done() {
+        assert!(Instant::now() < deadline, "still waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Nothing is waiting on `socket` (call after a later datagram was answered:
 /// the server handles one socket's datagrams in order).
 pub fn nothing_received(socket: &UdpSocket) -> bool {

@@ -44,6 +44,7 @@ fn a_storm_of_sighups_drops_nobody_and_the_last_file_runs() {
     let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
     let addrs = Addrs::read(&mut daemon, true);
     let mut talkers = Talkers::start(addrs);
+    // The pace is the storm tested: 100 SIGHUPs a second.
     let every = Duration::from_millis(10);
     for n in 1..=100 {
         edit_and_hup(&daemon, &path, n);
