@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::chat::hub;
 use common::peer::{Numbered, Peer, numbered_lines};
-use common::{Proc, connect_from, temp_dir, wait_until, write_config};
+use common::{Proc, connect_from, wait_until};
 use pinetd::config::{Config, OnLag};
 use pinetd::daemon::Daemon;
 
@@ -382,9 +382,7 @@ const CHAT_ONLY: &str = "[json_echo]\nenabled = false\n[udp_echo]\nenabled = fal
 
 #[test]
 fn sigterm_tells_every_client_before_closing() {
-    let dir = temp_dir("chat-sigterm");
-    let path = write_config(&dir, CHAT_ONLY);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, _) = Proc::on_config("chat-sigterm", CHAT_ONLY);
     let addr = daemon.addrs(&["chat"])["chat"];
     let mut peers: Vec<Peer> = (0..5).map(|_| Peer::connect(addr)).collect();
     daemon.signal("TERM");
@@ -400,9 +398,7 @@ fn sigterm_tells_every_client_before_closing() {
 
 #[test]
 fn pinetd_chat_through_a_pipe() {
-    let dir = temp_dir("chat-client");
-    let path = write_config(&dir, CHAT_ONLY);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, _) = Proc::on_config("chat-client", CHAT_ONLY);
     let addr = daemon.addrs(&["chat"])["chat"];
     let mut watcher = Peer::connect(addr);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinetd"))
@@ -456,13 +452,9 @@ fn pinetd_chat_through_a_pipe() {
 
 #[test]
 fn a_second_signal_exits_at_once() {
-    let dir = temp_dir("chat-second-signal");
     let config = CHAT_ONLY.replace("[chat]\n", "[chat]\nrate_limit = 0\nqueue = 100000\n");
-    let path = write_config(
-        &dir,
-        &format!("[daemon]\nshutdown_grace = \"30s\"\n{config}"),
-    );
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let config = format!("[daemon]\nshutdown_grace = \"30s\"\n{config}");
+    let (mut daemon, _) = Proc::on_config("chat-second-signal", &config);
     let addr = daemon.addrs(&["chat"])["chat"];
     // A client that reads nothing, its buffers full: its goodbye cannot be
     // written, so the drain waits on it.
@@ -815,9 +807,7 @@ fn two_clients_talk_through_five_reloads() {
 
 #[test]
 fn sighup_applies_chat_settings_without_dropping_anyone() {
-    let dir = temp_dir("chat-sighup");
-    let path = write_config(&dir, CHAT_ONLY);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, path) = Proc::on_config("chat-sighup", CHAT_ONLY);
     let addr = daemon.addrs(&["chat"])["chat"];
     let mut a = Peer::connect(addr);
     let mut b = Peer::connect(addr);

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Proc, config, start_on_runtime, temp_dir, write_config};
+use common::{Proc, config, start_on_runtime};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
 
@@ -358,9 +358,7 @@ const JSON_ONLY: &str = "[chat]\nenabled = false\n[udp_echo]\nenabled = false\n[
 
 #[test]
 fn sigterm_while_a_client_is_mid_value() {
-    let dir = temp_dir("json-sigterm");
-    let path = write_config(&dir, JSON_ONLY);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, _) = Proc::on_config("json-sigterm", JSON_ONLY);
     let addr = daemon.addrs(&["json_echo"])["json_echo"];
     let mut stream = connect(addr);
     stream.write_all(b"[1] {\"half\": ").unwrap();
@@ -375,9 +373,7 @@ fn sigterm_while_a_client_is_mid_value() {
 
 #[test]
 fn json_client_through_a_pipe() {
-    let dir = temp_dir("json-client");
-    let path = write_config(&dir, JSON_ONLY);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, _) = Proc::on_config("json-client", JSON_ONLY);
     let port = daemon.addrs(&["json_echo"])["json_echo"].port().to_string();
     let run = |args: &[&str], input: &[u8]| {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pinetd"))

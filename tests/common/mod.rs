@@ -147,6 +147,14 @@ impl Proc {
         Proc::start_with_env(args, &[])
     }
 
+    /// The real binary on `config`, written to a file for the test named
+    /// `name`; that file's path, for edits.
+    pub fn on_config(name: &str, config: &str) -> (Proc, PathBuf) {
+        let path = write_config(&temp_dir(name), config);
+        let proc = Proc::start(&["--config", path.to_str().unwrap()]);
+        (proc, path)
+    }
+
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut command = quiet_env(Command::new(env!("CARGO_BIN_EXE_pinetd")));
         command.args(args).envs(env.iter().copied());

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::common::{Proc, temp_dir, write_config};
+use crate::common::Proc;
 
 /// `[daemon] shutdown_grace` of every daemon here.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -69,8 +69,7 @@ impl Addrs {
 
 /// The real binary on a config file written for the test named `name`.
 pub fn daemon(name: &str, tables: Tables<'_>) -> (Proc, Addrs) {
-    let path = write_config(&temp_dir(name), &config_text(tables));
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, _) = Proc::on_config(name, &config_text(tables));
     let addrs = Addrs::read(&mut daemon, tables.discovery.is_some());
     (daemon, addrs)
 }

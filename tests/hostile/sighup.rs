@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::clients::{Talkers, UDP_RETRY, goodbyes};
-use crate::common::{Proc, temp_dir, write_config};
+use crate::common::Proc;
 use crate::daemon::{Addrs, Tables, config_text, exits_cleanly};
 
 /// Version `n` of the config file: every table changed (chat and JSON echo
@@ -40,8 +40,7 @@ fn edit_and_hup(daemon: &Proc, path: &Path, n: usize) {
 /// clean exit.
 #[test]
 fn a_storm_of_sighups_drops_nobody_and_the_last_file_runs() {
-    let path = write_config(&temp_dir("hostile-sighup"), &hup_config(0));
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, path) = Proc::on_config("hostile-sighup", &hup_config(0));
     let addrs = Addrs::read(&mut daemon, true);
     let mut talkers = Talkers::start(addrs);
     // The pace is the storm tested: 100 SIGHUPs a second.
