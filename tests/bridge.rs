@@ -9,8 +9,9 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::chat::hub;
 use common::peer::{Peer, numbered_lines};
-use common::{HANG, Proc, config, skip, start, temp_dir, write_config};
+use common::{HANG, Proc, skip, temp_dir, write_config};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
 use pinetd::describe::Description;
@@ -77,16 +78,8 @@ impl Nats {
 }
 
 /// A hub bridged to `url` on `subject`, in-process on its own runtime.
-fn hub(url: &str, subject: &str) -> (tokio::runtime::Runtime, Daemon, SocketAddr) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let daemon = runtime.block_on(async { start(bridged(url, subject)) });
-    let addr = daemon.addrs("chat")[0];
-    (runtime, daemon, addr)
-}
-
-fn bridged(url: &str, subject: &str) -> Config {
-    config(|c| {
-        c.chat.enabled = true;
+fn bridged_hub(url: &str, subject: &str) -> (tokio::runtime::Runtime, Daemon, SocketAddr) {
+    hub(|c| {
         c.chat.rate_limit = 0;
         c.chat.bridge_url = url.to_owned();
         c.chat.bridge_subject = subject.to_owned();
@@ -99,8 +92,8 @@ type Hub = (tokio::runtime::Runtime, Daemon);
 /// Two hubs bridged through `nats` on `subject`, two clients on each (a1
 /// and a2 on the first, b1 and b2 on the second), the bridge up both ways.
 fn two_hubs(nats: &Nats, subject: &str) -> (Hub, Hub, [Peer; 4]) {
-    let (ra, a, addr_a) = hub(&nats.url(), subject);
-    let (rb, b, addr_b) = hub(&nats.url(), subject);
+    let (ra, a, addr_a) = bridged_hub(&nats.url(), subject);
+    let (rb, b, addr_b) = bridged_hub(&nats.url(), subject);
     let mut a1 = Peer::connect(addr_a);
     let a2 = Peer::connect(addr_a);
     let mut b1 = Peer::connect(addr_b);
@@ -228,8 +221,8 @@ fn joins_leaves_and_who_cross_naming_the_hub() {
         return;
     };
     let nats = Nats::start(&program, 0);
-    let (ra, a, addr_a) = hub(&nats.url(), "pinetd.test.notices");
-    let (_rb, _b, addr_b) = hub(&nats.url(), "pinetd.test.notices");
+    let (ra, a, addr_a) = bridged_hub(&nats.url(), "pinetd.test.notices");
+    let (_rb, _b, addr_b) = bridged_hub(&nats.url(), "pinetd.test.notices");
     let mut a1 = Peer::connect(addr_a);
     let mut b1 = Peer::connect(addr_b);
     bridged_between(&mut a1, &mut b1, "a-to-b");
@@ -342,6 +335,7 @@ fn with_nats_killed_each_room_goes_on_and_bridges_again_once_it_is_back() {
             "never counted as not bridged: {}",
             a.stats()
         );
+        // Polls the count; each turn also checks that the local room still works.
         std::thread::sleep(Duration::from_millis(50));
     }
     b1.send(b"local on b\n");
@@ -407,9 +401,11 @@ fn with_nats_absent_at_start_the_daemon_is_ready_and_bridges_once_it_appears() {
     a2.until("alone for now");
 
     // An outage of a few reconnect attempts (100, 200, 400, 800 ms apart)...
+    // The wait is what is tested: no attempt can be seen from here, and
+    // each failed one must stay out of the log.
     std::thread::sleep(Duration::from_millis(1500));
     let _nats = Nats::start(&program, port);
-    let (_rb, _b, addr_b) = hub(&url, "pinetd.test.absent");
+    let (_rb, _b, addr_b) = bridged_hub(&url, "pinetd.test.absent");
     daemon.wait_for("connected to NATS; the room is bridged");
     // ... is logged once, and the NATS client's own chatter not at all.
     let outage: Vec<&String> = daemon
@@ -449,19 +445,14 @@ fn a_reload_moves_the_bridge_without_dropping_anyone_and_discovery_names_the_roo
         return;
     };
     let nats = Nats::start(&program, 0);
-    let (_ra, _a, addr_a) = hub(&nats.url(), "pinetd.test.room1");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut b = runtime.block_on(async {
-        start(config(|c| {
-            c.chat.enabled = true;
-            c.chat.rate_limit = 0;
-            c.chat.bridge_url = nats.url();
-            c.chat.bridge_subject = "pinetd.test.room2".into();
-            c.discovery.enabled = true;
-            c.discovery.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        }))
+    let (_ra, _a, addr_a) = bridged_hub(&nats.url(), "pinetd.test.room1");
+    let (runtime, mut b, addr_b) = hub(|c| {
+        c.chat.rate_limit = 0;
+        c.chat.bridge_url = nats.url();
+        c.chat.bridge_subject = "pinetd.test.room2".into();
+        c.discovery.enabled = true;
+        c.discovery.listen = vec!["127.0.0.1:0".parse().unwrap()];
     });
-    let addr_b = b.addrs("chat")[0];
     let discovery = b.addrs("discovery")[0];
     let described = || {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -578,14 +569,10 @@ fn bridged_daemon(
     subject: &str,
     tune: impl FnOnce(&mut Config),
 ) -> (tokio::runtime::Runtime, Daemon) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let daemon = runtime.block_on(async {
-        start(config(|c| {
-            c.chat.enabled = true;
-            c.chat.bridge_url = nats.url();
-            c.chat.bridge_subject = subject.into();
-            tune(c);
-        }))
+    let (runtime, daemon, _) = hub(|c| {
+        c.chat.bridge_url = nats.url();
+        c.chat.bridge_subject = subject.into();
+        tune(c);
     });
     (runtime, daemon)
 }
@@ -602,7 +589,7 @@ fn what_arrives_from_nats_is_cleaned_limited_and_cannot_stop_the_bridge() {
     let nats = Nats::start(&program, 0);
     let subject = "pinetd.test.hostile";
     let (_runtime, a) = bridged_daemon(&nats, subject, |c| c.chat.bridge_rate_limit = 50);
-    let (_rb, _b, addr_b) = hub(&nats.url(), subject);
+    let (_rb, _b, addr_b) = bridged_hub(&nats.url(), subject);
     let mut a1 = Peer::connect(a.addrs("chat")[0]);
     let mut b1 = Peer::connect(addr_b);
     bridged_between(&mut b1, &mut a1, "b-to-a");
@@ -717,6 +704,7 @@ fn a_nats_server_that_never_reads_slows_neither_the_room_nor_shutdown() {
     // Says hello as NATS does, answers the client's first PING, then reads nothing.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let (test_over, held) = std::sync::mpsc::channel::<()>();
     let server = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         stream
@@ -728,19 +716,14 @@ fn a_nats_server_that_never_reads_slows_neither_the_room_nor_shutdown() {
             line.clear();
         }
         stream.write_all(b"PONG\r\n").unwrap();
-        // Held open, unread, until the test ends.
-        std::thread::sleep(Duration::from_secs(60));
+        // Held open, unread, until the test ends (and drops `test_over`).
+        let _ = held.recv();
         drop(stream);
     });
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let daemon = runtime.block_on(async {
-        start(config(|c| {
-            c.chat.enabled = true;
-            c.chat.rate_limit = 0;
-            c.chat.bridge_url = format!("nats://127.0.0.1:{port}");
-        }))
+    let (runtime, daemon, addr) = hub(|c| {
+        c.chat.rate_limit = 0;
+        c.chat.bridge_url = format!("nats://127.0.0.1:{port}");
     });
-    let addr = daemon.addrs("chat")[0];
     let mut talker = Peer::connect(addr);
     let mut listener = Peer::connect(addr);
     // 8 MB of lines: far more than NATS takes when it reads nothing.
@@ -779,6 +762,7 @@ fn a_nats_server_that_never_reads_slows_neither_the_room_nor_shutdown() {
         "drained within the grace"
     );
     assert!(started.elapsed() < grace, "took {:?}", started.elapsed());
+    drop(test_over);
     drop(server);
 }
 
@@ -789,13 +773,13 @@ fn what_is_said_as_a_hub_starts_crosses_once_it_is_connected() {
     };
     let nats = Nats::start(&program, 0);
     let subject = "pinetd.test.early";
-    let (_rb, _b, addr_b) = hub(&nats.url(), subject);
-    let (_rc, _c, addr_c) = hub(&nats.url(), subject);
+    let (_rb, _b, addr_b) = bridged_hub(&nats.url(), subject);
+    let (_rc, _c, addr_c) = bridged_hub(&nats.url(), subject);
     let mut b1 = Peer::connect(addr_b);
     let mut c1 = Peer::connect(addr_c);
     bridged_between(&mut c1, &mut b1, "c-to-b");
     // Hub a says its first words before its bridge can have connected.
-    let (_ra, _a, addr_a) = hub(&nats.url(), subject);
+    let (_ra, _a, addr_a) = bridged_hub(&nats.url(), subject);
     let mut a1 = Peer::connect(addr_a);
     a1.send(b"the very first words\n");
     let host = hostname::get().unwrap().to_string_lossy().into_owned();

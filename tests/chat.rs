@@ -7,22 +7,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::chat::hub;
 use common::peer::{Numbered, Peer, numbered_lines};
-use common::{Proc, config, start, temp_dir, write_config};
+use common::{Proc, connect_from, wait_until};
 use pinetd::config::{Config, OnLag};
 use pinetd::daemon::Daemon;
-
-fn hub(edit: impl FnOnce(&mut Config)) -> (tokio::runtime::Runtime, Daemon, SocketAddr) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let daemon = runtime.block_on(async {
-        start(config(|c| {
-            c.chat.enabled = true;
-            edit(c);
-        }))
-    });
-    let addr = daemon.addrs("chat")[0];
-    (runtime, daemon, addr)
-}
 
 #[test]
 fn netcat_lines_and_course_sends_side_by_side() {
@@ -393,9 +382,7 @@ const CHAT_ONLY: &str = "[json_echo]\nenabled = false\n[udp_echo]\nenabled = fal
 
 #[test]
 fn sigterm_tells_every_client_before_closing() {
-    let dir = temp_dir("chat-sigterm");
-    let path = write_config(&dir, CHAT_ONLY);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, _) = Proc::on_config("chat-sigterm", CHAT_ONLY);
     let addr = daemon.addrs(&["chat"])["chat"];
     let mut peers: Vec<Peer> = (0..5).map(|_| Peer::connect(addr)).collect();
     daemon.signal("TERM");
@@ -411,9 +398,7 @@ fn sigterm_tells_every_client_before_closing() {
 
 #[test]
 fn pinetd_chat_through_a_pipe() {
-    let dir = temp_dir("chat-client");
-    let path = write_config(&dir, CHAT_ONLY);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, _) = Proc::on_config("chat-client", CHAT_ONLY);
     let addr = daemon.addrs(&["chat"])["chat"];
     let mut watcher = Peer::connect(addr);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinetd"))
@@ -467,13 +452,9 @@ fn pinetd_chat_through_a_pipe() {
 
 #[test]
 fn a_second_signal_exits_at_once() {
-    let dir = temp_dir("chat-second-signal");
     let config = CHAT_ONLY.replace("[chat]\n", "[chat]\nrate_limit = 0\nqueue = 100000\n");
-    let path = write_config(
-        &dir,
-        &format!("[daemon]\nshutdown_grace = \"30s\"\n{config}"),
-    );
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let config = format!("[daemon]\nshutdown_grace = \"30s\"\n{config}");
+    let (mut daemon, _) = Proc::on_config("chat-second-signal", &config);
     let addr = daemon.addrs(&["chat"])["chat"];
     // A client that reads nothing, its buffers full: its goodbye cannot be
     // written, so the drain waits on it.
@@ -640,6 +621,7 @@ fn a_sender_dropped_for_not_reading_has_its_lines_relayed_first() {
             let lines: String = (i * 5..i * 5 + 5)
                 .map(|k| format!("s0-{k} {body}\n"))
                 .collect();
+            // Paced on purpose: its lines trickle in while its output waits.
             std::thread::sleep(Duration::from_millis(2));
             deaf.stream.write_all(lines.as_bytes()).is_ok()
         });
@@ -679,6 +661,7 @@ fn a_line_sent_in_pieces_arrives_whole_while_the_course_client_still_flushes() {
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = stream.write_all(b"busy busy busy\n");
+                // Paced on purpose: a busy room, not a flood.
                 std::thread::sleep(Duration::from_millis(1));
             }
         })
@@ -686,6 +669,7 @@ fn a_line_sent_in_pieces_arrives_whole_while_the_course_client_still_flushes() {
     for i in 0..8 {
         for piece in [format!("line {i} "), "second piece ".into(), "end\n".into()] {
             slow.send(piece.as_bytes());
+            // The pause is what is tested: each piece alone, past flush_after.
             std::thread::sleep(Duration::from_millis(300));
         }
     }
@@ -729,24 +713,12 @@ fn max_clients_counts_every_listener() {
     }
 }
 
-/// A TCP connection from `ip` (any 127.0.0.x: every one is this machine).
-fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let from: SocketAddr = format!("{ip}:0").parse().unwrap();
-    socket.bind(&from.into()).unwrap();
-    socket.connect(&to.into()).unwrap();
-    socket.into()
-}
-
 #[test]
 fn one_address_over_max_per_source_is_told_while_another_joins() {
     let (_rt, _daemon, addr) = hub(|c| c.chat.max_per_source = 2);
     let _a = Peer::with_stream(connect_from("127.0.0.1", addr));
     let _b = Peer::with_stream(connect_from("127.0.0.1", addr));
     let mut third = connect_from("127.0.0.1", addr);
-    third
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
     let mut got = String::new();
     third.read_to_string(&mut got).unwrap();
     assert_eq!(
@@ -773,16 +745,19 @@ fn two_clients_talk_through_five_reloads() {
                 sender
                     .write_all(format!("s0-{i} {body}\n").as_bytes())
                     .unwrap();
+                // Paced on purpose: the lines span all five reloads.
                 std::thread::sleep(Duration::from_millis(2));
             }
         })
     };
-    let reload = |daemon: &mut Daemon, edit: &dyn Fn(&mut Config)| {
+    // After each reload, b hears 40 lines more before the next one.
+    let mut heard = Vec::new();
+    let mut reload = |daemon: &mut Daemon, edit: &dyn Fn(&mut Config)| {
         let mut next = daemon.config().clone();
         edit(&mut next);
         let changed = rt.block_on(daemon.reload(next));
         assert_eq!(changed, ["chat"]);
-        std::thread::sleep(Duration::from_millis(150));
+        heard.extend(relayed(&mut b, 40));
     };
     let second: SocketAddr = "127.0.0.2:0".parse().unwrap();
     reload(&mut daemon, &|c| c.chat.rate_limit = 1000);
@@ -796,8 +771,10 @@ fn two_clients_talk_through_five_reloads() {
     talk.join().unwrap();
 
     // Every line, once, in order, whatever the prefix was when it was relayed.
-    let got: Vec<String> = relayed(&mut b, 800)
+    let rest = relayed(&mut b, 800 - heard.len());
+    let got: Vec<String> = heard
         .into_iter()
+        .chain(rest)
         .map(|l| l.split_once(' ').map(|(_, t)| format!("[x] {t}")).unwrap())
         .collect();
     assert_all_in_order(&got, 1, 800, &body);
@@ -830,9 +807,7 @@ fn two_clients_talk_through_five_reloads() {
 
 #[test]
 fn sighup_applies_chat_settings_without_dropping_anyone() {
-    let dir = temp_dir("chat-sighup");
-    let path = write_config(&dir, CHAT_ONLY);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, path) = Proc::on_config("chat-sighup", CHAT_ONLY);
     let addr = daemon.addrs(&["chat"])["chat"];
     let mut a = Peer::connect(addr);
     let mut b = Peer::connect(addr);
@@ -925,6 +900,7 @@ fn a_rate_limited_sender_that_closes_has_every_line_relayed() {
     let chatter = std::thread::spawn(move || {
         for i in 0..12 {
             talker.send(format!("chatter {i}\n").as_bytes());
+            // Paced on purpose: the room talks all through the 3 s the script's lines take.
             std::thread::sleep(Duration::from_millis(300));
         }
     });
@@ -973,6 +949,7 @@ fn a_dropped_flooder_cannot_flood_the_room() {
     let body = "w".repeat(20);
     for i in 0..60 {
         writer.send(format!("s0-{i} {body}\n").as_bytes());
+        // Paced on purpose: the lines spread over the 4 s of the flood.
         std::thread::sleep(Duration::from_millis(40));
     }
     flood.join().unwrap();
@@ -992,9 +969,10 @@ fn reloads_during_a_connection_storm_leave_the_hub_accepting() {
     });
     let addrs = daemon.addrs("chat").to_vec();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let made = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let storm: Vec<_> = (0..4)
         .map(|_| {
-            let (stop, addrs) = (stop.clone(), addrs.clone());
+            let (stop, made, addrs) = (stop.clone(), made.clone(), addrs.clone());
             std::thread::spawn(move || {
                 let mut held = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -1002,6 +980,7 @@ fn reloads_during_a_connection_storm_leave_the_hub_accepting() {
                         if let Ok(s) = TcpStream::connect_timeout(addr, Duration::from_millis(200))
                         {
                             held.push(s);
+                            made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                     if held.len() > 200 {
@@ -1021,7 +1000,11 @@ fn reloads_during_a_connection_storm_leave_the_hub_accepting() {
             both.clone()
         };
         rt.block_on(daemon.reload(next));
-        std::thread::sleep(Duration::from_millis(50));
+        // The storm goes on under each config before the next reload.
+        let after = made.load(std::sync::atomic::Ordering::Relaxed) + 100;
+        wait_until("100 connections more", || {
+            made.load(std::sync::atomic::Ordering::Relaxed) >= after
+        });
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for thread in storm {

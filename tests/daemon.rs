@@ -288,9 +288,8 @@ fn check_validates_without_running() {
 
 #[test]
 fn sigterm_drains_and_exits_zero_within_the_grace() {
-    let dir = temp_dir("sigterm");
-    let path = write_config(&dir, &format!("[daemon]\nshutdown_grace = \"2s\"\n{LOCAL}"));
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let config = format!("[daemon]\nshutdown_grace = \"2s\"\n{LOCAL}");
+    let (mut daemon, _) = Proc::on_config("sigterm", &config);
     let echo = daemon.addrs(&["udp_echo"])["udp_echo"];
     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     client
@@ -322,9 +321,7 @@ fn sigterm_drains_and_exits_zero_within_the_grace() {
 
 #[test]
 fn sighup_reloads_changed_tables_and_refuses_a_broken_file() {
-    let dir = temp_dir("sighup");
-    let path = write_config(&dir, LOCAL);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, path) = Proc::on_config("sighup", LOCAL);
     let echo = daemon.addrs(&["udp_echo"])["udp_echo"];
     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     client
@@ -366,9 +363,7 @@ fn sighup_reloads_changed_tables_and_refuses_a_broken_file() {
 
 #[test]
 fn udp_client_prints_the_reply_or_times_out() {
-    let dir = temp_dir("udp-client");
-    let path = write_config(&dir, LOCAL);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, _) = Proc::on_config("udp-client", LOCAL);
     let echo = daemon.addrs(&["udp_echo"])["udp_echo"];
     let port = echo.port().to_string();
     let out = binary()

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Proc, config, start, temp_dir, write_config};
+use common::{Proc, config, start_on_runtime};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
 
@@ -41,8 +41,7 @@ fn closed(stream: &mut TcpStream) -> bool {
 }
 
 fn json_daemon(edit: impl FnOnce(&mut Config)) -> (tokio::runtime::Runtime, Daemon, SocketAddr) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let daemon = runtime.block_on(async { start(config(edit)) });
+    let (runtime, daemon) = start_on_runtime(config(edit));
     let addr = daemon.addrs("json_echo")[0];
     (runtime, daemon, addr)
 }
@@ -93,6 +92,7 @@ fn a_value_split_byte_by_byte_is_assembled() {
     assert!(value.len() >= 50);
     for byte in value.chunks(1) {
         stream.write_all(byte).unwrap();
+        // Paced on purpose: each byte a send of its own.
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(
@@ -254,6 +254,7 @@ fn a_students_mistake_gets_words_that_teach() {
 
     let mut split = connect(addr);
     split.write_all(b"{\"name\": \"jung\", \"ok\": Tr").unwrap();
+    // The gap between the two sends is what is tested.
     std::thread::sleep(Duration::from_millis(5));
     split.write_all(b"ue}").unwrap();
     let reply = read_lines(&mut split, 1);
@@ -357,9 +358,7 @@ const JSON_ONLY: &str = "[chat]\nenabled = false\n[udp_echo]\nenabled = false\n[
 
 #[test]
 fn sigterm_while_a_client_is_mid_value() {
-    let dir = temp_dir("json-sigterm");
-    let path = write_config(&dir, JSON_ONLY);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, _) = Proc::on_config("json-sigterm", JSON_ONLY);
     let addr = daemon.addrs(&["json_echo"])["json_echo"];
     let mut stream = connect(addr);
     stream.write_all(b"[1] {\"half\": ").unwrap();
@@ -374,9 +373,7 @@ fn sigterm_while_a_client_is_mid_value() {
 
 #[test]
 fn json_client_through_a_pipe() {
-    let dir = temp_dir("json-client");
-    let path = write_config(&dir, JSON_ONLY);
-    let mut daemon = Proc::start(&["--config", path.to_str().unwrap()]);
+    let (mut daemon, _) = Proc::on_config("json-client", JSON_ONLY);
     let port = daemon.addrs(&["json_echo"])["json_echo"].port().to_string();
     let run = |args: &[&str], input: &[u8]| {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pinetd"))

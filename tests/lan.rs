@@ -10,9 +10,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use common::{config, start, wait_until_async};
+use common::{config, start, start_on_runtime, wait_until_async};
 use pinetd::config::Config;
-use pinetd::daemon::Daemon;
 use pinetd::describe::Description;
 use pinetd::stats::Refusal;
 use tokio::net::UdpSocket;
@@ -288,8 +287,7 @@ fn pinetd() -> Command {
 
 #[test]
 fn discover_prints_a_table_or_json_and_honours_require() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let daemon: Daemon = runtime.block_on(async { start(lan(|c| c.json_echo.enabled = true)) });
+    let (runtime, daemon) = start_on_runtime(lan(|c| c.json_echo.enabled = true));
     let port = daemon.addrs("discovery")[0].port().to_string();
     let args = [
         "discover",
@@ -370,14 +368,11 @@ fn listen_prints_announcements_and_survives_garbage() {
 /// student would find nothing listening.
 #[test]
 fn a_daemon_on_loopback_advertises_loopback_only() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let daemon: Daemon = runtime.block_on(async {
-        start(config(|c| {
-            c.chat.enabled = true;
-            c.discovery.enabled = true;
-            c.discovery.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        }))
-    });
+    let (runtime, daemon) = start_on_runtime(config(|c| {
+        c.chat.enabled = true;
+        c.discovery.enabled = true;
+        c.discovery.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    }));
     let discovery = daemon.addrs("discovery")[0];
     let probe = StdUdpSocket::bind("127.0.0.1:0").unwrap();
     probe

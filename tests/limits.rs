@@ -5,12 +5,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Proc, quiet_env, temp_dir, write_config};
+use common::{Proc, connect_from, quiet_env, temp_dir, write_config};
 
 const TCP_ONLY: &str = "[udp_echo]\nenabled = false\n[announcer]\nenabled = false\n[discovery]\nenabled = false\n[chat]\nlisten = \"127.0.0.1:0\"\n[json_echo]\nlisten = \"127.0.0.1:0\"\n";
 
@@ -30,18 +30,6 @@ fn with_open_files(limit: u64, args: &[&str]) -> Command {
 /// This test process holds thousands of sockets: its soft limit goes up to the hard one.
 fn raise_own_limit(needed: u64) -> bool {
     rlimit::increase_nofile_limit(u64::MAX).is_ok_and(|limit| limit >= needed)
-}
-
-fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let from: SocketAddr = format!("{ip}:0").parse().unwrap();
-    socket.bind(&from.into()).unwrap();
-    socket.connect(&to.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
 }
 
 fn read_line(stream: &TcpStream) -> String {

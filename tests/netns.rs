@@ -7,110 +7,43 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Proc, quiet_env, temp_dir};
+use common::Proc;
+use common::netns::{Netns, ip_ok};
 use pinetd::describe::Description;
 
 const SUBNET: &str = "10.77.0";
 
 /// A LAN of `hosts` namespaces, 10.77.0.1 … 10.77.0.N/24, behind one bridge.
 struct Lan {
-    switch: String,
-    hosts: Vec<String>,
-}
-
-fn ip(args: &[&str]) -> Output {
-    Command::new("ip").args(args).output().expect("ip runs")
-}
-
-fn ip_ok(args: &[&str]) {
-    let out = ip(args);
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A prefix for this test's namespace names; None (with a message) when
-/// this machine cannot make namespaces.
-fn namespaces() -> Option<String> {
-    if !common::can_make_namespaces() {
-        return None;
-    }
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    Some(format!(
-        "pinetd{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-/// `program args` run inside namespace `ns`.
-fn exec_in(ns: &str, program: &str, args: &[&str]) -> Command {
-    let mut command = quiet_env(Command::new("ip"));
-    command.args(["netns", "exec", ns, program]).args(args);
-    command
-}
-
-/// The daemon in namespace `ns` with `config`, once it has started.
-fn daemon_in(ns: &str, config: &str) -> Proc {
-    let dir = temp_dir(ns);
-    let path = dir.join("pinetd.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut daemon = Proc::spawn(exec_in(
-        ns,
-        env!("CARGO_BIN_EXE_pinetd"),
-        &["--config", path.to_str().unwrap()],
-    ));
-    daemon.wait_for("started");
-    daemon
+    switch: Netns,
+    hosts: Vec<Netns>,
 }
 
 impl Lan {
     /// None (with a message) when this machine cannot build one.
     fn new(hosts: usize) -> Option<Lan> {
-        let prefix = namespaces()?;
-        let lan = Lan {
-            switch: format!("{prefix}-sw"),
-            hosts: (1..=hosts).map(|i| format!("{prefix}-h{i}")).collect(),
+        let prefix = common::netns::prefix()?;
+        let mut lan = Lan {
+            switch: Netns::add(format!("{prefix}-sw")),
+            hosts: Vec::new(),
         };
-        ip_ok(&["netns", "add", &lan.switch]);
-        ip_ok(&["-n", &lan.switch, "link", "add", "br0", "type", "bridge"]);
-        ip_ok(&["-n", &lan.switch, "link", "set", "br0", "up"]);
-        for (i, host) in lan.hosts.iter().enumerate() {
+        let switch = &lan.switch.name;
+        ip_ok(&["-n", switch, "link", "add", "br0", "type", "bridge"]);
+        ip_ok(&["-n", switch, "link", "set", "br0", "up"]);
+        for i in 0..hosts {
+            let host = Netns::add(format!("{prefix}-h{}", i + 1));
             let port = format!("v{}", i + 1);
-            ip_ok(&["netns", "add", host]);
             ip_ok(&[
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                host,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                &lan.switch,
+                "link", "add", "eth0", "netns", &host.name, "type", "veth", "peer", "name", &port,
+                "netns", switch,
             ]);
-            ip_ok(&[
-                "-n",
-                &lan.switch,
-                "link",
-                "set",
-                &port,
-                "master",
-                "br0",
-                "up",
-            ]);
-            ip_ok(&["-n", host, "link", "set", "lo", "up"]);
+            ip_ok(&["-n", switch, "link", "set", &port, "master", "br0", "up"]);
+            lan.hosts.push(host);
             lan.address(i, &format!("{SUBNET}.{}/24", i + 1));
-            ip_ok(&["-n", host, "link", "set", "eth0", "up"]);
+            ip_ok(&["-n", &lan.hosts[i].name, "link", "set", "eth0", "up"]);
         }
         Some(lan)
     }
@@ -118,7 +51,7 @@ impl Lan {
     fn address(&self, host: usize, cidr: &str) {
         ip_ok(&[
             "-n",
-            &self.hosts[host],
+            &self.hosts[host].name,
             "addr",
             "add",
             cidr,
@@ -131,21 +64,12 @@ impl Lan {
 
     /// `program args` run inside host `i`.
     fn exec(&self, host: usize, program: &str, args: &[&str]) -> Command {
-        exec_in(&self.hosts[host], program, args)
+        self.hosts[host].exec(program, args)
     }
 
     /// The daemon in host `i` with `config`, once it has started.
     fn daemon(&self, host: usize, config: &str) -> Proc {
-        daemon_in(&self.hosts[host], config)
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes its veth ends and the bridge with it.
-        for ns in self.hosts.iter().chain([&self.switch]) {
-            let _ = ip(&["netns", "del", ns]);
-        }
+        self.hosts[host].daemon(config)
     }
 }
 
@@ -282,7 +206,7 @@ fn a_probe_from_off_every_local_subnet_gets_no_answer() {
     lan.address(2, "10.88.0.3/24");
     ip_ok(&[
         "-n",
-        &lan.hosts[0],
+        &lan.hosts[0].name,
         "route",
         "add",
         "default",
@@ -308,7 +232,7 @@ fn a_probe_from_off_every_local_subnet_gets_no_answer() {
 fn announcing_with_the_network_down_is_retried_not_fatal() {
     let Some(lan) = Lan::new(2) else { return };
     // Host 1 boots with no address, as a Pi whose Wi-Fi is not up yet.
-    ip_ok(&["-n", &lan.hosts[0], "addr", "flush", "dev", "eth0"]);
+    ip_ok(&["-n", &lan.hosts[0].name, "addr", "flush", "dev", "eth0"]);
     let mut daemon = lan.daemon(0, &lan_config("100ms"));
     daemon.wait_for("cannot announce");
     lan.address(0, &format!("{SUBNET}.1/24"));
@@ -395,28 +319,35 @@ const PI_INTERFACES: [&str; 3] = ["eth0", "wlan0", "eth1"];
 /// `PI_INTERFACES[k]`; eth0 holds the default route) and the student at .2.
 struct Classroom {
     prefix: String,
-    pi: String,
-    switches: Vec<String>,
-    students: Vec<String>,
+    pi: Netns,
+    switches: Vec<Netns>,
+    students: Vec<Netns>,
 }
 
 impl Classroom {
     fn new(lans: usize) -> Option<Classroom> {
-        let prefix = namespaces()?;
+        let prefix = common::netns::prefix()?;
         let mut room = Classroom {
-            pi: format!("{prefix}-pi"),
+            pi: Netns::add(format!("{prefix}-pi")),
             prefix,
             switches: Vec::new(),
             students: Vec::new(),
         };
-        ip_ok(&["netns", "add", &room.pi]);
-        ip_ok(&["-n", &room.pi, "link", "set", "lo", "up"]);
         for _ in 0..lans {
             room.add_lan();
         }
         let gateway = format!("{}.254", Classroom::subnet(0));
         ip_ok(&[
-            "-n", &room.pi, "route", "add", "default", "via", &gateway, "dev", "eth0", "onlink",
+            "-n",
+            &room.pi.name,
+            "route",
+            "add",
+            "default",
+            "via",
+            &gateway,
+            "dev",
+            "eth0",
+            "onlink",
         ]);
         Some(room)
     }
@@ -428,23 +359,21 @@ impl Classroom {
     /// One more LAN: its switch, its student, and the Pi's next interface on it.
     fn add_lan(&mut self) {
         let k = self.switches.len();
-        let switch = format!("{}-sw{k}", self.prefix);
-        let student = format!("{}-st{k}", self.prefix);
-        ip_ok(&["netns", "add", &switch]);
-        ip_ok(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
-        ip_ok(&["-n", &switch, "link", "set", "br0", "up"]);
-        ip_ok(&["netns", "add", &student]);
-        ip_ok(&["-n", &student, "link", "set", "lo", "up"]);
+        let switch = Netns::add(format!("{}-sw{k}", self.prefix));
+        let student = Netns::add(format!("{}-st{k}", self.prefix));
+        let sw = &switch.name;
+        ip_ok(&["-n", sw, "link", "add", "br0", "type", "bridge"]);
+        ip_ok(&["-n", sw, "link", "set", "br0", "up"]);
         let subnet = Classroom::subnet(k);
         for (ns, interface, port, host) in [
-            (&student, "eth0", "s", 2),
-            (&self.pi, PI_INTERFACES[k], "p", 1),
+            (&student.name, "eth0", "s", 2),
+            (&self.pi.name, PI_INTERFACES[k], "p", 1),
         ] {
             ip_ok(&[
                 "link", "add", interface, "netns", ns, "type", "veth", "peer", "name", port,
-                "netns", &switch,
+                "netns", sw,
             ]);
-            ip_ok(&["-n", &switch, "link", "set", port, "master", "br0", "up"]);
+            ip_ok(&["-n", sw, "link", "set", port, "master", "br0", "up"]);
             let cidr = format!("{subnet}.{host}/24");
             ip_ok(&["-n", ns, "addr", "add", &cidr, "brd", "+", "dev", interface]);
             ip_ok(&["-n", ns, "link", "set", interface, "up"]);
@@ -455,14 +384,13 @@ impl Classroom {
 
     /// `pinetd ARGS` run by student `k`.
     fn student(&self, k: usize, args: &[&str]) -> Command {
-        exec_in(&self.students[k], env!("CARGO_BIN_EXE_pinetd"), args)
+        self.students[k].exec(env!("CARGO_BIN_EXE_pinetd"), args)
     }
 
     /// `pinetd listen --count N` run by student `k`: the lines it printed.
     fn hears(&self, k: usize, count: usize) -> Vec<String> {
         let count = count.to_string();
-        let mut listen = exec_in(
-            &self.students[k],
+        let mut listen = self.students[k].exec(
             "timeout",
             &[
                 "20",
@@ -484,18 +412,6 @@ impl Classroom {
     }
 }
 
-impl Drop for Classroom {
-    fn drop(&mut self) {
-        for ns in [&self.pi]
-            .into_iter()
-            .chain(&self.students)
-            .chain(&self.switches)
-        {
-            let _ = ip(&["netns", "del", ns]);
-        }
-    }
-}
-
 /// The production file's announcer and discovery, every 200 ms.
 fn classroom_config(interfaces: &str) -> String {
     format!(
@@ -510,7 +426,7 @@ fn each_student_hears_the_pi_from_its_address_on_their_lan_and_discovers_it() {
     let Some(room) = Classroom::new(2) else {
         return;
     };
-    let mut pi = daemon_in(&room.pi, &classroom_config("[]"));
+    let mut pi = room.pi.daemon(&classroom_config("[]"));
     for k in 0..2 {
         let from = format!("{}.1:", Classroom::subnet(k));
         let heard = room.hears(k, 2);
@@ -556,7 +472,7 @@ fn a_lan_that_comes_up_is_announced_on_and_one_that_goes_is_logged_once() {
     let Some(mut room) = Classroom::new(2) else {
         return;
     };
-    let mut pi = daemon_in(&room.pi, &classroom_config("[]"));
+    let mut pi = room.pi.daemon(&classroom_config("[]"));
     pi.wait_for("interface=wlan0");
     // A hotspot that starts while the daemon runs.
     room.add_lan();
@@ -567,7 +483,7 @@ fn a_lan_that_comes_up_is_announced_on_and_one_that_goes_is_logged_once() {
         "{heard:#?}"
     );
 
-    ip_ok(&["-n", &room.pi, "link", "del", "eth1"]);
+    ip_ok(&["-n", &room.pi.name, "link", "del", "eth1"]);
     pi.wait_for("no longer announcing on it");
     // Ten more ticks on the other LANs, with eth1 gone.
     room.hears(0, 10);
@@ -591,7 +507,7 @@ fn interfaces_restrict_the_announcer_to_the_lans_named() {
     let Some(room) = Classroom::new(2) else {
         return;
     };
-    let mut pi = daemon_in(&room.pi, &classroom_config("[\"eth0\", \"wlan9\"]"));
+    let mut pi = room.pi.daemon(&classroom_config("[\"eth0\", \"wlan9\"]"));
     let warning = pi.wait_for("no such interface");
     assert!(
         warning.contains("wlan9") && warning.contains("WARN"),

@@ -223,14 +223,7 @@ fn member(addr: SocketAddr, name: &str) -> TcpStream {
 
 #[test]
 fn a_running_hub_relays_random_interleavings_intact_and_in_each_senders_order() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let daemon = runtime.block_on(async {
-        common::start(common::config(|c| {
-            c.chat.enabled = true;
-            c.chat.rate_limit = 0;
-        }))
-    });
-    let addr = daemon.addrs("chat")[0];
+    let (_runtime, _daemon, addr) = common::chat::hub(|c| c.chat.rate_limit = 0);
     let case = AtomicUsize::new(0);
     let config = ProptestConfig {
         cases: 24,

@@ -4,11 +4,13 @@
 //! timeout here only guards against a hang, so a busy machine is slow, not red.
 #![allow(dead_code)]
 
+pub mod chat;
+pub mod netns;
 pub mod peer;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{self, BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
 use tokio::net::UdpSocket;
+use tokio::runtime::Runtime;
 
 /// How long a test waits for something it is sure will happen before it
 /// calls it a hang: long enough for a loaded two-core machine.
@@ -44,6 +47,36 @@ pub fn start(config: Config) -> Daemon {
     Daemon::start(config).expect("daemon starts")
 }
 
+/// The daemon in-process on a runtime of its own, for tests whose clients
+/// block: the runtime, then the daemon.
+pub fn start_on_runtime(config: Config) -> (Runtime, Daemon) {
+    let runtime = Runtime::new().unwrap();
+    let daemon = runtime.block_on(async { start(config) });
+    (runtime, daemon)
+}
+
+/// A TCP connection from `ip` (any 127.x.y.z is this machine; a port of
+/// the kernel's choosing), or why not within `within`.
+pub fn try_connect_from(ip: IpAddr, to: SocketAddr, within: Duration) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&SocketAddr::new(ip, 0).into())?;
+    socket.connect_timeout(&to.into(), within)?;
+    Ok(socket.into())
+}
+
+/// A TCP connection from `ip` ("127.0.0.2"), its reads given up after 5 s.
+pub fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
+    let stream = try_connect_from(ip.parse().unwrap(), to, HANG).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+}
+
 /// A UDP socket on `ip`, port chosen by the kernel.
 pub async fn udp_on(ip: &str) -> UdpSocket {
     UdpSocket::bind((ip, 0)).await.unwrap()
@@ -69,6 +102,16 @@ pub async fn wait_until_async(what: &str, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "still waiting for {what}");
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Polls `done` until it holds, for a test whose clients block; panics,
+/// naming `what`, after [`HANG`].
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !done() {
+        assert!(Instant::now() < deadline, "still waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -102,6 +145,14 @@ pub struct Proc {
 impl Proc {
     pub fn start(args: &[&str]) -> Proc {
         Proc::start_with_env(args, &[])
+    }
+
+    /// The real binary on `config`, written to a file for the test named
+    /// `name`; that file's path, for edits.
+    pub fn on_config(name: &str, config: &str) -> (Proc, PathBuf) {
+        let path = write_config(&temp_dir(name), config);
+        let proc = Proc::start(&["--config", path.to_str().unwrap()]);
+        (proc, path)
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
@@ -236,23 +287,4 @@ pub fn skip(why: std::fmt::Arguments<'_>) {
 /// `PINETD_REQUIRE_ALL` is set to anything but "" or "0".
 pub fn require_all() -> bool {
     std::env::var("PINETD_REQUIRE_ALL").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Whether this machine can make network namespaces (root, and `ip`);
-/// says why not, as a skip.
-pub fn can_make_namespaces() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip(format_args!(
-            "network namespaces need root (CI runs as root)"
-        ));
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        skip(format_args!(
-            "`ip` is not installed (apt-get install iproute2)"
-        ));
-        return false;
-    }
-    true
 }
