@@ -99,8 +99,11 @@ class Notify:
         return True
 
     def clients(self):
-        m = re.match(r"clients (\d+)", self.status)
-        return int(m.group(1)) if m else -1
+        """Connected clients over every service of the last STATUS= line
+        ("chat 4 clients 120 lines, ..., json_echo 2 clients 40 values"); -1
+        before the first."""
+        counts = re.findall(r"(\d+) clients\b", self.status)
+        return sum(map(int, counts)) if counts else -1
 
     def close(self):
         asyncio.get_running_loop().remove_reader(self.sock.fileno())
