@@ -7,9 +7,9 @@
 #
 # Runs pinetd (the release build, or $PINETD) for MINUTES under mixed load,
 # then stops it with SIGTERM, and exits 0 if it passed, 1 naming every
-# failure otherwise. bench/soak.py (Python 3.11, standard library only)
-# drives it; this script only finds the binary, makes a scratch folder and
-# kills by PID whatever is left on exit.
+# failure otherwise. The package bench/soak/ (Python 3.11, standard library
+# only; one module per kind of load) drives it; this script only finds the
+# binary, makes a scratch folder and kills by PID whatever is left on exit.
 #
 # Network: everything stays on 127.0.0.0/8. The config is written into the
 # scratch folder: every service on 127.0.0.1 port 0 (the ports are read back
@@ -139,7 +139,8 @@ fi
 
 # The driver bounds itself (the run + 4 minutes); timeout is the backstop.
 limit=$(awk -v m="$minutes" 'BEGIN { printf "%d", m * 60 + 300 }')
-timeout -k 10 "$limit" python3 -u bench/soak.py --minutes "$minutes" --pinetd "$pinetd" --work "$work" "${bridge[@]}" &
+PYTHONPATH="bench${PYTHONPATH:+:$PYTHONPATH}" timeout -k 10 "$limit" \
+  python3 -B -u -m soak --minutes "$minutes" --pinetd "$pinetd" --work "$work" "${bridge[@]}" &
 driver=$!
 status=0
 wait "$driver" || status=$?
