@@ -58,7 +58,6 @@ impl Registered for JsonEcho {
     fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
         let config = &config.json_echo;
         let stats = context.stats;
-        let listeners = context.sockets.tcp_all(NAME, &config.listen)?;
         let refusals = Refusals {
             full: error_line("server busy, try again later", None).into(),
             crowded: error_line(
@@ -67,9 +66,18 @@ impl Registered for JsonEcho {
             )
             .into(),
         };
+        let (listeners, gate) = Listeners::bind(
+            NAME,
+            config,
+            &config.listen,
+            policy(config),
+            refusals,
+            stats.clone(),
+            context.sockets,
+        )?;
         Ok(Self {
-            listeners: Listeners::new(config.clone(), listeners, policy(config)),
-            gate: Gate::new(policy(config), refusals, stats.clone()),
+            listeners,
+            gate,
             stats,
         })
     }

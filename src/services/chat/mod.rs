@@ -90,14 +90,20 @@ impl Registered for Chat {
 
     fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
         let table = &config.chat;
-        let listeners = context.sockets.tcp_all(NAME, &table.listen)?;
         let refusals = Refusals {
             full: Bytes::from_static(notices::FULL.as_bytes()),
             crowded: Bytes::from_static(notices::CROWDED.as_bytes()),
         };
         let stats: Arc<ServiceStats> = context.stats;
-        let gate = Gate::new(policy(table), refusals, stats.clone());
-        let listeners = Listeners::new(table.clone(), listeners, policy(table));
+        let (listeners, gate) = Listeners::bind(
+            NAME,
+            table,
+            &table.listen,
+            policy(table),
+            refusals,
+            stats.clone(),
+            context.sockets,
+        )?;
         let link = Arc::new(Link::new(stats.clone()));
         let hub = Hub::new(table.queue as usize, stats, link, listeners.settings());
         // The description names the room from the moment the hub is bound,

@@ -208,6 +208,24 @@ pub(crate) struct Listeners<C> {
     applied: watch::Sender<u64>,
 }
 
+impl<C: Clone + Send + Sync + 'static> Listeners<C> {
+    /// Binds a TCP service's `listen` (what is already bound is reused):
+    /// its listeners, carrying its table, and the gate of its accepts.
+    pub fn bind(
+        service: &'static str,
+        config: &C,
+        listen: &[SocketAddr],
+        policy: Policy,
+        refusals: Refusals,
+        stats: Arc<ServiceStats>,
+        sockets: &mut Sockets,
+    ) -> Result<(Self, Arc<Gate>), BindError> {
+        let listeners = sockets.tcp_all(service, listen)?;
+        let gate = Gate::new(policy.clone(), refusals, stats);
+        Ok((Self::new(config.clone(), listeners, policy), gate))
+    }
+}
+
 impl<C: Send + Sync + 'static> Listeners<C> {
     pub fn new(config: C, listeners: Vec<Arc<TcpListener>>, policy: Policy) -> Self {
         let setup = Setup {

@@ -311,6 +311,10 @@ impl Session {
             return Some(End::Shutdown);
         }
         let next = Settings::of(&config.borrow_and_update());
+        if next == self.settings {
+            // Another key of [chat] changed.
+            return None;
+        }
         if !next.same_bridge(&self.settings) {
             self.goodbye(nats).await;
             return Some(End::Changed);
