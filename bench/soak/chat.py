@@ -3,15 +3,14 @@ blasters over the rate limit, hostile sessions, stalled readers and runaway
 loops of connections from one address."""
 
 import asyncio
-import collections
 import random
 import re
 import socket
 import struct
 import time
 
-from .common import (CHAT_RUNAWAY_SOURCE, GOOD_SOURCE, MAX_PER_SOURCE, RUNAWAY, Conn, connect,
-                     random_source)
+from .common import (CHAT_RUNAWAY_SOURCE, GOOD_SOURCE, RUNAWAY, Conn, connect, random_source,
+                     runaway_loop, session_pool)
 
 CHAT_RATE = 20.0  # lines/s per well-behaved chat client (rate_limit is 100)
 GOOD_CHAT = 3
@@ -120,28 +119,8 @@ CHAT_KINDS = {  # kind: (weight, at most at once)
 
 async def chat_load(soak, addr):
     rng = random.Random(1)
-    active = collections.Counter()
-    running = set()
-    n = 0
-
-    async def session(kind, n):
-        try:
-            await chatter(soak, addr, kind, n, rng)
-        except (OSError, asyncio.TimeoutError) as e:
-            soak.count[f"chat {kind}: {type(e).__name__}"] += 1
-        finally:
-            active[kind] -= 1
-
-    while soak.running:
-        while len(running) < CHATTERS and soak.running:
-            kinds = [k for k, (_, cap) in CHAT_KINDS.items() if active[k] < cap]
-            kind = rng.choices(kinds, [CHAT_KINDS[k][0] for k in kinds])[0]
-            active[kind] += 1
-            n += 1
-            running.add(soak.spawn(session(kind, n), f"chat-{kind}-{n}"))
-            await asyncio.sleep(rng.uniform(0.05, 0.3))
-        done, _ = await asyncio.wait(running, timeout=1, return_when=asyncio.FIRST_COMPLETED)
-        running -= done
+    await session_pool(soak, rng, CHAT_KINDS, CHATTERS,
+                       lambda kind, n: chatter(soak, addr, kind, n, rng), "chat", "chat-{kind}-{n}")
 
 
 async def chatter(soak, addr, kind, n, rng):
@@ -262,20 +241,15 @@ async def chat_runaway(soak, addr):
         await asyncio.sleep(30)
         if not soak.running:
             return
-        conns = []
-        try:
-            for _ in range(RUNAWAY):
-                conns.append(await Conn.open(addr, CHAT_RUNAWAY_SOURCE, keep=lambda l: l.startswith(b"*** ")))
-                await conns[-1].wait_line(lambda l: True, 10)
-            first = [c.lines[0][1] if c.lines else b"" for c in conns]
-            welcomed = sum(l.startswith(b"*** welcome") for l in first)
-            crowded = sum(l.startswith(b"*** too many connections from your address") for l in first)
-            if (welcomed, crowded) != (MAX_PER_SOURCE, RUNAWAY - MAX_PER_SOURCE):
-                soak.fail("chat per-source", f"chat runaway: {welcomed} welcomed and {crowded} told "
-                          f"'too many', expected {MAX_PER_SOURCE} and {RUNAWAY - MAX_PER_SOURCE}")
-            soak.count["chat runaway loops (40 connections from one address)"] += 1
-        except (OSError, asyncio.TimeoutError) as e:
-            soak.count[f"chat runaway: {type(e).__name__}"] += 1
-        finally:
-            for c in conns:
-                c.rst()
+        await runaway_loop(soak, "chat", "welcomed", lambda conns: chat_crowd(addr, conns))
+
+
+async def chat_crowd(addr, conns):
+    """RUNAWAY connections from one address into `conns`: how many were welcomed, how many told "too many"."""
+    for _ in range(RUNAWAY):
+        conns.append(await Conn.open(addr, CHAT_RUNAWAY_SOURCE, keep=lambda l: l.startswith(b"*** ")))
+        await conns[-1].wait_line(lambda l: True, 10)
+    first = [c.lines[0][1] if c.lines else b"" for c in conns]
+    welcomed = sum(l.startswith(b"*** welcome") for l in first)
+    crowded = sum(l.startswith(b"*** too many connections from your address") for l in first)
+    return welcomed, crowded

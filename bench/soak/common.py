@@ -1,6 +1,9 @@
 """What every part of the soak shares: the address plan, the limits the
-config and the checks agree on, the failure and counter book (Soak), and a
-TCP connection whose lines are read as they come (Conn)."""
+config and the checks agree on, the failure and counter book (Soak), a pool
+of sessions of weighted kinds (session_pool), a runaway loop's check
+(runaway_loop), a TCP connection whose lines are read as they come (Conn),
+a datagram socket read as datagrams come (DatagramReader), and a wait on an
+event up to a deadline (wait_set)."""
 
 import asyncio
 import collections
@@ -73,8 +76,52 @@ class Soak:
                       f"soak task {name} crashed: {e!r}\n{traceback.format_exc()}")
 
 
+async def session_pool(soak, rng, kinds, size, run, label, task_name):
+    """Keeps `size` sessions running while the load runs, each of a kind drawn
+    by weight from `kinds` ({kind: (weight, at most at once)}) among those
+    under their cap, started 0.05-0.3 s apart; `run(kind, n)` is session
+    number n (from 1), run as the task `task_name` (a format of kind and n);
+    an OSError or timeout ends it and is counted as "LABEL KIND: ERROR"."""
+    active = collections.Counter()
+    running = set()
+    n = 0
+
+    async def session(kind, n):
+        try:
+            await run(kind, n)
+        except (OSError, asyncio.TimeoutError) as e:
+            soak.count[f"{label} {kind}: {type(e).__name__}"] += 1
+        finally:
+            active[kind] -= 1
+
+    while soak.running:
+        while len(running) < size and soak.running:
+            free = [k for k, (_, cap) in kinds.items() if active[k] < cap]
+            kind = rng.choices(free, [kinds[k][0] for k in free])[0]
+            active[kind] += 1
+            n += 1
+            running.add(soak.spawn(session(kind, n), task_name.format(kind=kind, n=n)))
+            await asyncio.sleep(rng.uniform(0.05, 0.3))
+        done, _ = await asyncio.wait(running, timeout=1, return_when=asyncio.FIRST_COMPLETED)
+        running -= done
+
+
 def log(text):
     print(text, flush=True)
+
+
+async def wait_set(event, deadline):
+    """Clears `event` and waits for it to be set again until the loop time
+    `deadline`; False if the time ran out first."""
+    left = deadline - asyncio.get_running_loop().time()
+    if left <= 0:
+        return False
+    event.clear()
+    try:
+        await asyncio.wait_for(event.wait(), left)
+    except asyncio.TimeoutError:
+        return False
+    return True
 
 
 async def connect(addr, source=None, rcvbuf=None):
@@ -143,13 +190,7 @@ class Conn:
             for i, line in self.lines:
                 if i > since and pred(line):
                     return line
-            left = deadline - loop.time()
-            if self.eof or left <= 0:
-                return None
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), left)
-            except asyncio.TimeoutError:
+            if self.eof or not await wait_set(self.changed, deadline):
                 return None
 
     async def wait_eof(self, timeout):
@@ -182,6 +223,52 @@ class Conn:
         self.w.transport.abort()
         self.task.cancel()
 
+
+class DatagramReader:
+    """A non-blocking datagram socket `self.sock` read whenever it is
+    readable: each datagram waiting goes to on_datagram, then
+    after_datagrams runs."""
+
+    def listen(self):
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._read)
+
+    def _read(self):
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                break
+            self.on_datagram(data)
+        self.after_datagrams()
+
+    def on_datagram(self, data):
+        raise NotImplementedError
+
+    def after_datagrams(self):
+        pass
+
+    def close(self):
+        asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+async def runaway_loop(soak, label, served_word, crowd):
+    """One runaway loop: `crowd(conns)` opens RUNAWAY connections from one
+    address into `conns` and returns how many were served and how many told
+    "too many"; max_per_source must be served, the rest told. Every
+    connection is reset at the end."""
+    conns = []
+    try:
+        served, crowded = await crowd(conns)
+        if (served, crowded) != (MAX_PER_SOURCE, RUNAWAY - MAX_PER_SOURCE):
+            soak.fail(f"{label} per-source", f"{label} runaway: {served} {served_word} and {crowded} told "
+                      f"'too many', expected {MAX_PER_SOURCE} and {RUNAWAY - MAX_PER_SOURCE}")
+        soak.count[f"{label} runaway loops ({RUNAWAY} connections from one address)"] += 1
+    except (OSError, asyncio.TimeoutError) as e:
+        soak.count[f"{label} runaway: {type(e).__name__}"] += 1
+    finally:
+        for c in conns:
+            c.rst()
 
 
 def drain(soak, socks, counter):

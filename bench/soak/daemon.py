@@ -8,7 +8,7 @@ import os
 import re
 import socket
 
-from .common import GRACE, MAX_PER_SOURCE
+from .common import GRACE, MAX_PER_SOURCE, DatagramReader, wait_set
 
 
 def config_text(announce_port, toggle, bridge_url=""):
@@ -53,7 +53,7 @@ rate_limit = 10
 """
 
 
-class Notify:
+class Notify(DatagramReader):
     """systemd's side of sd_notify: a datagram socket the daemon reports to."""
 
     def __init__(self, path):
@@ -65,36 +65,27 @@ class Notify:
         self.stopping = 0
         self.status = ""
         self.event = asyncio.Event()
-        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._read)
+        self.listen()
 
-    def _read(self):
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except BlockingIOError:
-                break
-            for line in data.decode("utf-8", "replace").split("\n"):
-                if line == "READY=1":
-                    self.ready += 1
-                elif line == "RELOADING=1":
-                    self.reloading += 1
-                elif line == "STOPPING=1":
-                    self.stopping += 1
-                elif line.startswith("STATUS="):
-                    self.status = line[len("STATUS="):]
+    def on_datagram(self, data):
+        for line in data.decode("utf-8", "replace").split("\n"):
+            if line == "READY=1":
+                self.ready += 1
+            elif line == "RELOADING=1":
+                self.reloading += 1
+            elif line == "STOPPING=1":
+                self.stopping += 1
+            elif line.startswith("STATUS="):
+                self.status = line[len("STATUS="):]
+
+    def after_datagrams(self):
         self.event.set()
 
     async def wait_ready(self, more_than, timeout):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.ready <= more_than:
-            left = deadline - loop.time()
-            if left <= 0:
-                return False
-            self.event.clear()
-            try:
-                await asyncio.wait_for(self.event.wait(), left)
-            except asyncio.TimeoutError:
+            if not await wait_set(self.event, deadline):
                 return False
         return True
 
@@ -104,10 +95,6 @@ class Notify:
         before the first."""
         counts = re.findall(r"(\d+) clients\b", self.status)
         return sum(map(int, counts)) if counts else -1
-
-    def close(self):
-        asyncio.get_running_loop().remove_reader(self.sock.fileno())
-        self.sock.close()
 
 
 class Daemon:
@@ -185,25 +172,17 @@ class Daemon:
         return {"t": self.soak.elapsed(), "rss": rss, "fds": fds, "tcp": self.tcp_established(),
                 "udp_drops": self.udp_drops(), "cpu": cpu, "status": notify.status}
 
-    def tcp_established(self):
-        ports = {f"0100007F:{self.addrs[s][1]:04X}" for s in ("chat", "json_echo")}
-        n = 0
-        with open("/proc/net/tcp") as f:
+    def sockets(self, table, services):
+        """The rows (split into fields) of /proc/net/TABLE whose local address
+        is 127.0.0.1 and the port of one of `services`."""
+        ports = {f"0100007F:{self.addrs[s][1]:04X}" for s in services}
+        with open(f"/proc/net/{table}") as f:
             next(f)
-            for line in f:
-                parts = line.split()
-                if parts[3] == "01" and parts[1] in ports:
-                    n += 1
-        return n
+            return [parts for parts in map(str.split, f) if parts[1] in ports]
+
+    def tcp_established(self):
+        return sum(1 for parts in self.sockets("tcp", ("chat", "json_echo")) if parts[3] == "01")
 
     def udp_drops(self):
         """Datagrams the kernel dropped on the daemon's UDP sockets (full receive buffer)."""
-        ports = {f"0100007F:{self.addrs[s][1]:04X}" for s in ("udp_echo", "discovery")}
-        drops = 0
-        with open("/proc/net/udp") as f:
-            next(f)
-            for line in f:
-                parts = line.split()
-                if parts[1] in ports:
-                    drops += int(parts[-1])
-        return drops
+        return sum(int(parts[-1]) for parts in self.sockets("udp", ("udp_echo", "discovery")))

@@ -8,7 +8,7 @@ import random
 import socket
 import time
 
-from .common import DISCOVERY_FLOOD_SOURCE, DISCOVERY_SOURCE, drain, random_source
+from .common import DISCOVERY_FLOOD_SOURCE, DISCOVERY_SOURCE, DatagramReader, drain, random_source
 
 
 def check_description(soak, who, desc, addrs, ttls):
@@ -92,7 +92,7 @@ async def discovery_flood(soak, addr):
         drain(soak, socks, "discovery flood replies")
 
 
-class AnnouncementListener:
+class AnnouncementListener(DatagramReader):
     """Bound to 127.255.255.255:PORT: every announcement, with seq +1 each time."""
 
     def __init__(self, soak):
@@ -110,37 +110,28 @@ class AnnouncementListener:
 
     def start(self, daemon):
         self.daemon = daemon
-        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._read)
+        self.listen()
 
-    def _read(self):
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except BlockingIOError:
-                return
-            try:
-                desc = json.loads(data)
-            except ValueError:
-                self.soak.fail("announcement json", f"announcer: not JSON: {data[:100]!r}")
-                continue
-            if not check_description(self.soak, "announcer", desc, self.daemon.addrs, (3, 6)):
-                continue
-            if self.instance is None:
-                self.instance = desc["instance"]
-            if desc["instance"] != self.instance:
-                self.soak.fail("announcement instance", "announcer: the instance id changed")
-            seq = desc["seq"]
-            if self.last_seq is not None and seq <= self.last_seq:
-                self.soak.fail("announcement seq", f"announcer: seq {seq} after {self.last_seq}")
-            elif self.last_seq is not None and seq != self.last_seq + 1:
-                self.gaps += seq - self.last_seq - 1
-                self.soak.fail("announcement gap", f"announcer: seq {seq} after {self.last_seq} "
-                               "(announcements lost on loopback, or seq skipped)")
-            self.last_seq = seq
-            self.checked += 1
-            self.heard.append((time.monotonic(), desc["ttl"]))
-            del self.heard[:-20]
-
-    def close(self):
-        asyncio.get_running_loop().remove_reader(self.sock.fileno())
-        self.sock.close()
+    def on_datagram(self, data):
+        try:
+            desc = json.loads(data)
+        except ValueError:
+            self.soak.fail("announcement json", f"announcer: not JSON: {data[:100]!r}")
+            return
+        if not check_description(self.soak, "announcer", desc, self.daemon.addrs, (3, 6)):
+            return
+        if self.instance is None:
+            self.instance = desc["instance"]
+        if desc["instance"] != self.instance:
+            self.soak.fail("announcement instance", "announcer: the instance id changed")
+        seq = desc["seq"]
+        if self.last_seq is not None and seq <= self.last_seq:
+            self.soak.fail("announcement seq", f"announcer: seq {seq} after {self.last_seq}")
+        elif self.last_seq is not None and seq != self.last_seq + 1:
+            self.gaps += seq - self.last_seq - 1
+            self.soak.fail("announcement gap", f"announcer: seq {seq} after {self.last_seq} "
+                           "(announcements lost on loopback, or seq skipped)")
+        self.last_seq = seq
+        self.checked += 1
+        self.heard.append((time.monotonic(), desc["ttl"]))
+        del self.heard[:-20]

@@ -7,7 +7,8 @@ import collections
 import json
 import random
 
-from .common import GOOD_SOURCE, JSON_RUNAWAY_SOURCE, MAX_PER_SOURCE, RUNAWAY, Conn, random_source
+from .common import (GOOD_SOURCE, JSON_RUNAWAY_SOURCE, RUNAWAY, Conn, random_source, runaway_loop,
+                     session_pool)
 
 GOOD_JSON = 2
 JSON_EVERY = 0.05  # a batch of 1-4 values per connection this often
@@ -155,26 +156,8 @@ def is_error_at(line):
 
 async def json_load(soak, addr):
     rng = random.Random(2)
-    active = collections.Counter()
-    running = set()
-
-    async def session(kind):
-        try:
-            await json_hostile(soak, addr, kind, rng)
-        except (OSError, asyncio.TimeoutError) as e:
-            soak.count[f"json {kind}: {type(e).__name__}"] += 1
-        finally:
-            active[kind] -= 1
-
-    while soak.running:
-        while len(running) < JSON_HOSTILE and soak.running:
-            kinds = [k for k, (_, cap) in JSON_KINDS.items() if active[k] < cap]
-            kind = rng.choices(kinds, [JSON_KINDS[k][0] for k in kinds])[0]
-            active[kind] += 1
-            running.add(soak.spawn(session(kind), f"json-{kind}"))
-            await asyncio.sleep(rng.uniform(0.05, 0.3))
-        done, _ = await asyncio.wait(running, timeout=1, return_when=asyncio.FIRST_COMPLETED)
-        running -= done
+    await session_pool(soak, rng, JSON_KINDS, JSON_HOSTILE,
+                       lambda kind, n: json_hostile(soak, addr, kind, rng), "json", "json-{kind}")
 
 
 async def json_hostile(soak, addr, kind, rng):
@@ -255,25 +238,20 @@ async def json_runaway(soak, addr):
     """RUNAWAY connections from one address: max_per_source are served, the rest told why."""
     await asyncio.sleep(15)
     while soak.running:
-        conns = []
-        try:
-            for _ in range(RUNAWAY):
-                conns.append(await Conn.open(addr, JSON_RUNAWAY_SOURCE))
-            await asyncio.sleep(1)
-            crowded = sum(1 for c in conns if c.lines and is_error(c.lines[0][1], "too many connections"))
-            served = 0
-            for c in conns:
-                if not c.lines and not c.eof:
-                    await c.send(b'{"ok": 1}')
-                    if await c.wait_line(lambda l: True, 10) == b'{"ok":1}\n':
-                        served += 1
-            if (served, crowded) != (MAX_PER_SOURCE, RUNAWAY - MAX_PER_SOURCE):
-                soak.fail("json per-source", f"json runaway: {served} served and {crowded} told "
-                          f"'too many', expected {MAX_PER_SOURCE} and {RUNAWAY - MAX_PER_SOURCE}")
-            soak.count["json runaway loops (40 connections from one address)"] += 1
-        except (OSError, asyncio.TimeoutError) as e:
-            soak.count[f"json runaway: {type(e).__name__}"] += 1
-        finally:
-            for c in conns:
-                c.rst()
+        await runaway_loop(soak, "json", "served", lambda conns: json_crowd(addr, conns))
         await asyncio.sleep(30)
+
+
+async def json_crowd(addr, conns):
+    """RUNAWAY connections from one address into `conns`: how many were served, how many told "too many"."""
+    for _ in range(RUNAWAY):
+        conns.append(await Conn.open(addr, JSON_RUNAWAY_SOURCE))
+    await asyncio.sleep(1)
+    crowded = sum(1 for c in conns if c.lines and is_error(c.lines[0][1], "too many connections"))
+    served = 0
+    for c in conns:
+        if not c.lines and not c.eof:
+            await c.send(b'{"ok": 1}')
+            if await c.wait_line(lambda l: True, 10) == b'{"ok":1}\n':
+                served += 1
+    return served, crowded
