@@ -7,10 +7,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
@@ -32,8 +33,8 @@ pub struct Discovery {
     sockets: Vec<Arc<UdpSocket>>,
     /// `listen` as configured: a reload that changes it restarts the service.
     listen: Vec<SocketAddr>,
-    /// Replaced whole by a reload; each probe reads the current one.
-    settings: RwLock<Arc<Settings>>,
+    /// Replaced whole by a reload; each socket's task looks at each probe.
+    settings: watch::Sender<Arc<Settings>>,
     info: Arc<SelfInfo>,
     stats: Arc<ServiceStats>,
 }
@@ -75,17 +76,11 @@ impl Discovery {
         )
     }
 
-    fn settings(&self) -> Arc<Settings> {
-        self.settings
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     async fn serve(&self, socket: Arc<UdpSocket>) -> io::Result<()> {
         // The probe's content does not matter; a short buffer is enough.
         let mut buf = [0u8; 512];
-        let mut settings = self.settings();
+        let mut reloads = self.settings.subscribe();
+        let mut settings = reloads.borrow_and_update().clone();
         let mut judge = self.judge(&settings);
         let mut pending = JoinSet::new();
         loop {
@@ -97,9 +92,8 @@ impl Discovery {
                     Err(e) => return Err(e),
                 },
             };
-            let current = self.settings();
-            if !Arc::ptr_eq(&current, &settings) {
-                settings = current;
+            if reloads.has_changed().unwrap_or(false) {
+                settings = reloads.borrow_and_update().clone();
                 judge = self.judge(&settings);
             }
             // On-link senders only, so the reply's size is not judged: the
@@ -143,7 +137,7 @@ impl Registered for Discovery {
         Ok(Self {
             sockets: context.sockets.udp_all(NAME, &table.listen, true)?,
             listen: table.listen.clone(),
-            settings: RwLock::new(Settings::new(config)),
+            settings: watch::Sender::new(Settings::new(config)),
             info: context.info,
             stats: context.stats,
         })
@@ -169,7 +163,7 @@ impl Service for Discovery {
         if config.discovery.listen != self.listen {
             return None;
         }
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Settings::new(config);
+        self.settings.send_replace(Settings::new(config));
         Some(Ok(Reconfigured {
             addrs: self.local_addrs(),
             applied: Box::pin(std::future::ready(())),

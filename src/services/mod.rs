@@ -8,10 +8,11 @@
 //! The supervisor sees only [`Service`]: a name and a `run` future; the
 //! daemon binds each through [`Registered`].
 //!
-//! A reload reaches a running connection one way in every service: the
-//! service's table travels in a `watch` of `Arc<Table>` made at bind, which
-//! [`Service::reconfigure`] sends to, and each connection reads from it
-//! when it starts (JSON echo) or before each thing it does (chat).
+//! A reload reaches a running connection one way in every service that
+//! takes it in place: the service's table travels in a `watch` of
+//! `Arc<...>` made at bind, which [`Service::reconfigure`] sends to, and a
+//! connection reads it when it starts (JSON echo), before each thing it
+//! does (chat) or at each datagram (discovery); the others restart.
 
 pub mod announcer;
 pub mod chat;
