@@ -13,7 +13,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::time::Instant;
 
-use super::bridge::{Link, Outgoing, Room};
+use super::bridge::{Link, Outgoing, Room, State};
 use super::notices;
 use super::pace::Pace;
 use crate::chatline::bad_name;
@@ -109,6 +109,9 @@ pub struct Hub {
     pub pace: Pace,
     names: Mutex<HashSet<String>>,
     next_id: AtomicU64,
+    /// Counts the service's runs: a client of an earlier run (aborted when
+    /// it failed) leaves without a notice to the room of this one.
+    run: AtomicU64,
     /// Joins and leaves not told yet; at most two per client.
     pending: Mutex<Pending>,
     notice: Notify,
@@ -134,6 +137,7 @@ impl Hub {
             pace: Pace::new(queue),
             names: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(1),
+            run: AtomicU64::new(0),
             pending: Mutex::default(),
             notice: Notify::new(),
             stats,
@@ -153,6 +157,21 @@ impl Hub {
     /// Clients in the room now.
     pub fn online(&self) -> usize {
         self.names().len()
+    }
+
+    /// The service (re)starts: nothing of a run that failed is told or
+    /// bridged, and the senders do not wait for its readers; the names of
+    /// its clients go as their tasks end.
+    pub fn begin_run(&self) {
+        self.run.fetch_add(1, Relaxed);
+        *self.pending() = Pending::default();
+        self.link.set_state(State::Off);
+        self.pace.reset();
+    }
+
+    /// The run a new client joins.
+    pub fn run(&self) -> u64 {
+        self.run.load(Relaxed)
     }
 
     /// A new client's id and default name; its join is told after
@@ -176,10 +195,13 @@ impl Hub {
         }
     }
 
-    /// Client `id` leaves: the room is told, unless its join was not told
-    /// yet (then neither is).
-    pub fn leave(&self, id: u64, name: &str) {
+    /// Client `id`, of `run`, leaves: the room is told, unless its join was
+    /// not told yet (then neither is) or it was a client of an earlier run.
+    pub fn leave(&self, id: u64, name: &str, run: u64) {
         self.names().remove(name);
+        if run != self.run() {
+            return;
+        }
         let mut pending = self.pending();
         let before = pending.joined.len();
         pending.joined.retain(|j| j.id != id);
@@ -403,7 +425,7 @@ mod tests {
         let (a, _) = hub.join();
         let (b, _) = hub.join();
         let (c, _) = hub.join();
-        hub.leave(c, "user3");
+        hub.leave(c, "user3", 0);
         hub.pending()
             .joined
             .iter_mut()
@@ -415,10 +437,15 @@ mod tests {
         assert_eq!(joined.told_to(a).unwrap(), "*** user2 joined\n");
         assert_eq!(joined.told_to(b).unwrap(), "*** user1 joined\n");
         // Told joins are told leaving; lines are numbered across items.
-        hub.leave(a, "user1");
+        hub.leave(a, "user1", 0);
         hub.send(Speaker::Client(b), "x\ny\n");
         hub.tell_pending(None);
         let said = rx.try_recv().unwrap();
+        // A client of a run that failed leaves unannounced.
+        hub.begin_run();
+        hub.leave(b, "user2", 0);
+        assert_eq!(hub.online(), 0);
+        assert_eq!(hub.notices_due(Instant::now()), None);
         assert_eq!(
             (said.from, said.first, said.count),
             (Speaker::Client(b), 1, 2)

@@ -96,6 +96,8 @@ pub(super) struct Member {
     pub config: Arc<ChatConfig>,
     settings: watch::Receiver<Arc<ChatConfig>>,
     pub id: u64,
+    /// The service's run it joined.
+    run: u64,
     /// Its address, for the log's budget of lines per source.
     peer: IpAddr,
     name: String,
@@ -132,7 +134,7 @@ pub(super) struct Member {
 impl Drop for Member {
     /// However it ends (a task aborted too), its name is free again.
     fn drop(&mut self) {
-        self.hub.leave(self.id, &self.name);
+        self.hub.leave(self.id, &self.name, self.run);
     }
 }
 
@@ -145,6 +147,7 @@ impl Member {
     ) -> &'static str {
         let (conn, peer) = Conn::new(stream);
         let (rx, next_line) = hub.subscribe();
+        let run = hub.run();
         let (id, name) = hub.join();
         let mut settings = hub.settings.clone();
         let config = settings.borrow_and_update().clone();
@@ -155,6 +158,7 @@ impl Member {
             settings,
             hub,
             id,
+            run,
             peer,
             name,
             default_name: true,

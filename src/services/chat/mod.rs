@@ -133,6 +133,7 @@ impl Service for Chat {
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
         Box::pin(async move {
+            self.hub.begin_run();
             let mut tasks = JoinSet::new();
             let bridge = bridge::run(
                 self.hub.link.clone(),

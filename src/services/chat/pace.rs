@@ -77,6 +77,13 @@ impl Pace {
         true
     }
 
+    /// A new run: nobody waits.
+    pub fn reset(&self) {
+        self.waiting.store(false, Relaxed);
+        self.free_until.store(0, Relaxed);
+        self.changed.notify_waiters();
+    }
+
     /// The senders wait (or did, and the room has not caught up yet).
     pub fn waiting(&self) -> bool {
         self.waiting.load(Relaxed)

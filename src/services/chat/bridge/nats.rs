@@ -348,7 +348,7 @@ impl Session {
         config: &watch::Receiver<Arc<ChatConfig>>,
     ) {
         for _ in 0..PUBLISH_BATCH {
-            if shutdown.is_cancelled() || config.has_changed().unwrap_or(true) {
+            if shutdown.is_cancelled() || self.moved(config) {
                 break;
             }
             let Some(item) = self.link.take() else { break };
@@ -362,6 +362,15 @@ impl Session {
             self.link.wake();
         }
         tokio::task::coop::consume_budget().await;
+    }
+
+    /// A reload changed the bridge's settings (not only other keys of [chat]).
+    fn moved(&self, config: &watch::Receiver<Arc<ChatConfig>>) -> bool {
+        match config.has_changed() {
+            Ok(false) => false,
+            Ok(true) => Settings::of(&config.borrow()) != self.settings,
+            Err(_) => true,
+        }
     }
 
     /// Says this hub is here, with its clients now.
