@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::describe::SelfInfo;
 use crate::net::{BindError, Sockets};
+use crate::observe::Observatory;
 use crate::services::BindContext;
 use crate::services::registry::{Bound, Entry, REGISTRY};
 use crate::stats::Stats;
@@ -38,6 +39,8 @@ pub struct Daemon {
     bound: HashMap<&'static str, Bound>,
     stats: Arc<Stats>,
     info: Arc<SelfInfo>,
+    /// What the services publish for the web page.
+    observatory: Arc<Observatory>,
 }
 
 impl Daemon {
@@ -45,10 +48,11 @@ impl Daemon {
     pub fn start(config: Config) -> Result<Daemon, BindError> {
         let stats = Arc::new(Stats::default());
         let info = Arc::new(SelfInfo::new());
+        let observatory = Arc::new(Observatory::new(stats.clone(), &config));
         let mut sockets = Sockets::default();
         let mut ready = Vec::new();
         for entry in &REGISTRY {
-            if let Some(bound) = bind(entry, &config, &mut sockets, &stats, &info)? {
+            if let Some(bound) = bind(entry, &config, &mut sockets, &observatory, &info)? {
                 ready.push((entry.name, bound));
             }
         }
@@ -59,6 +63,7 @@ impl Daemon {
             bound: HashMap::new(),
             stats,
             info,
+            observatory,
         };
         for (name, bound) in ready {
             daemon.run(name, bound);
@@ -72,6 +77,7 @@ impl Daemon {
         }
         self.info
             .set_service(name, &bound.addrs, serves(&self.config, name));
+        self.observatory.set_addrs(name, &bound.addrs);
         self.stats.service(name).running.store(true, Relaxed);
         self.supervisor.spawn(bound.service.clone());
         self.bound.insert(name, bound);
@@ -129,6 +135,7 @@ impl Daemon {
             }
         }
         self.sockets.release_unused();
+        self.observatory.set_config(&self.config);
         changed.iter().map(|entry| entry.name).collect()
     }
 
@@ -154,6 +161,7 @@ impl Daemon {
                 bound.addrs = reconfigured.addrs;
                 let allow = serves(&self.config, name);
                 self.info.set_service(name, &bound.addrs, allow);
+                self.observatory.set_addrs(name, &bound.addrs);
                 reconfigured.applied.await;
                 Outcome::InPlace
             }
@@ -183,13 +191,14 @@ impl Daemon {
             .await;
         self.bound.remove(name);
         self.info.set_service(name, &[], &[]);
+        self.observatory.set_addrs(name, &[]);
         self.stats.service(name).running.store(false, Relaxed);
         // Sockets on unchanged addresses are reused, so they keep their port
         // and never close; a new address may overlap one of the old ones.
-        let (config, stats, info) = (&self.config, &self.stats, &self.info);
-        let rebound = bind(entry, config, &mut self.sockets, stats, info).or_else(|_| {
+        let (config, observatory, info) = (&self.config, &self.observatory, &self.info);
+        let rebound = bind(entry, config, &mut self.sockets, observatory, info).or_else(|_| {
             let aside = self.sockets.take_unused();
-            let retried = bind(entry, config, &mut self.sockets, stats, info);
+            let retried = bind(entry, config, &mut self.sockets, observatory, info);
             if retried.is_err() {
                 self.sockets.put_back(aside);
             }
@@ -209,7 +218,13 @@ impl Daemon {
         entry.restore(&mut self.config, old);
         // Its old table, but the tables it depends on as they are now.
         let config = &self.config;
-        match bind(entry, config, &mut self.sockets, &self.stats, &self.info) {
+        match bind(
+            entry,
+            config,
+            &mut self.sockets,
+            &self.observatory,
+            &self.info,
+        ) {
             Ok(Some(bound)) => self.run(name, bound),
             Ok(None) => {}
             Err(e) => error!(service = %name, error = %e, "the service is stopped"),
@@ -237,13 +252,15 @@ fn bind(
     entry: &Entry,
     config: &Config,
     sockets: &mut Sockets,
-    stats: &Stats,
+    observatory: &Arc<Observatory>,
     info: &Arc<SelfInfo>,
 ) -> Result<Option<Bound>, BindError> {
     let context = BindContext {
         sockets,
-        stats: stats.service_counting(entry.name, entry.counts),
+        stats: (observatory.stats()).service_counting(entry.name, entry.counts),
         info: info.clone(),
+        window: observatory.window(entry.name),
+        observatory: observatory.clone(),
     };
     entry.bind(config, context)
 }

@@ -18,6 +18,8 @@
 //! - [`limit`]: per-source token buckets.
 //! - [`stats`]: live counters for systemd's STATUS= line.
 //! - [`logging`], [`notify`]: tracing to stderr or journald, sd_notify.
+//! - [`observe`]: the seam the services publish their live state through
+//!   (connections, activity, the room) and the web page reads.
 //!
 //! The services ([`services`]), each binding from its table, then running:
 //! - `services::shared`: the plumbing they share, TCP accepts ([`services::shared::accept`])
@@ -48,6 +50,7 @@ pub mod limit;
 pub mod logging;
 pub mod net;
 pub mod notify;
+pub mod observe;
 pub mod process;
 pub mod services;
 pub mod stats;

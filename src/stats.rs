@@ -16,20 +16,32 @@ pub enum Refusal {
     Amplification,
     /// Over the per-source rate limit.
     RateLimited,
-    /// Over a size or count limit (line, message, clients).
+    /// Over a size or count limit (a line, a message, a queue).
     OverLimit,
     /// Not what the service takes (JSON echo: not JSON).
     BadInput,
+    /// The service had `max_clients` already.
+    Full,
+    /// Its source had `max_per_source` connections already.
+    PerSource,
+    /// JSON nested deeper than the limit.
+    TooDeep,
+    /// Closed for sending (or reading) nothing for too long.
+    Timeout,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::NotAllowed,
         Refusal::BadSource,
         Refusal::Amplification,
         Refusal::RateLimited,
         Refusal::OverLimit,
         Refusal::BadInput,
+        Refusal::Full,
+        Refusal::PerSource,
+        Refusal::TooDeep,
+        Refusal::Timeout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +52,26 @@ impl Refusal {
             Refusal::RateLimited => "rate limited",
             Refusal::OverLimit => "over limit",
             Refusal::BadInput => "bad input",
+            Refusal::Full => "full",
+            Refusal::PerSource => "per-source limit",
+            Refusal::TooDeep => "too deep",
+            Refusal::Timeout => "timeout",
+        }
+    }
+
+    /// Its name as a key of the web API.
+    pub fn key(self) -> &'static str {
+        match self {
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::BadSource => "bad_source",
+            Refusal::Amplification => "amplification",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::OverLimit => "over_limit",
+            Refusal::BadInput => "bad_input",
+            Refusal::Full => "full",
+            Refusal::PerSource => "per_source",
+            Refusal::TooDeep => "too_deep",
+            Refusal::Timeout => "timeout",
         }
     }
 }

@@ -116,6 +116,12 @@ pub fn queue_length<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     bounded_u32(d, 1, 1 << 20)
 }
 
+/// What the web page keeps of a kind (lines, events, connections): 0 to
+/// 10,000 (each is held in memory, and sent to every page).
+pub fn kept<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded_u32(d, 0, 10_000)
+}
+
 /// A JSON message limit: room for `{}` at least, 64 MiB at most.
 pub fn message_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     bounded_u32(d, 2, 64 << 20)

@@ -29,6 +29,7 @@ pub struct Config {
     pub udp_echo: UdpEchoConfig,
     pub announcer: AnnouncerConfig,
     pub discovery: DiscoveryConfig,
+    pub web: WebConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -298,6 +299,47 @@ impl std::fmt::Display for Transport {
     }
 }
 
+/// The web page of the class and its API (`[web]`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "de::listen")]
+    pub listen: Vec<SocketAddr>,
+    /// Who may open the page: it shows students' addresses and what they sent.
+    #[serde(deserialize_with = "de::networks")]
+    pub allow: Vec<IpNet>,
+    /// HTTP connections at once (pages, their streams, chat boxes).
+    #[serde(deserialize_with = "de::positive_u32")]
+    pub max_clients: u32,
+    /// Connections at once from one address (IPv6: one /64); 0 means no limit.
+    pub max_per_source: u32,
+    /// Lines of the chat room the page keeps.
+    #[serde(deserialize_with = "de::kept")]
+    pub history: u32,
+    /// Events of each service's recent activity the page keeps.
+    #[serde(deserialize_with = "de::kept")]
+    pub activity: u32,
+    /// Recently closed connections of each service the page keeps.
+    #[serde(deserialize_with = "de::kept")]
+    pub closed: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            allow: Vec::new(),
+            max_clients: 200,
+            max_per_source: 32,
+            history: 200,
+            activity: 100,
+            closed: 100,
+        }
+    }
+}
+
 /// One address a service listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {
@@ -392,6 +434,7 @@ table!(JsonEchoConfig, json_echo, listens: Tcp, max_clients);
 table!(UdpEchoConfig, udp_echo, listens: Udp);
 table!(AnnouncerConfig, announcer, sends_only);
 table!(DiscoveryConfig, discovery, listens: Udp);
+table!(WebConfig, web, listens: Tcp, max_clients);
 
 /// File descriptors the daemon needs besides its clients: stdio, the
 /// runtime, signals, UDP sockets, a connection being refused, the config file.
@@ -455,23 +498,25 @@ impl Config {
     }
 
     /// Every service table, in start-up order.
-    pub fn tables(&self) -> [&dyn Table; 5] {
+    pub fn tables(&self) -> [&dyn Table; 6] {
         [
             &self.chat,
             &self.json_echo,
             &self.udp_echo,
             &self.announcer,
             &self.discovery,
+            &self.web,
         ]
     }
 
-    pub fn tables_mut(&mut self) -> [&mut dyn Table; 5] {
+    pub fn tables_mut(&mut self) -> [&mut dyn Table; 6] {
         [
             &mut self.chat,
             &mut self.json_echo,
             &mut self.udp_echo,
             &mut self.announcer,
             &mut self.discovery,
+            &mut self.web,
         ]
     }
 

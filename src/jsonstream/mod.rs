@@ -295,6 +295,27 @@ impl Unanswered {
         self.buf.len()
     }
 
+    /// The bytes not answered yet: after an error, the bad value.
+    pub fn unanswered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Where in [`unanswered`](Self::unanswered) the error points; its
+    /// length when past the end.
+    pub fn error_offset(&self, error: &JsonError) -> usize {
+        let splitter = &self.splitter;
+        let at = if error.line <= splitter.line {
+            error.column.saturating_sub(splitter.column + 1)
+        } else {
+            let newline = (self.buf.iter().enumerate())
+                .filter(|(_, b)| **b == b'\n')
+                .nth(error.line - splitter.line - 1)
+                .map_or(self.buf.len(), |(i, _)| i);
+            newline + error.column
+        };
+        at.min(self.buf.len())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }

@@ -199,3 +199,21 @@ fn error_object_is_one_line() {
         b"{\"error\":\"a \\\"b\\\"\"}\n"
     );
 }
+
+#[test]
+fn an_error_points_into_what_is_left_unanswered() {
+    for (input, at) in [
+        (&b"{\"ok\":1}\n{\"ok\":2}\n  {\"bad\": tru }"[..], b't'),
+        (b"{} {]", b']'),
+        (b"{\"a\":\n\n  x}", b'x'),
+    ] {
+        let mut unanswered = Unanswered::new(1000);
+        unanswered.buf_mut().extend_from_slice(input);
+        let error = unanswered
+            .answer(true, true, &mut Vec::new())
+            .error
+            .unwrap();
+        let offset = unanswered.error_offset(&error);
+        assert_eq!(unanswered.unanswered()[offset], at, "{error:?}");
+    }
+}

@@ -20,6 +20,7 @@ use tracing::{Instrument, debug};
 use crate::config::{AnnouncerConfig, Config, DiscoveryConfig, TableIn};
 use crate::describe::SelfInfo;
 use crate::net::{BindError, Sockets, local_addrs};
+use crate::observe::Window;
 use crate::services::shared::datagram::{Judge, Reach, serve_each, transient};
 use crate::services::{BindContext, Reconfigured, Registered, Service, ServiceFuture};
 use crate::stats::{Counts, Refusal, ServiceStats};
@@ -37,6 +38,8 @@ pub struct Discovery {
     settings: watch::Sender<Arc<Settings>>,
     info: Arc<SelfInfo>,
     stats: Arc<ServiceStats>,
+    /// What the web page sees: probes refused, and answered while watched.
+    window: Arc<Window>,
 }
 
 /// How the responder answers.
@@ -72,7 +75,7 @@ impl Discovery {
             &config.allow,
             config.rate_limit,
             Reach::OnLink,
-            self.stats.clone(),
+            self.window.clone(),
         )
     }
 
@@ -98,14 +101,16 @@ impl Discovery {
             }
             // On-link senders only, so the reply's size is not judged: the
             // description is built only for a probe that gets it.
-            if !judge.allows(peer, received, 0, Instant::now()) {
+            let probe = &buf[..received];
+            if !judge.allows(peer, probe, 0, Instant::now()) {
                 continue;
             }
             if pending.len() >= MAX_PENDING {
-                judge.refuse(peer, Refusal::OverLimit);
+                judge.refuse(peer, Refusal::OverLimit, probe);
                 continue;
             }
             let payload = settings.payload(&self.info);
+            judge.answered(peer, probe, &payload);
             let delay = settings.config.max_delay.mul_f64(fastrand::f64());
             let (socket, stats) = (socket.clone(), self.stats.clone());
             pending.spawn(
@@ -140,6 +145,7 @@ impl Registered for Discovery {
             settings: watch::Sender::new(Settings::new(config)),
             info: context.info,
             stats: context.stats,
+            window: context.window,
         })
     }
 }

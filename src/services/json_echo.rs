@@ -5,8 +5,9 @@
 //! the connection closes; nobody else notices.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::BufMut;
@@ -17,12 +18,24 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::{Config, JsonEchoConfig, TableIn};
-use crate::jsonstream::{Unanswered, error_line};
+use crate::jsonstream::{JsonError, Unanswered, error_line};
 use crate::logging::peer_line;
 use crate::net::{BindError, Sockets};
+use crate::observe::{ErrorAt, Event as Seen, Shown, Visit, Window};
 use crate::services::shared::accept::{Gate, Listeners, Policy, Refusals};
 use crate::services::{BindContext, Reconfigured, Registered, Service, ServiceFuture};
 use crate::stats::{Counts, Refusal, ServiceStats};
+
+/// The kind of refusal a JSON error is counted as.
+fn refusal_of(error: &JsonError) -> Refusal {
+    if error.message.starts_with("nesting deeper") {
+        Refusal::TooDeep
+    } else if error.message.starts_with("value larger") {
+        Refusal::OverLimit
+    } else {
+        Refusal::BadInput
+    }
+}
 
 /// Why a connection that sent what is not JSON ended, for the log.
 const BAD_INPUT: &str = "bad input";
@@ -42,6 +55,8 @@ pub struct JsonEcho {
     listeners: Listeners<JsonEchoConfig>,
     gate: Arc<Gate>,
     stats: Arc<ServiceStats>,
+    /// What the web page sees: connections, errors, exchanges while watched.
+    window: Arc<Window>,
 }
 
 fn policy(config: &JsonEchoConfig) -> Policy {
@@ -72,13 +87,14 @@ impl Registered for JsonEcho {
             &config.listen,
             policy(config),
             refusals,
-            stats.clone(),
+            context.window.clone(),
             context.sockets,
         )?;
         Ok(Self {
             listeners,
             gate,
             stats,
+            window: context.window,
         })
     }
 }
@@ -95,7 +111,8 @@ impl Service for JsonEcho {
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
         Box::pin(async move {
             let handle = |config: &Arc<JsonEchoConfig>, stream, peer: SocketAddr| {
-                Connection::new(config, self.stats.clone(), peer.ip())
+                let visit = self.window.arrived(peer, None);
+                Connection::new(config, self.stats.clone(), peer, visit)
                     .serve(stream, shutdown.clone())
             };
             self.listeners.serve(&self.gate, &shutdown, handle).await
@@ -149,11 +166,18 @@ struct Connection {
     output: Vec<u8>,
     stats: Arc<ServiceStats>,
     /// Its address, for the log's budget of lines per source.
-    peer: IpAddr,
+    peer: SocketAddr,
+    /// What the web page sees of it.
+    visit: Visit,
 }
 
 impl Connection {
-    fn new(config: &JsonEchoConfig, stats: Arc<ServiceStats>, peer: IpAddr) -> Self {
+    fn new(
+        config: &JsonEchoConfig,
+        stats: Arc<ServiceStats>,
+        peer: SocketAddr,
+        visit: Visit,
+    ) -> Self {
         Self {
             idle: config.idle_timeout,
             busy_poll: config.busy_poll,
@@ -162,6 +186,7 @@ impl Connection {
             output: Vec::new(),
             stats,
             peer,
+            visit,
         }
     }
 
@@ -176,6 +201,7 @@ impl Connection {
                 (None, "connection failed")
             }
         };
+        self.visit.end(reason);
         if let Some(line) = goodbye {
             let _ = timeout(self.idle, async {
                 stream.write_all(&line).await?;
@@ -246,6 +272,7 @@ impl Connection {
                     idle.as_mut().reset(Instant::now() + self.idle);
                 }
                 Event::Idle => {
+                    self.stats.refuse(Refusal::Timeout);
                     let goodbye = error_line("idle timeout, closing", None);
                     return Ok(End::Say(goodbye, "idle for idle_timeout"));
                 }
@@ -311,16 +338,52 @@ impl Connection {
     /// that moment came); the error object if the input is bad. `eof`: the
     /// client has closed.
     fn answer(&mut self, quiet: bool, eof: bool) -> Result<bool, Vec<u8>> {
+        // Only while a page is open: what arrived, to show beside its replies.
+        let watched = self
+            .visit
+            .watched()
+            .then(|| self.input.unanswered().to_vec());
+        let replied = self.output.len();
         let answered = self.input.answer(quiet, eof, &mut self.output);
         self.stats.messages(answered.values);
+        let seen = self.visit.seen();
+        if answered.values > 0 {
+            seen.said.fetch_add(answered.values as u64, Relaxed);
+        }
+        if let Some(input) = watched.filter(|_| answered.values > 0) {
+            let taken = input.len() - self.input.len();
+            self.visit.record(Seen {
+                peer: Some(self.peer),
+                kind: "exchange",
+                input: Some(Shown::new(input[..taken].trim_ascii())),
+                output: Some(Shown::new(&self.output[replied..])),
+                ..Seen::default()
+            });
+        }
         match answered.error {
             None => Ok(answered.waiting),
             Some(e) => {
-                self.stats.refuse(Refusal::BadInput);
-                if peer_line(self.peer) {
+                self.stats.refuse(refusal_of(&e));
+                seen.errors.fetch_add(1, Relaxed);
+                if peer_line(self.peer.ip()) {
                     info!(error = %e.message, line = e.line, column = e.column, "bad input");
                 }
-                Err(e.to_line())
+                let line = e.to_line();
+                let input = self.input.unanswered();
+                let at = self.input.error_offset(&e);
+                self.visit.record(Seen {
+                    peer: Some(self.peer),
+                    kind: "error",
+                    input: Some(Shown::marked(input, Some(at))),
+                    output: Some(Shown::new(&line)),
+                    error: Some(ErrorAt {
+                        line: e.line,
+                        column: e.column,
+                        message: e.message,
+                    }),
+                    ..Seen::default()
+                });
+                Err(line)
             }
         }
     }

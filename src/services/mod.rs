@@ -21,6 +21,7 @@ pub mod json_echo;
 pub mod registry;
 pub mod shared;
 pub mod udp_echo;
+pub mod web;
 
 use std::future::Future;
 use std::io;
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, TableIn};
 use crate::describe::SelfInfo;
 use crate::net::{BindError, Sockets};
+use crate::observe::{Observatory, Window};
 use crate::stats::{Counts, ServiceStats};
 
 /// What `run` returns: `Ok` once shut down; an error gets the service restarted.
@@ -73,6 +75,10 @@ pub struct BindContext<'a> {
     pub stats: Arc<ServiceStats>,
     /// What the daemon says about itself.
     pub info: Arc<SelfInfo>,
+    /// What the service shows the web page.
+    pub window: Arc<Window>,
+    /// Every service's window (the web page reads them).
+    pub observatory: Arc<Observatory>,
 }
 
 /// A service the daemon can run from its table.

@@ -12,16 +12,18 @@ use crate::services::chat::Chat;
 use crate::services::discovery::Discovery;
 use crate::services::json_echo::JsonEcho;
 use crate::services::udp_echo::UdpEcho;
+use crate::services::web::Web;
 use crate::services::{BindContext, Registered, Service};
 use crate::stats::Counts;
 
 /// Every service, in start-up order.
-pub static REGISTRY: [Entry; 5] = [
+pub static REGISTRY: [Entry; 6] = [
     Entry::of::<Chat>(),
     Entry::of::<JsonEcho>(),
     Entry::of::<UdpEcho>(),
     Entry::of::<Announcer>(),
     Entry::of::<Discovery>(),
+    Entry::of::<Web>(),
 ];
 
 /// A service bound and ready to run (or running).

@@ -18,6 +18,7 @@ use tracing::{debug, info};
 use crate::batch::{self, Datagrams, MAX_PAYLOAD, Replies};
 use crate::config::{Config, TableIn, UdpEchoConfig};
 use crate::net::{BindError, local_addrs};
+use crate::observe::Window;
 use crate::services::shared::datagram::{Judge, Reach, serve_each, transient};
 use crate::services::{BindContext, Registered, Service, ServiceFuture};
 use crate::stats::{Counts, ServiceStats};
@@ -31,6 +32,8 @@ pub struct UdpEcho {
     config: UdpEchoConfig,
     sockets: Vec<Arc<UdpSocket>>,
     stats: Arc<ServiceStats>,
+    /// What the web page sees: refusals, and datagrams while watched.
+    window: Arc<Window>,
 }
 
 impl UdpEcho {
@@ -52,7 +55,7 @@ impl UdpEcho {
             &self.config.allow,
             self.config.rate_limit,
             Reach::Anyone,
-            self.stats.clone(),
+            self.window.clone(),
         );
         let mut replies = Replies::new(gso);
         let fixed = self.config.reply.as_bytes();
@@ -119,11 +122,15 @@ pub fn plan(
     replies.clear();
     for i in 0..batch.len() {
         let Some(peer) = batch.peer(i) else { continue };
+        let payload = batch.payload(i);
         if !fixed.is_empty() {
             let answered = batch
                 .datagrams(i)
-                .filter(|d| judge.allows(peer, d.len(), fixed.len(), now))
+                .filter(|d| judge.allows(peer, &payload[d.clone()], fixed.len(), now))
                 .count();
+            if answered > 0 {
+                judge.answered(peer, payload, fixed);
+            }
             if answered > 0 && batch.set_repeated(i, fixed, answered) {
                 for k in 0..answered {
                     replies.add(batch, i, k * fixed.len()..(k + 1) * fixed.len());
@@ -132,8 +139,9 @@ pub fn plan(
             continue;
         }
         for datagram in batch.datagrams(i) {
-            let len = datagram.len();
-            if judge.allows(peer, len, len, now) {
+            let bytes = &payload[datagram.clone()];
+            if judge.allows(peer, bytes, bytes.len(), now) {
+                judge.answered(peer, bytes, bytes);
                 replies.add(batch, i, datagram);
             }
         }
@@ -155,6 +163,7 @@ impl Registered for UdpEcho {
             config: config.clone(),
             sockets,
             stats,
+            window: context.window,
         })
     }
 }

@@ -3,7 +3,6 @@
 //! when the socket takes them. An idle client holds no buffer at all.
 
 use std::io::{self, IoSlice};
-use std::net::IpAddr;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncWriteExt, Interest, Ready};
@@ -44,18 +43,15 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// The connection of a new client, and its address.
-    pub fn new(stream: TcpStream) -> (Self, IpAddr) {
+    /// The connection of a new client.
+    pub fn new(stream: TcpStream) -> Self {
         // Chat lines are small: a fixed kernel buffer bounds what a client
         // that reads nothing holds there, and lets the hub see it lag.
         let socket = socket2::SockRef::from(&stream);
         let _ = socket.set_send_buffer_size(SEND_BUFFER);
         let _ = socket.set_recv_buffer_size(RECV_BUFFER);
-        let peer = stream
-            .peer_addr()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
         let (read, write) = stream.into_split();
-        let conn = Self {
+        Self {
             read,
             write,
             inbox: BytesMut::new(),
@@ -66,8 +62,7 @@ impl Conn {
             failed: false,
             taken: 0,
             slowest_ms: 0,
-        };
-        (conn, peer)
+        }
     }
 
     /// Readiness for what it wants: one wait for both directions, which

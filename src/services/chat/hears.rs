@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::TryRecvError;
@@ -61,6 +62,11 @@ impl Member {
     fn deliver(&mut self, item: Item) {
         let skipped = item.first.saturating_sub(self.next_line);
         self.next_line = item.first + item.count;
+        let seen = self.visit.seen();
+        seen.heard.store(self.next_line, Relaxed);
+        if skipped > 0 {
+            seen.skipped.fetch_add(skipped, Relaxed);
+        }
         if skipped > 0 && self.config.on_lag == OnLag::Skip {
             self.tell(notices::skipped(skipped));
         }

@@ -18,6 +18,7 @@ use super::notices;
 use super::pace::Pace;
 use crate::chatline::bad_name;
 use crate::config::ChatConfig;
+use crate::observe::Window;
 use crate::stats::ServiceStats;
 
 /// A join is told this long after the client connects, or at its first
@@ -120,6 +121,8 @@ pub struct Hub {
     pub link: Arc<Link>,
     /// The `[chat]` table as the last reload left it.
     pub settings: watch::Receiver<Arc<ChatConfig>>,
+    /// What the web page sees: the room's lines and its members.
+    pub window: Arc<Window>,
 }
 
 impl Hub {
@@ -129,6 +132,7 @@ impl Hub {
         stats: Arc<ServiceStats>,
         link: Arc<Link>,
         settings: watch::Receiver<Arc<ChatConfig>>,
+        window: Arc<Window>,
     ) -> Self {
         Self {
             tx: broadcast::channel(queue).0,
@@ -143,6 +147,7 @@ impl Hub {
             stats,
             link,
             settings,
+            window,
         }
     }
 
@@ -249,6 +254,8 @@ impl Hub {
         let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
         let first = *said;
         *said += count;
+        // In the channel's order: the page's room is the clients' room.
+        self.window.said(&lines, count, from == Speaker::Hub);
         // An error only means nobody is listening.
         let _ = self.tx.send(Item {
             from,
@@ -369,11 +376,20 @@ impl Room for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::observe::Observatory;
 
     fn hub() -> Hub {
         let stats = Arc::new(ServiceStats::default());
         let settings = watch::channel(Arc::new(ChatConfig::default())).1;
-        Hub::new(16, stats.clone(), Arc::new(Link::new(stats)), settings)
+        let window = Observatory::new(Arc::default(), &Config::default()).window("chat");
+        Hub::new(
+            16,
+            stats.clone(),
+            Arc::new(Link::new(stats)),
+            settings,
+            window,
+        )
     }
 
     fn text(item: &Item) -> &str {

@@ -5,9 +5,10 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -25,6 +26,7 @@ use super::notices;
 use crate::chatline::{Line, Lines, Said, claimed_name, line_text, parse, relay_line};
 use crate::config::{ChatConfig, OnLag};
 use crate::limit::TokenBucket;
+use crate::observe::Visit;
 
 /// The goodbye on shutdown is not worth waiting for longer than this.
 const GOODBYE_WITHIN: Duration = Duration::from_secs(1);
@@ -129,6 +131,8 @@ pub(super) struct Member {
     /// Its allowance of messages: when it runs out, its socket is not read
     /// until it refills (TCP pushes back on the sender; nothing is lost).
     allowance: TokenBucket,
+    /// What the web page sees of it.
+    pub visit: Visit,
 }
 
 impl Drop for Member {
@@ -143,12 +147,17 @@ impl Member {
     pub async fn serve(
         hub: Arc<Hub>,
         stream: TcpStream,
+        peer: SocketAddr,
         shutdown: CancellationToken,
     ) -> &'static str {
-        let (conn, peer) = Conn::new(stream);
+        let conn = Conn::new(stream);
         let (rx, next_line) = hub.subscribe();
         let run = hub.run();
         let (id, name) = hub.join();
+        let visit = hub.window.arrived(peer, Some(id));
+        visit.set_name(&name);
+        visit.seen().heard.store(next_line, Relaxed);
+        let peer = peer.ip();
         let mut settings = hub.settings.clone();
         let config = settings.borrow_and_update().clone();
         let mut client = Member {
@@ -171,12 +180,14 @@ impl Member {
             held: false,
             watched: None,
             relay: BytesMut::new(),
+            visit,
         };
         debug!(name = %client.name, "joined");
         client.tell(notices::welcome(&client.name));
         let end = client.chat(&shutdown).await;
         client.say_goodbye(&end).await;
         debug!(name = %client.name, "left");
+        client.visit.end(end.reason());
         end.reason()
     }
 
@@ -499,6 +510,7 @@ impl Member {
         let relayed = relay_line(&self.config.prefix, &self.name, message);
         self.relay.extend_from_slice(relayed.as_bytes());
         self.hub.stats.message();
+        self.visit.seen().said.fetch_add(1, Relaxed);
     }
 
     fn rename(&mut self, new: &str) {
@@ -524,6 +536,7 @@ impl Member {
             (self.hub.link).offer(Outgoing::Renamed(self.name.clone(), new.to_owned()));
         }
         self.name = new.to_owned();
+        self.visit.set_name(new);
         self.default_name = false;
     }
 

@@ -101,11 +101,19 @@ impl Registered for Chat {
             &table.listen,
             policy(table),
             refusals,
-            stats.clone(),
+            context.window.clone(),
             context.sockets,
         )?;
         let link = Arc::new(Link::new(stats.clone()));
-        let hub = Hub::new(table.queue as usize, stats, link, listeners.settings());
+        let window = context.window;
+        window.set_door(listeners.door(&gate));
+        let hub = Hub::new(
+            table.queue as usize,
+            stats,
+            link,
+            listeners.settings(),
+            window,
+        );
         // The description names the room from the moment the hub is bound,
         // not once the bridge task first runs: a probe answered in between
         // would say the hub is in no room.
@@ -173,8 +181,8 @@ impl Service for Chat {
 impl Chat {
     /// Takes clients until `shutdown`, each a [`Member`] of the hub.
     async fn serve(&self, shutdown: &CancellationToken) -> std::io::Result<()> {
-        let handle = |_: &Arc<ChatConfig>, stream, _| {
-            Member::serve(self.hub.clone(), stream, shutdown.clone())
+        let handle = |_: &Arc<ChatConfig>, stream, peer| {
+            Member::serve(self.hub.clone(), stream, peer, shutdown.clone())
         };
         self.listeners.serve(&self.gate, shutdown, handle).await
     }

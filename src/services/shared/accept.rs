@@ -24,6 +24,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::logging::peer_line;
 use crate::net::{BindError, Sockets, allowed, local_addrs, source_of};
+use crate::observe::{Door, Event, Window};
 use crate::services::Reconfigured;
 use crate::stats::{Refusal, ServiceStats};
 
@@ -67,6 +68,8 @@ pub(crate) struct Gate {
     state: Mutex<GateState>,
     refusals: Refusals,
     stats: Arc<ServiceStats>,
+    /// Where refusals are shown.
+    window: Arc<Window>,
 }
 
 struct GateState {
@@ -105,7 +108,7 @@ impl Drop for Ticket {
 }
 
 impl Gate {
-    pub fn new(policy: Policy, refusals: Refusals, stats: Arc<ServiceStats>) -> Arc<Self> {
+    pub fn new(policy: Policy, refusals: Refusals, window: Arc<Window>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(GateState {
                 policy,
@@ -114,8 +117,23 @@ impl Gate {
                 errors: ErrorLog::default(),
             }),
             refusals,
-            stats,
+            stats: window.stats.clone(),
+            window,
         })
+    }
+
+    /// Counts and shows a refusal of `peer`.
+    fn refuse(&self, peer: SocketAddr, why: Refusal, reason: String) {
+        self.stats.refuse(why);
+        if !self.window.shows_refusal() {
+            return;
+        }
+        self.window.record(Event {
+            peer: Some(peer),
+            kind: "refused",
+            reason: Some(reason),
+            ..Event::default()
+        });
     }
 
     fn state(&self) -> MutexGuard<'_, GateState> {
@@ -128,33 +146,39 @@ impl Gate {
     }
 
     /// Counts `peer` in, or says why not (and what to tell it).
-    fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Ticket, Option<&Bytes>> {
+    fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<Ticket, Option<&Bytes>> {
+        let ip = peer.ip();
         let mut state = self.state();
-        if !allowed(&state.policy.allow, peer) {
+        if !allowed(&state.policy.allow, ip) {
             drop(state);
-            self.stats.refuse(Refusal::NotAllowed);
-            if peer_line(peer) {
-                info!(%peer, "refused: not in allow");
+            self.refuse(peer, Refusal::NotAllowed, "not in allow".into());
+            if peer_line(ip) {
+                info!(peer = %ip, "refused: not in allow");
             }
             return Err(None);
         }
         if state.total >= state.policy.max {
-            let state_max = state.policy.max;
+            let max = state.policy.max;
             drop(state);
-            self.stats.refuse(Refusal::OverLimit);
-            if peer_line(peer) {
-                info!(%peer, max_clients = state_max, "refused: full");
+            self.refuse(
+                peer,
+                Refusal::Full,
+                format!("full: max_clients ({max}) connected"),
+            );
+            if peer_line(ip) {
+                info!(peer = %ip, max_clients = max, "refused: full");
             }
             return Err(Some(&self.refusals.full));
         }
-        let source = source_of(peer);
+        let source = source_of(ip);
         let per_source = state.policy.per_source;
         let count = state.by_source.entry(source).or_insert(0);
         if per_source > 0 && *count >= per_source {
             drop(state);
-            self.stats.refuse(Refusal::OverLimit);
-            if peer_line(peer) {
-                info!(%peer, max_per_source = per_source, "refused: too many from this source");
+            let reason = format!("max_per_source ({per_source}) connections from this address");
+            self.refuse(peer, Refusal::PerSource, reason);
+            if peer_line(ip) {
+                info!(peer = %ip, max_per_source = per_source, "refused: too many from this source");
             }
             return Err(Some(&self.refusals.crowded));
         }
@@ -206,6 +230,42 @@ pub(crate) struct Listeners<C> {
     /// The service's table: every connection reads it from here.
     settings: watch::Sender<Arc<C>>,
     applied: watch::Sender<u64>,
+    /// Where a [`SideDoor`] hands its clients while the service runs.
+    handoff: Handoff,
+}
+
+type Handoff = Arc<Mutex<Option<mpsc::Sender<Accepted>>>>;
+
+/// A way in besides the listeners (the web page's chat box), through the
+/// same gate: counted, limited and refused as any other client.
+pub(crate) struct SideDoor {
+    gate: Arc<Gate>,
+    handoff: Handoff,
+}
+
+impl Door for SideDoor {
+    fn enter(&self, stream: TcpStream, peer: SocketAddr) -> Result<(), Bytes> {
+        let busy = || Bytes::from_static(b"*** the service is not running, try again later\n");
+        let ticket = self
+            .gate
+            .admit(peer)
+            .map_err(|told| told.cloned().unwrap_or_else(|| Bytes::from_static(b"")))?;
+        let handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+        let handoff = handoff.as_ref().ok_or_else(busy)?;
+        if peer_line(peer.ip()) {
+            info!(%peer, "connected");
+        }
+        handoff.try_send((stream, peer, ticket)).map_err(|_| busy())
+    }
+}
+
+/// Takes the handoff away when the service stops serving (or is aborted).
+struct Unhanded(Handoff);
+
+impl Drop for Unhanded {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 impl<C: Clone + Send + Sync + 'static> Listeners<C> {
@@ -217,11 +277,11 @@ impl<C: Clone + Send + Sync + 'static> Listeners<C> {
         listen: &[SocketAddr],
         policy: Policy,
         refusals: Refusals,
-        stats: Arc<ServiceStats>,
+        window: Arc<Window>,
         sockets: &mut Sockets,
     ) -> Result<(Self, Arc<Gate>), BindError> {
         let listeners = sockets.tcp_all(service, listen)?;
-        let gate = Gate::new(policy.clone(), refusals, stats);
+        let gate = Gate::new(policy.clone(), refusals, window);
         Ok((Self::new(config.clone(), listeners, policy), gate))
     }
 }
@@ -237,7 +297,16 @@ impl<C: Send + Sync + 'static> Listeners<C> {
             setup: watch::Sender::new(setup),
             settings: watch::Sender::new(Arc::new(config)),
             applied: watch::Sender::new(0),
+            handoff: Handoff::default(),
         }
+    }
+
+    /// The service's side door, through `gate`.
+    pub fn door(&self, gate: &Arc<Gate>) -> Arc<dyn Door> {
+        Arc::new(SideDoor {
+            gate: gate.clone(),
+            handoff: self.handoff.clone(),
+        })
     }
 
     /// The service's table as the last reload left it, and each change.
@@ -314,6 +383,8 @@ impl<C: Send + Sync + 'static> Listeners<C> {
     {
         let mut setup = self.setup.subscribe();
         let (handoff, mut accepted) = mpsc::channel(HANDOFF);
+        *self.handoff.lock().unwrap_or_else(|e| e.into_inner()) = Some(handoff.clone());
+        let _unhanded = Unhanded(self.handoff.clone());
         let mut accepting: HashMap<usize, Accepting> = HashMap::new();
         let mut connections = JoinSet::new();
         let mut policy_of = None;
@@ -454,7 +525,7 @@ fn accept_loop(
                         }
                     }
                 };
-                let ticket = match gate.admit(peer.ip()) {
+                let ticket = match gate.admit(peer) {
                     Ok(ticket) => ticket,
                     Err(told) => {
                         if let Some(why) = told {
@@ -511,11 +582,13 @@ mod tests {
             full: Bytes::from_static(b"full"),
             crowded: Bytes::from_static(b"crowded"),
         };
-        Gate::new(policy, refusals, Arc::default())
+        let config = crate::config::Config::default();
+        let window = crate::observe::Observatory::new(Arc::default(), &config).window("chat");
+        Gate::new(policy, refusals, window)
     }
 
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
+    fn ip(text: &str) -> SocketAddr {
+        SocketAddr::new(text.parse().unwrap(), 5000)
     }
 
     #[test]

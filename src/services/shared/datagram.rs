@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info};
 
 use crate::limit::RateLimiter;
-use crate::net::{LocalNets, allowed, bad_source};
+use crate::net::{BadSource, LocalNets, allowed, bad_source};
+use crate::observe::{Event, Shown, Window};
 use crate::services::first_failure;
 use crate::stats::{Refusal, ServiceStats};
 
@@ -35,37 +36,88 @@ pub struct Judge {
     limiter: RateLimiter,
     nets: LocalNets,
     reach: Reach,
-    /// Where refusals are counted.
+    /// Where refusals are counted and shown.
     stats: Arc<ServiceStats>,
+    window: Arc<Window>,
 }
 
 impl Judge {
-    pub fn new(allow: &[IpNet], rate_limit: u32, reach: Reach, stats: Arc<ServiceStats>) -> Self {
+    pub fn new(allow: &[IpNet], rate_limit: u32, reach: Reach, window: Arc<Window>) -> Self {
         Self {
             allow: allow.to_vec(),
             limiter: RateLimiter::new(rate_limit),
             nets: LocalNets::new(),
             reach,
-            stats,
+            stats: window.stats.clone(),
+            window,
         }
     }
 
-    /// `check`, with a refusal counted and logged.
-    pub fn allows(&mut self, peer: SocketAddr, request: usize, reply: usize, now: Instant) -> bool {
-        match self.check(peer, request, reply, now) {
+    /// `check` of the datagram `request`, with a refusal counted, logged
+    /// and shown.
+    pub fn allows(&mut self, peer: SocketAddr, request: &[u8], reply: usize, now: Instant) -> bool {
+        match self.check(peer, request.len(), reply, now) {
             Ok(()) => true,
             Err(why) => {
-                self.refuse(peer, why);
+                self.refuse(peer, why, request);
                 false
             }
         }
     }
 
-    /// Counts and logs a refusal of the caller's own.
-    pub fn refuse(&self, peer: SocketAddr, why: Refusal) {
+    /// Counts, logs and shows a refusal of the datagram `request`.
+    pub fn refuse(&self, peer: SocketAddr, why: Refusal, request: &[u8]) {
         self.stats.refuse(why);
         if crate::logging::peer_line(peer.ip()) {
             info!(%peer, reason = why.name(), "refused");
+        }
+        if self.window.shows_refusal() {
+            self.window.record(Event {
+                peer: Some(peer),
+                kind: "refused",
+                input: Some(Shown::new(request)),
+                reason: Some(self.words(peer, why)),
+                ..Event::default()
+            });
+        }
+    }
+
+    /// Shows an answered datagram while a page is open.
+    pub fn answered(&self, peer: SocketAddr, request: &[u8], reply: &[u8]) {
+        if self.window.watched() {
+            self.window.record(Event {
+                peer: Some(peer),
+                kind: "datagram",
+                input: Some(Shown::new(request)),
+                output: Some(Shown::new(reply)),
+                ..Event::default()
+            });
+        }
+    }
+
+    /// Why `peer` got no answer, in words a student can act on.
+    fn words(&self, peer: SocketAddr, why: Refusal) -> String {
+        let ip = peer.ip().to_canonical();
+        match why {
+            Refusal::NotAllowed => format!("{ip} is not in this service's allow list"),
+            Refusal::BadSource => match bad_source(peer, &[]) {
+                Some(BadSource::Port(port)) => format!(
+                    "source port {port} is below 1024 (or NFS's 2049): pinetd never answers it, as inetd doesn't"
+                ),
+                Some(BadSource::Address) => format!(
+                    "{ip} is a broadcast, multicast or unspecified address: never a real sender"
+                ),
+                None if self.reach == Reach::OnLink => {
+                    format!("{ip} is not on a network of this host: only neighbours are answered")
+                }
+                None => format!("{ip} is a broadcast address of this host's networks"),
+            },
+            Refusal::Amplification => format!(
+                "the reply would be larger than the datagram: only loopback gets that, not {ip}"
+            ),
+            Refusal::RateLimited => format!("{ip} sent more than rate_limit datagrams a second"),
+            Refusal::OverLimit => "too many answers waiting to be sent".to_owned(),
+            other => other.name().to_owned(),
         }
     }
 
@@ -137,6 +189,11 @@ pub(crate) fn transient(error: &io::Error) -> bool {
 mod tests {
     use super::*;
 
+    fn window() -> Arc<Window> {
+        let config = crate::config::Config::default();
+        crate::observe::Observatory::new(Arc::default(), &config).window("udp_echo")
+    }
+
     fn peer(text: &str) -> SocketAddr {
         text.parse().unwrap()
     }
@@ -146,7 +203,7 @@ mod tests {
             "127.0.0.0/8".parse().unwrap(),
             "192.0.2.0/24".parse().unwrap(),
         ];
-        Judge::new(&allow, rate_limit, reach, Arc::default())
+        Judge::new(&allow, rate_limit, reach, window())
     }
 
     #[test]
@@ -177,7 +234,7 @@ mod tests {
     #[test]
     fn on_link_answers_loopback_but_not_a_far_sender() {
         let now = Instant::now();
-        let mut j = Judge::new(&[], 0, Reach::OnLink, Arc::default());
+        let mut j = Judge::new(&[], 0, Reach::OnLink, window());
         // TEST-NET-3 is on no interface of a test machine (the same
         // assumption as net's loopback_is_on_link).
         assert_eq!(

@@ -1,0 +1,619 @@
+//! The window onto the running services: what each one publishes about
+//! itself for the web page (and its API) to read, so that the page imports
+//! no service and reaches into none. The daemon makes one [`Observatory`];
+//! each service gets its own [`Window`] at bind, beside its counters, and
+//! writes to it: its open connections ([`Visit`], dropped when one closes,
+//! with the reason), its recent activity, the chat's room, the announcements
+//! heard, and a [`Door`] through which the web's chat box joins the room.
+//!
+//! Everything kept is bounded by `[web]`'s sizes (rings: the oldest goes).
+//! What a service records for every message it serves (an answered JSON
+//! value, an echoed datagram) it records only while a page is open
+//! ([`Window::watched`], one atomic load); rare things (errors, refusals,
+//! connections, the room's lines, which the page shows from before it
+//! opened) it keeps always.
+
+pub mod shown;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+use crate::config::Config;
+use crate::stats::{ServiceStats, Stats};
+pub use shown::Shown;
+
+/// Refusals shown a second per service, at most.
+const REFUSALS_SHOWN: u64 = 50;
+
+/// The most announcers remembered as heard.
+const HEARD_MAX: usize = 256;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How much every window keeps: `[web]`'s sizes.
+#[derive(Debug)]
+pub struct Sizes {
+    /// Lines of the chat room.
+    pub history: AtomicUsize,
+    /// Events of each service's activity.
+    pub activity: AtomicUsize,
+    /// Recently closed connections of each service.
+    pub closed: AtomicUsize,
+}
+
+/// What every window shares: the sizes and whether a page is open.
+#[derive(Debug)]
+struct Shared {
+    sizes: Sizes,
+    /// Pages (live streams) open now.
+    watchers: AtomicUsize,
+}
+
+/// Every service's window, the config as loaded, and where each listens.
+pub struct Observatory {
+    shared: Arc<Shared>,
+    stats: Arc<Stats>,
+    windows: Mutex<BTreeMap<&'static str, Arc<Window>>>,
+    config: Mutex<Arc<Config>>,
+    addrs: Mutex<BTreeMap<&'static str, Vec<SocketAddr>>>,
+    started: SystemTime,
+}
+
+impl Observatory {
+    pub fn new(stats: Arc<Stats>, config: &Config) -> Self {
+        let web = &config.web;
+        Self {
+            shared: Arc::new(Shared {
+                sizes: Sizes {
+                    history: AtomicUsize::new(web.history as usize),
+                    activity: AtomicUsize::new(web.activity as usize),
+                    closed: AtomicUsize::new(web.closed as usize),
+                },
+                watchers: AtomicUsize::new(0),
+            }),
+            stats,
+            windows: Mutex::default(),
+            config: Mutex::new(Arc::new(config.clone())),
+            addrs: Mutex::default(),
+            started: SystemTime::now(),
+        }
+    }
+
+    /// The window of the service named `name`, made on first use: a
+    /// restarted service goes on showing what it showed.
+    pub fn window(&self, name: &'static str) -> Arc<Window> {
+        lock(&self.windows)
+            .entry(name)
+            .or_insert_with(|| {
+                Arc::new(Window {
+                    name,
+                    stats: self.stats.service(name),
+                    shared: self.shared.clone(),
+                    changes: AtomicU64::new(0),
+                    conns: Mutex::default(),
+                    activity: Mutex::default(),
+                    room: Mutex::default(),
+                    room_lines: AtomicU64::new(0),
+                    heard: Mutex::default(),
+                    door: Mutex::default(),
+                    bridge: Mutex::default(),
+                    refusal_budget: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
+    /// The config the daemon runs now (set at start and by every reload).
+    pub fn config(&self) -> Arc<Config> {
+        lock(&self.config).clone()
+    }
+
+    pub fn set_config(&self, config: &Config) {
+        let web = &config.web;
+        let sizes = &self.shared.sizes;
+        sizes.history.store(web.history as usize, Relaxed);
+        sizes.activity.store(web.activity as usize, Relaxed);
+        sizes.closed.store(web.closed as usize, Relaxed);
+        *lock(&self.config) = Arc::new(config.clone());
+    }
+
+    /// Where `service` listens now; [] when it does not run.
+    pub fn addrs(&self, service: &str) -> Vec<SocketAddr> {
+        lock(&self.addrs).get(service).cloned().unwrap_or_default()
+    }
+
+    pub fn set_addrs(&self, service: &'static str, addrs: &[SocketAddr]) {
+        lock(&self.addrs).insert(service, addrs.to_vec());
+    }
+
+    /// A page opened: the services record everything until it closes.
+    pub fn watch(&self) -> Watching {
+        self.shared.watchers.fetch_add(1, Relaxed);
+        Watching(self.shared.clone())
+    }
+
+    /// A number that changes whenever some window does: a page's stream
+    /// sends an update only when it has moved.
+    pub fn changes(&self) -> u64 {
+        let windows = lock(&self.windows);
+        let changes: u64 = windows.values().map(|w| w.changes.load(Relaxed)).sum();
+        let stats: u64 = windows
+            .values()
+            .map(|w| w.stats.messages.load(Relaxed) + w.stats.refused_total())
+            .sum();
+        changes.wrapping_add(stats)
+    }
+}
+
+/// An open page; dropped when it closes.
+pub struct Watching(Arc<Shared>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Lets a client in from elsewhere than the service's listeners (the web's
+/// chat box), through the same gate as the others.
+pub trait Door: Send + Sync {
+    /// Serves `stream` as a client from `peer`, or says what a refused
+    /// peer is told (and the stream is closed).
+    fn enter(&self, stream: TcpStream, peer: SocketAddr) -> Result<(), Bytes>;
+}
+
+/// One service's window.
+pub struct Window {
+    pub name: &'static str,
+    pub stats: Arc<ServiceStats>,
+    shared: Arc<Shared>,
+    changes: AtomicU64,
+    conns: Mutex<Conns>,
+    activity: Mutex<Ring<Activity>>,
+    room: Mutex<Ring<RoomLine>>,
+    /// Lines the room has said, ever (how far behind a member is).
+    room_lines: AtomicU64,
+    heard: Mutex<BTreeMap<SocketAddr, Heard>>,
+    door: Mutex<Option<Arc<dyn Door>>>,
+    bridge: Mutex<Option<serde_json::Value>>,
+    /// The second now (high bits) and the refusals shown in it.
+    refusal_budget: AtomicU64,
+}
+
+/// A bounded queue: the newest `max`, each numbered.
+struct Ring<T> {
+    items: VecDeque<T>,
+    next: u64,
+}
+
+impl<T> Default for Ring<T> {
+    fn default() -> Self {
+        Self {
+            items: VecDeque::new(),
+            next: 1,
+        }
+    }
+}
+
+impl<T> Ring<T> {
+    /// Adds `make(seq)`, keeping at most `max`.
+    fn push(&mut self, max: usize, make: impl FnOnce(u64) -> T) {
+        while self.items.len() >= max.max(1) {
+            self.items.pop_front();
+        }
+        if max > 0 {
+            self.items.push_back(make(self.next));
+        }
+        self.next += 1;
+    }
+
+    /// The newest `limit`, oldest first.
+    fn last(&self, limit: usize) -> impl Iterator<Item = &T> {
+        self.items
+            .iter()
+            .skip(self.items.len().saturating_sub(limit))
+    }
+}
+
+#[derive(Default)]
+struct Conns {
+    open: BTreeMap<u64, Arc<Seen>>,
+    closed: VecDeque<Closed>,
+    next_id: u64,
+}
+
+/// One open connection, as its service keeps it up to date.
+#[derive(Debug)]
+pub struct Seen {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub since: SystemTime,
+    name: Mutex<Option<String>>,
+    /// Lines said (chat) or values answered (JSON echo).
+    pub said: AtomicU64,
+    /// Chat lines it skipped for falling behind.
+    pub skipped: AtomicU64,
+    /// The number of the room's next line it is to get.
+    pub heard: AtomicU64,
+    /// JSON errors.
+    pub errors: AtomicU64,
+}
+
+/// A connection as a page sees it: open (`closed_at` None) or closed.
+#[derive(Debug, Clone)]
+pub struct ConnView {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub name: Option<String>,
+    pub since: SystemTime,
+    pub said: u64,
+    pub skipped: u64,
+    pub behind: u64,
+    pub errors: u64,
+    pub closed_at: Option<SystemTime>,
+    pub reason: Option<&'static str>,
+}
+
+struct Closed {
+    view: ConnView,
+}
+
+/// An open connection in its service's window; when it is dropped, the
+/// connection moves to the recently closed, with the reason set last.
+pub struct Visit {
+    seen: Arc<Seen>,
+    window: Arc<Window>,
+    reason: &'static str,
+}
+
+impl Visit {
+    pub fn seen(&self) -> &Seen {
+        &self.seen
+    }
+
+    pub fn set_name(&self, name: &str) {
+        *lock(&self.seen.name) = Some(name.to_owned());
+        self.window.changed();
+    }
+
+    /// A page is open: record everything.
+    pub fn watched(&self) -> bool {
+        self.window.watched()
+    }
+
+    /// Keeps `event` in its service's activity.
+    pub fn record(&self, event: Event) {
+        self.window.record(event);
+    }
+
+    /// Why it closed, for the page.
+    pub fn end(&mut self, reason: &'static str) {
+        self.reason = reason;
+    }
+}
+
+impl Drop for Visit {
+    fn drop(&mut self) {
+        let window = &self.window;
+        let mut view = window.view(&self.seen);
+        view.closed_at = Some(SystemTime::now());
+        view.reason = Some(self.reason);
+        let max = window.shared.sizes.closed.load(Relaxed);
+        let mut conns = lock(&window.conns);
+        conns.open.remove(&self.seen.id);
+        while conns.closed.len() >= max.max(1) {
+            conns.closed.pop_back();
+        }
+        if max > 0 {
+            conns.closed.push_front(Closed { view });
+        }
+        drop(conns);
+        window.changed();
+    }
+}
+
+/// What a service did, for the page: an exchange, an error, a refusal.
+#[derive(Debug, Clone, Serialize)]
+pub struct Activity {
+    pub seq: u64,
+    #[serde(skip)]
+    pub at: SystemTime,
+    pub peer: Option<SocketAddr>,
+    pub kind: &'static str,
+    pub input: Option<Shown>,
+    pub output: Option<Shown>,
+    pub reason: Option<String>,
+    pub error: Option<ErrorAt>,
+}
+
+/// Where a JSON value went wrong, as the client counts (1-based).
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorAt {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// What a service records: [`Window::record`] numbers and times it.
+#[derive(Debug, Default)]
+pub struct Event {
+    pub peer: Option<SocketAddr>,
+    pub kind: &'static str,
+    pub input: Option<Shown>,
+    pub output: Option<Shown>,
+    pub reason: Option<String>,
+    pub error: Option<ErrorAt>,
+}
+
+/// One item the chat room said (one or more lines, as its clients got them).
+#[derive(Debug, Clone)]
+pub struct RoomLine {
+    pub seq: u64,
+    pub at: SystemTime,
+    /// The hub's own words (notices, other hubs) rather than a client's.
+    pub notice: bool,
+    pub lines: Bytes,
+}
+
+/// An announcer heard.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    pub from: SocketAddr,
+    pub text: Bytes,
+    pub first_seen: SystemTime,
+    pub last_seen: SystemTime,
+    pub count: u64,
+}
+
+impl Window {
+    /// A page is open: record everything.
+    pub fn watched(&self) -> bool {
+        self.shared.watchers.load(Relaxed) > 0
+    }
+
+    /// Whether a refusal may be shown now: at most [`REFUSALS_SHOWN`] a
+    /// second, so a flood of refused datagrams costs no more than a few.
+    pub fn shows_refusal(&self) -> bool {
+        let second = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let budget = self.refusal_budget.load(Relaxed);
+        if budget >> 16 != second {
+            self.refusal_budget.store(second << 16 | 1, Relaxed);
+            return true;
+        }
+        if budget & 0xffff >= REFUSALS_SHOWN {
+            return false;
+        }
+        self.refusal_budget.fetch_add(1, Relaxed);
+        true
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Relaxed);
+    }
+
+    /// A connection from `addr` opened; `id` is the service's own number
+    /// for it, if it has one (the chat's, which its room lines carry).
+    pub fn arrived(self: &Arc<Self>, addr: SocketAddr, id: Option<u64>) -> Visit {
+        let mut conns = lock(&self.conns);
+        conns.next_id += 1;
+        let seen = Arc::new(Seen {
+            id: id.unwrap_or(conns.next_id),
+            addr,
+            since: SystemTime::now(),
+            name: Mutex::new(None),
+            said: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            heard: AtomicU64::new(self.room_lines.load(Relaxed)),
+            errors: AtomicU64::new(0),
+        });
+        conns.open.insert(seen.id, seen.clone());
+        drop(conns);
+        self.changed();
+        Visit {
+            seen,
+            window: self.clone(),
+            reason: "closed",
+        }
+    }
+
+    fn view(&self, seen: &Seen) -> ConnView {
+        let room = self.room_lines.load(Relaxed);
+        ConnView {
+            id: seen.id,
+            addr: seen.addr,
+            name: lock(&seen.name).clone(),
+            since: seen.since,
+            said: seen.said.load(Relaxed),
+            skipped: seen.skipped.load(Relaxed),
+            behind: room.saturating_sub(seen.heard.load(Relaxed)),
+            errors: seen.errors.load(Relaxed),
+            closed_at: None,
+            reason: None,
+        }
+    }
+
+    /// The open connections, in the order of their ids, and how many.
+    pub fn open(&self) -> Vec<ConnView> {
+        let seen: Vec<Arc<Seen>> = lock(&self.conns).open.values().cloned().collect();
+        seen.iter().map(|s| self.view(s)).collect()
+    }
+
+    /// How many are open, without looking at each.
+    pub fn open_count(&self) -> usize {
+        lock(&self.conns).open.len()
+    }
+
+    /// The recently closed, newest first.
+    pub fn closed(&self) -> Vec<ConnView> {
+        lock(&self.conns)
+            .closed
+            .iter()
+            .map(|c| c.view.clone())
+            .collect()
+    }
+
+    /// Keeps `event` in the activity ring.
+    pub fn record(&self, event: Event) {
+        let max = self.shared.sizes.activity.load(Relaxed);
+        lock(&self.activity).push(max, |seq| Activity {
+            seq,
+            at: SystemTime::now(),
+            peer: event.peer,
+            kind: event.kind,
+            input: event.input,
+            output: event.output,
+            reason: event.reason,
+            error: event.error,
+        });
+        self.changed();
+    }
+
+    /// The newest `limit` events, oldest first.
+    pub fn activity(&self, limit: usize) -> Vec<Activity> {
+        lock(&self.activity).last(limit).cloned().collect()
+    }
+
+    /// The room said `lines` (`count` of them), the hub's own if `notice`.
+    pub fn said(&self, lines: &Bytes, count: u64, notice: bool) {
+        let max = self.shared.sizes.history.load(Relaxed);
+        self.room_lines.fetch_add(count, Relaxed);
+        lock(&self.room).push(max, |seq| RoomLine {
+            seq,
+            at: SystemTime::now(),
+            notice,
+            lines: lines.clone(),
+        });
+        self.changed();
+    }
+
+    /// Lines the room has said, ever.
+    pub fn room_lines(&self) -> u64 {
+        self.room_lines.load(Relaxed)
+    }
+
+    /// The newest `limit` items of the room, oldest first.
+    pub fn room(&self, limit: usize) -> Vec<RoomLine> {
+        lock(&self.room).last(limit).cloned().collect()
+    }
+
+    /// An announcement from `from` was heard.
+    pub fn heard(&self, from: SocketAddr, text: &[u8]) {
+        let now = SystemTime::now();
+        let mut heard = lock(&self.heard);
+        if let Some(known) = heard.get_mut(&from) {
+            known.last_seen = now;
+            known.count += 1;
+            if known.text != text {
+                known.text = Bytes::copy_from_slice(text);
+            }
+        } else {
+            if heard.len() >= HEARD_MAX {
+                let oldest = heard.values().min_by_key(|h| h.last_seen).map(|h| h.from);
+                if let Some(oldest) = oldest {
+                    heard.remove(&oldest);
+                }
+            }
+            heard.insert(
+                from,
+                Heard {
+                    from,
+                    text: Bytes::copy_from_slice(text),
+                    first_seen: now,
+                    last_seen: now,
+                    count: 1,
+                },
+            );
+        }
+        drop(heard);
+        self.changed();
+    }
+
+    /// Every announcer heard, by address.
+    pub fn heard_all(&self) -> Vec<Heard> {
+        lock(&self.heard).values().cloned().collect()
+    }
+
+    pub fn set_door(&self, door: Arc<dyn Door>) {
+        *lock(&self.door) = Some(door);
+    }
+
+    pub fn door(&self) -> Option<Arc<dyn Door>> {
+        lock(&self.door).clone()
+    }
+
+    /// What the service says of its links elsewhere (the chat's bridge).
+    pub fn set_bridge(&self, bridge: Option<serde_json::Value>) {
+        *lock(&self.bridge) = bridge;
+        self.changed();
+    }
+
+    pub fn bridge(&self) -> Option<serde_json::Value> {
+        lock(&self.bridge).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(history: u32, closed: u32) -> Arc<Window> {
+        let mut config = Config::default();
+        config.web.history = history;
+        config.web.closed = closed;
+        Observatory::new(Arc::default(), &config).window("chat")
+    }
+
+    #[test]
+    fn a_visit_moves_to_the_closed_with_its_reason_and_the_closed_are_bounded() {
+        let window = window(10, 2);
+        let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        for reason in ["said bye", "reset", "write timeout"] {
+            let mut visit = window.arrived(addr, None);
+            visit.set_name("kim");
+            visit.seen().said.fetch_add(2, Relaxed);
+            assert_eq!(window.open_count(), 1);
+            visit.end(reason);
+        }
+        assert_eq!(window.open_count(), 0);
+        let closed = window.closed();
+        let reasons: Vec<_> = closed.iter().map(|c| c.reason).collect();
+        assert_eq!(reasons, [Some("write timeout"), Some("reset")]);
+        assert_eq!(closed[0].name.as_deref(), Some("kim"));
+        assert_eq!(closed[0].said, 2);
+    }
+
+    #[test]
+    fn the_room_keeps_its_last_lines_and_a_member_knows_how_far_behind_it_is() {
+        let window = window(2, 10);
+        let visit = window.arrived("127.0.0.1:1".parse().unwrap(), Some(7));
+        for line in ["a\n", "b\nc\n", "d\n"] {
+            window.said(&Bytes::from(line), line.matches('\n').count() as u64, false);
+        }
+        let room: Vec<_> = window.room(10).iter().map(|l| l.lines.clone()).collect();
+        assert_eq!(room, [Bytes::from("b\nc\n"), Bytes::from("d\n")]);
+        assert_eq!(window.room(10)[1].seq, 3);
+        visit.seen().heard.store(2, Relaxed);
+        let open = window.open();
+        assert_eq!((open[0].id, open[0].behind), (7, 2));
+    }
+}

@@ -1,0 +1,173 @@
+//! The page's chat box: a WebSocket that joins the chat room as a member
+//! like any other. The web service opens a loopback TCP connection for it
+//! and hands one end to the chat through the door it publishes, under the
+//! browser's own address: the chat's `allow`, `max_clients`,
+//! `max_per_source`, `rate_limit`, `max_line_bytes` and name rules apply
+//! exactly as to a TCP client. Each text frame is one line; what the room
+//! sends comes back as text frames of whole lines.
+
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::State as Extract;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::Peer;
+use super::api::State;
+use crate::observe::Door;
+
+/// The largest frame or message a browser may send: more than any chat line.
+const MAX_FRAME: usize = 64 * 1024;
+/// What the room sends is forwarded in reads of at most this much.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// `GET /api/v1/chat`: upgrades to the chat box's WebSocket, from a page
+/// of this server only.
+pub async fn join(
+    Extract(state): Extract<State>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Err(why) = same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, why).into_response();
+    }
+    let Some(door) = state.observatory.window("chat").door() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the chat is not running\n").into_response();
+    };
+    let shutdown = state.shutdown.clone();
+    upgrade
+        .max_frame_size(MAX_FRAME)
+        .max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| async move {
+            // Counted as the page's connection for as long as it lives.
+            let _hold = peer.hold;
+            if let Err(e) = chat(socket, door, peer.addr, shutdown).await {
+                debug!(error = %e, "chat box");
+            }
+        })
+}
+
+/// A browser sends `Origin`; it must be this server (`Host`). A script
+/// that sends none is not a browser another site could lead.
+fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin = origin.to_str().ok();
+    let authority = origin.and_then(|o| {
+        o.strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+    });
+    match (authority, host) {
+        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err("the chat box takes pages of this server only (Origin)\n"),
+    }
+}
+
+/// A connected pair of loopback TCP sockets.
+async fn pair() -> std::io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    let (ours, theirs) = tokio::try_join!(TcpStream::connect(addr), async {
+        Ok(listener.accept().await?.0)
+    })?;
+    Ok((ours, theirs))
+}
+
+/// Relays between the browser and the room until either ends.
+async fn chat(
+    mut socket: WebSocket,
+    door: std::sync::Arc<dyn Door>,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let (mut ours, theirs) = pair().await?;
+    let _ = ours.set_nodelay(true);
+    if let Err(told) = door.enter(theirs, peer) {
+        let told = if told.is_empty() {
+            "*** your address is not in the chat's allow list\n".to_owned()
+        } else {
+            String::from_utf8_lossy(&told).into_owned()
+        };
+        let _ = socket.send(Message::Text(told.into())).await;
+        let _ = socket.send(Message::Close(None)).await;
+        return Ok(());
+    }
+    let mut heard = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                // The room says goodbye on shutdown; pass it on.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), relay_rest(&mut ours, &mut socket, &mut heard)).await;
+                break;
+            }
+            message = socket.recv() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    let line = text.as_str().trim_end_matches(['\r', '\n']);
+                    ours.write_all(format!("{line}\n").as_bytes()).await?;
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let close = CloseFrame { code: 1003, reason: Utf8Bytes::from_static("text frames only") };
+                    let _ = socket.send(Message::Close(Some(close))).await;
+                    break;
+                }
+                Some(Ok(_)) => {}
+                // The page went away: the room hears it leave.
+                Some(Err(_)) | None => break,
+            },
+            read = ours.read_buf(&mut heard) => {
+                if read? == 0 {
+                    send_lines(&mut socket, &mut heard, true).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+                if !send_lines(&mut socket, &mut heard, false).await {
+                    break;
+                }
+                heard.reserve(READ_CHUNK);
+            }
+        }
+    }
+    let _ = ours.shutdown().await;
+    Ok(())
+}
+
+/// Reads what the room still sends until it closes, and passes it on.
+async fn relay_rest(ours: &mut TcpStream, socket: &mut WebSocket, heard: &mut BytesMut) {
+    while let Ok(n) = ours.read_buf(heard).await {
+        if n == 0 {
+            break;
+        }
+        send_lines(socket, heard, false).await;
+    }
+    send_lines(socket, heard, true).await;
+}
+
+/// Sends the whole lines of `heard` as one text frame (all of it when
+/// `all`, or when a line is longer than a frame): a frame never splits a
+/// character. False if the browser is gone.
+async fn send_lines(socket: &mut WebSocket, heard: &mut BytesMut, all: bool) -> bool {
+    let end = if all || heard.len() >= READ_CHUNK * 2 {
+        heard.len()
+    } else {
+        match memchr::memrchr(b'\n', heard) {
+            Some(at) => at + 1,
+            None => return true,
+        }
+    };
+    if end == 0 {
+        return true;
+    }
+    let lines = heard.split_to(end);
+    let text = String::from_utf8_lossy(&lines).into_owned();
+    socket.send(Message::Text(text.into())).await.is_ok()
+}
