@@ -314,6 +314,12 @@ pub struct WebConfig {
     pub max_clients: u32,
     /// Connections at once from one address (IPv6: one /64); 0 means no limit.
     pub max_per_source: u32,
+    /// A peer that has not sent its request's headers this long is closed.
+    #[serde(
+        deserialize_with = "de::nonzero_duration",
+        serialize_with = "de::write_duration"
+    )]
+    pub header_timeout: Duration,
     /// Lines of the chat room the page keeps.
     #[serde(deserialize_with = "de::kept")]
     pub history: u32,
@@ -333,6 +339,7 @@ impl Default for WebConfig {
             allow: Vec::new(),
             max_clients: 200,
             max_per_source: 32,
+            header_timeout: Duration::from_secs(10),
             history: 200,
             activity: 100,
             closed: 100,

@@ -48,8 +48,6 @@ use crate::stats::Counts;
 
 const NAME: &str = WebConfig::NAME;
 
-/// A peer must send its request's headers within this long.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes of a request's headers.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// The most bytes of a request's body (the API takes none yet).
@@ -214,59 +212,80 @@ pub(crate) struct Peer {
 impl Web {
     /// Takes connections until `shutdown`, each served by hyper.
     async fn serve(&self, router: Router, shutdown: &CancellationToken) -> std::io::Result<()> {
-        let handle = |_: &Arc<WebConfig>, stream: TcpStream, addr: SocketAddr| {
+        let handle = |config: &Arc<WebConfig>, stream: TcpStream, addr: SocketAddr| {
             let router = router.clone();
             let (shutdown, window) = (shutdown.clone(), self.window.clone());
-            async move { serve_connection(router, stream, addr, window, shutdown).await }
+            let header_timeout = config.header_timeout;
+            async move {
+                let connection = Connection {
+                    addr,
+                    window,
+                    header_timeout,
+                };
+                connection.serve(router, stream, shutdown).await
+            }
         };
         self.listeners.serve(&self.gate, shutdown, handle).await
     }
 }
 
-/// Serves one HTTP connection (and whatever it upgraded to); why it ended.
-async fn serve_connection(
-    router: Router,
-    stream: TcpStream,
+/// One HTTP connection.
+struct Connection {
     addr: SocketAddr,
     window: Arc<Window>,
-    shutdown: CancellationToken,
-) -> &'static str {
-    let (hold, mut held) = mpsc::channel::<()>(1);
-    let router = router.layer(axum::Extension(Peer { addr, hold }));
-    let counted = tower::ServiceBuilder::new()
-        .map_request(move |request: hyper::Request<hyper::body::Incoming>| {
-            window.stats.message();
-            request
-        })
-        .service(router);
-    let service = TowerToHyperService::new(counted);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES);
-    let mut connection = Box::pin(
+    header_timeout: Duration,
+}
+
+impl Connection {
+    /// Serves it (and whatever it upgraded to); why it ended.
+    async fn serve(
+        self,
+        router: Router,
+        stream: TcpStream,
+        shutdown: CancellationToken,
+    ) -> &'static str {
+        let Connection {
+            addr,
+            window,
+            header_timeout,
+        } = self;
+        let (hold, mut held) = mpsc::channel::<()>(1);
+        let router = router.layer(axum::Extension(Peer { addr, hold }));
+        let counted = tower::ServiceBuilder::new()
+            .map_request(move |request: hyper::Request<hyper::body::Incoming>| {
+                window.stats.message();
+                request
+            })
+            .service(router);
+        let service = TowerToHyperService::new(counted);
+        let mut builder = hyper::server::conn::http1::Builder::new();
         builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades(),
-    );
-    let reason = tokio::select! {
-        served = connection.as_mut() => match served {
-            Ok(()) => "closed",
-            Err(e) if e.is_timeout() => "header timeout",
-            Err(e) => {
-                debug!(error = %e, "http");
-                "bad request"
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(MAX_HEADER_BYTES);
+        let mut connection = Box::pin(
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades(),
+        );
+        let reason = tokio::select! {
+            served = connection.as_mut() => match served {
+                Ok(()) => "closed",
+                Err(e) if e.is_timeout() => "header timeout",
+                Err(e) => {
+                    debug!(error = %e, "http");
+                    "bad request"
+                }
+            },
+            _ = shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(DRAIN, connection.as_mut()).await;
+                "server shutting down"
             }
-        },
-        _ = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(DRAIN, connection.as_mut()).await;
-            "server shutting down"
-        }
-    };
-    // A WebSocket it upgraded to keeps the connection counted until it ends.
-    drop(connection);
-    let _ = held.recv().await;
-    reason
+        };
+        // A WebSocket it upgraded to keeps the connection counted until it ends.
+        drop(connection);
+        let _ = held.recv().await;
+        reason
+    }
 }
