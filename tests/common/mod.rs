@@ -4,6 +4,7 @@
 //! timeout here only guards against a hang, so a busy machine is slow, not red.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod chat;
 pub mod netns;
 pub mod peer;
