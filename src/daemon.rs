@@ -56,10 +56,12 @@ impl Daemon {
                 ready.push((entry.name, bound));
             }
         }
+        let mut supervisor = Supervisor::new();
+        supervisor.report_to(observatory.clone());
         let mut daemon = Daemon {
             config,
             sockets,
-            supervisor: Supervisor::new(),
+            supervisor,
             bound: HashMap::new(),
             stats,
             info,

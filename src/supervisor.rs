@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::observe::Observatory;
 use crate::services::Service;
 
 /// The first restart waits this long; each further one twice as long.
@@ -34,6 +35,8 @@ pub struct Supervisor {
     root: CancellationToken,
     tracker: TaskTracker,
     running: HashMap<&'static str, Running>,
+    /// Where a failing service is told (for `/healthz`).
+    observatory: Option<Arc<Observatory>>,
 }
 
 impl Default for Supervisor {
@@ -48,7 +51,13 @@ impl Supervisor {
             root: CancellationToken::new(),
             tracker: TaskTracker::new(),
             running: HashMap::new(),
+            observatory: None,
         }
+    }
+
+    /// Tells `observatory` which services are failing (waiting to restart).
+    pub fn report_to(&mut self, observatory: Arc<Observatory>) {
+        self.observatory = Some(observatory);
     }
 
     /// Starts `service` under supervision, replacing nothing: stop a running
@@ -58,9 +67,15 @@ impl Supervisor {
         let token = self.root.child_token();
         let starts = Arc::new(AtomicU32::new(0));
         let span = info_span!("service", service = %name);
-        let task = self
-            .tracker
-            .spawn(supervise(service, token.clone(), starts.clone()).instrument(span));
+        let task = self.tracker.spawn(
+            supervise(
+                service,
+                token.clone(),
+                starts.clone(),
+                self.observatory.clone(),
+            )
+            .instrument(span),
+        );
         self.running.insert(
             name,
             Running {
@@ -114,10 +129,22 @@ impl Supervisor {
 }
 
 /// Runs `service` until `token` is cancelled, restarting it when it fails.
-async fn supervise(service: Arc<dyn Service>, token: CancellationToken, starts: Arc<AtomicU32>) {
+async fn supervise(
+    service: Arc<dyn Service>,
+    token: CancellationToken,
+    starts: Arc<AtomicU32>,
+    observatory: Option<Arc<Observatory>>,
+) {
+    let name = service.name();
+    let failing = |why: Option<String>| {
+        if let Some(observatory) = &observatory {
+            observatory.set_failing(name, why);
+        }
+    };
     let mut backoff = FIRST_BACKOFF;
     loop {
         starts.fetch_add(1, Relaxed);
+        failing(None);
         let started = Instant::now();
         // Its own task, so a panic is caught; aborted with us if we are aborted.
         let run = AbortOnDropHandle::new(tokio::spawn(
@@ -129,20 +156,29 @@ async fn supervise(service: Arc<dyn Service>, token: CancellationToken, starts: 
                 warn!(error = %e, "failed while stopping");
             }
             info!("stopped");
+            failing(None);
             return;
         }
         if started.elapsed() >= HEALTHY_RUN {
             backoff = FIRST_BACKOFF;
         }
-        match outcome {
-            Ok(Ok(())) => error!(restart_in = ?backoff, "stopped unexpectedly; restarting"),
-            Ok(Err(e)) => error!(error = %e, restart_in = ?backoff, "failed; restarting"),
+        let why = match outcome {
+            Ok(Ok(())) => {
+                error!(restart_in = ?backoff, "stopped unexpectedly; restarting");
+                "stopped unexpectedly".to_owned()
+            }
+            Ok(Err(e)) => {
+                error!(error = %e, restart_in = ?backoff, "failed; restarting");
+                format!("failed: {e}")
+            }
             Err(e) if e.is_panic() => {
                 let panic = panic_message(e.into_panic());
                 error!(panic, restart_in = ?backoff, "panicked; restarting");
+                format!("panicked: {panic}")
             }
             Err(_) => return,
-        }
+        };
+        failing(Some(format!("{why}; restarting in {backoff:?}")));
         tokio::select! {
             _ = token.cancelled() => return,
             _ = sleep(backoff) => {}

@@ -814,10 +814,10 @@ fn sighup_applies_chat_settings_without_dropping_anyone() {
     a.until("joined");
     std::fs::write(
         &path,
-        CHAT_ONLY.replace(
+        common::without_web(&CHAT_ONLY.replace(
             "[chat]\n",
             "[chat]\nrate_limit = 20\nprefix = \"{name}: \"\n",
-        ),
+        )),
     )
     .unwrap();
     daemon.signal("HUP");

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use common::{Proc, ask, config, start, temp_dir, udp_on, wait_until_async, write_config};
+use common::{
+    Proc, ask, config, start, temp_dir, udp_on, wait_until_async, without_web, write_config,
+};
 use pinetd::services::{Service, ServiceFuture};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -335,7 +337,11 @@ fn sighup_reloads_changed_tables_and_refuses_a_broken_file() {
     };
     assert_eq!(ask(b"one"), "one");
 
-    std::fs::write(&path, format!("{LOCAL}reply = \"reloaded\"\n")).unwrap();
+    std::fs::write(
+        &path,
+        without_web(&format!("{LOCAL}reply = \"reloaded\"\n")),
+    )
+    .unwrap();
     daemon.signal("HUP");
     let line = daemon.wait_for("reloaded");
     assert!(line.contains("changed=[\"udp_echo\"]"), "{line}");
@@ -344,14 +350,16 @@ fn sighup_reloads_changed_tables_and_refuses_a_broken_file() {
     // The daemon's own keys are named too.
     std::fs::write(
         &path,
-        format!("[daemon]\nlog = \"info,async_nats=warn\"\n{LOCAL}reply = \"reloaded\"\n"),
+        without_web(&format!(
+            "[daemon]\nlog = \"info,async_nats=warn\"\n{LOCAL}reply = \"reloaded\"\n"
+        )),
     )
     .unwrap();
     daemon.signal("HUP");
     let line = daemon.wait_for("reloaded");
     assert!(line.contains("keys=[\"daemon.log\"]"), "{line}");
 
-    std::fs::write(&path, format!("{LOCAL}reply = 42\n")).unwrap();
+    std::fs::write(&path, without_web(&format!("{LOCAL}reply = 42\n"))).unwrap();
     daemon.signal("HUP");
     let line = daemon.wait_for("reload refused");
     assert!(line.contains("udp_echo.reply"), "{line}");

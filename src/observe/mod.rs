@@ -66,6 +66,8 @@ pub struct Observatory {
     windows: Mutex<BTreeMap<&'static str, Arc<Window>>>,
     config: Mutex<Arc<Config>>,
     addrs: Mutex<BTreeMap<&'static str, Vec<SocketAddr>>>,
+    /// Services that failed and wait to be restarted, and why.
+    failing: Mutex<BTreeMap<&'static str, String>>,
     started: SystemTime,
 }
 
@@ -85,6 +87,7 @@ impl Observatory {
             windows: Mutex::default(),
             config: Mutex::new(Arc::new(config.clone())),
             addrs: Mutex::default(),
+            failing: Mutex::default(),
             started: SystemTime::now(),
         }
     }
@@ -142,6 +145,21 @@ impl Observatory {
 
     pub fn set_addrs(&self, service: &'static str, addrs: &[SocketAddr]) {
         lock(&self.addrs).insert(service, addrs.to_vec());
+    }
+
+    /// `service` failed and waits to be restarted (why), or runs again (None).
+    pub fn set_failing(&self, service: &'static str, why: Option<String>) {
+        let mut failing = lock(&self.failing);
+        match why {
+            Some(why) => failing.insert(service, why),
+            None => failing.remove(service),
+        };
+    }
+
+    /// Every service failing now, and why.
+    pub fn failing(&self) -> Vec<(&'static str, String)> {
+        let failing = lock(&self.failing);
+        failing.iter().map(|(n, w)| (*n, w.clone())).collect()
     }
 
     /// A page opened: the services record everything until it closes.

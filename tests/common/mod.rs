@@ -40,6 +40,8 @@ pub fn config(edit: impl FnOnce(&mut Config)) -> Config {
     config.json_echo.max_per_source = 0;
     config.announcer.enabled = false;
     config.discovery.enabled = false;
+    config.web.enabled = false;
+    config.web.listen = any.clone();
     edit(&mut config);
     config
 }
@@ -123,10 +125,22 @@ pub fn nothing_received(socket: &UdpSocket) -> bool {
     matches!(socket.try_recv_from(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
+/// Writes `text` as `pinetd.toml` in `dir`, through [`without_web`].
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("pinetd.toml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, without_web(text)).unwrap();
     path
+}
+
+/// `text`, with a first table that disables the web page if it has no
+/// `[web]` of its own: its default port (8080) would be shared by every
+/// test running at once.
+pub fn without_web(text: &str) -> String {
+    if text.contains("[web]") {
+        text.to_owned()
+    } else {
+        format!("[web]\nenabled = false\n\n{text}")
+    }
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {

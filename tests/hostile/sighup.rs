@@ -29,7 +29,7 @@ fn hup_config(n: usize) -> String {
 /// a file), then sends SIGHUP.
 fn edit_and_hup(daemon: &Proc, path: &Path, n: usize) {
     let next = path.with_extension("next");
-    std::fs::write(&next, hup_config(n)).unwrap();
+    std::fs::write(&next, crate::common::without_web(&hup_config(n))).unwrap();
     std::fs::rename(&next, path).unwrap();
     daemon.signal("HUP");
 }

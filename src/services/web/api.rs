@@ -201,6 +201,7 @@ pub async fn healthz(Extract(state): Extract<State>) -> Response {
                 .load(Relaxed)
         })
         .map(|table| format!("{} is not running", table.name()))
+        .chain((state.observatory.failing().into_iter()).map(|(name, why)| format!("{name} {why}")))
         .collect();
     if reasons.is_empty() {
         fresh(serde_json::json!({ "status": "ok" }))
