@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::live::Rates;
+use super::rates::Rates;
 use crate::config::{Config, Table};
 use crate::describe::SelfInfo;
 use crate::observe::{Activity, ConnView, Observatory, RoomLine, Shown};
@@ -497,7 +497,7 @@ pub struct HeardJson {
 }
 
 pub fn heard_view(state: &Class) -> Vec<HeardJson> {
-    let mut heard = state.observatory.window("discovery").heard_all();
+    let mut heard = state.observatory.window("web").heard_all();
     heard.sort_by_key(|h| std::cmp::Reverse(h.last_seen));
     heard
         .into_iter()

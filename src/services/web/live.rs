@@ -4,10 +4,8 @@
 //! that same snapshot (a busy room costs pages a few updates a second,
 //! never one per line). With no page open it samples the rates only.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State as Extract;
@@ -19,16 +17,12 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, interval};
 
 use super::api::{self, Class, State};
-use crate::observe::Observatory;
+use super::rates::SAMPLE_EVERY;
 
 /// At most this often a snapshot is made (when something changed).
 const SNAPSHOTS_EVERY: Duration = Duration::from_millis(250);
 /// ... and at least this often while a page is open (uptime, rates).
 const SNAPSHOT_AT_LEAST: Duration = Duration::from_secs(2);
-/// Rates are sampled this often ...
-const SAMPLE_EVERY: Duration = Duration::from_secs(2);
-/// ... and this many samples kept: five minutes.
-const SAMPLES: usize = 150;
 /// Connections of each kind a snapshot holds; the API pages the rest.
 const SNAPSHOT_CONNS: usize = 100;
 const SNAPSHOT_CLOSED: usize = 50;
@@ -36,40 +30,6 @@ const SNAPSHOT_CLOSED: usize = 50;
 const SNAPSHOT_EVENTS: usize = 50;
 /// A stream says it is alive this often.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// Messages a second of every service, over the last minutes.
-#[derive(Default)]
-pub struct Rates {
-    samples: Mutex<BTreeMap<&'static str, (u64, VecDeque<f64>)>>,
-}
-
-impl Rates {
-    /// The sampling interval and the rates of `service`, oldest first.
-    pub fn of(&self, service: &str) -> (Duration, Vec<f64>) {
-        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        let rates = samples
-            .get(service)
-            .map(|(_, r)| r.iter().copied().collect())
-            .unwrap_or_default();
-        (SAMPLE_EVERY, rates)
-    }
-
-    fn sample(&self, observatory: &Observatory, elapsed: Duration) {
-        let config = observatory.config();
-        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        for table in config.tables() {
-            let name = table.name();
-            let messages = observatory.stats().service(name).messages.load(Relaxed);
-            let (last, rates) = samples.entry(name).or_insert((messages, VecDeque::new()));
-            let rate = messages.saturating_sub(*last) as f64 / elapsed.as_secs_f64().max(0.001);
-            *last = messages;
-            if rates.len() >= SAMPLES {
-                rates.pop_front();
-            }
-            rates.push_back((rate * 10.0).round() / 10.0);
-        }
-    }
-}
 
 /// The task that samples and makes snapshots.
 pub struct Live {

@@ -12,12 +12,15 @@
 //!
 //! The parts: [`assets`] (the page, its language), [`api`] (what the JSON
 //! endpoints say), [`live`] (the snapshots pages stream, and the rates),
-//! [`chatbox`] (the WebSocket into the room).
+//! [`chatbox`] (the WebSocket into the room), [`heard`] (the Pis heard
+//! announcing).
 
 mod api;
 mod assets;
 mod chatbox;
+mod heard;
 mod live;
+mod rates;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -142,6 +145,18 @@ impl Service for Web {
                     tokio::select! {
                         _ = stop.cancelled() => {}
                         _ = run_live => {}
+                    }
+                    Ok(())
+                }
+                .in_current_span(),
+            );
+            let hear = heard::hear(self.observatory.clone(), self.window.clone());
+            let stop = shutdown.clone();
+            tasks.spawn(
+                async move {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = hear => {}
                     }
                     Ok(())
                 }
