@@ -132,14 +132,15 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-/// `text`, with a first table that disables the web page if it has no
-/// `[web]` of its own: its default port (8080) would be shared by every
-/// test running at once.
+/// The whole file `text`, with a last table that disables the web page
+/// if it has no `[web]` of its own: its default port (8080) would be
+/// shared by every test running at once. The lines of `text` keep their
+/// numbers.
 pub fn without_web(text: &str) -> String {
     if text.contains("[web]") {
         text.to_owned()
     } else {
-        format!("[web]\nenabled = false\n\n{text}")
+        format!("{text}\n[web]\nenabled = false\n")
     }
 }
 
