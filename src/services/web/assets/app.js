@@ -14,6 +14,7 @@ const LANG_KEY = 'pinetd.lang';
 const STALE_MS = 20000;                  // no message for this long: lost
 const BACKOFF_MS = [1000, 2000, 4000, 5000];
 const CHAT_LOG_MAX = 500;                // lines kept in #chat-log
+const LEAVE_MS = 1500;                   // how long the hub has to close after bye
 const RATE_POINTS = 150;                 // the most points a sparkline holds
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -187,13 +188,19 @@ function reasonText(reason) {
   return hasString(key) ? t(key) : text;
 }
 
-function emptyNote(key) {
-  return el('p', 'empty', t(key));
+/** The words for an empty list: `key`, or "… is not enabled" when the
+ *  list is empty because its service is off. */
+function emptyText(key, service) {
+  return view.off.has(service) ? t('service.off', { service: label('service.name.', service) }) : t(key);
 }
 
-function emptyRow(columns, key) {
+function emptyNote(key, service) {
+  return el('p', 'empty', emptyText(key, service));
+}
+
+function emptyRow(columns, key, service) {
   const row = el('tr', 'empty');
-  const cell = el('td', null, t(key));
+  const cell = el('td', null, emptyText(key, service));
   cell.colSpan = columns;
   row.append(cell);
   return row;
@@ -267,7 +274,7 @@ function tick() {
 
 // ---------------------------------------------------------------- rendering
 
-const view = { shown: null, latest: null, paused: false };
+const view = { shown: null, latest: null, paused: false, off: new Set() };
 const rendered = new Map();   // part name -> the JSON it was drawn from
 
 /** Draws a part of the page only if its data changed since last drawn. */
@@ -282,6 +289,7 @@ function render(snapshot) {
   view.shown = snapshot;
   const status = snapshot.status || {};
   const chatData = snapshot.chat || {};
+  noteDisabledServices(status.services || []);
   renderPart('header', { host: status.host, version: status.version, languages: status.languages }, drawHeader);
   renderPart('services', status.services || [], drawServices);
   renderPart('room', chatData.room || [], drawRoom);
@@ -292,6 +300,14 @@ function render(snapshot) {
   renderPart('udp', snapshot.udp_echo || {}, drawUdp);
   renderPart('discovery', snapshot.discovery || {}, drawDiscovery);
   tick();
+}
+
+/** Remembers which services are off (their lists are empty for that
+ *  reason); when that changes, every part is drawn anew. */
+function noteDisabledServices(services) {
+  const off = services.filter((s) => !s.enabled).map((s) => s.name);
+  if (off.join() !== [...view.off].join()) rendered.clear();
+  view.off = new Set(off);
 }
 
 // ---- header
@@ -428,7 +444,7 @@ function refusalList(refused) {
 function drawRoom(lines) {
   const box = $('room');
   followBottom(box, () => {
-    box.replaceChildren(...(lines.length ? lines.map(roomLine) : [emptyNote('room.empty')]));
+    box.replaceChildren(...(lines.length ? lines.map(roomLine) : [emptyNote('room.empty', 'chat')]));
   });
 }
 
@@ -450,13 +466,13 @@ function drawMembers(open) {
   const more = $('members-more');
   more.textContent = t('members.more', { shown: num(connections.length), total: num(total) });
   more.classList.toggle('hidden', total <= connections.length);
-  fillTable($('members'), connections.length ? connections.map(memberRow) : [emptyRow(6, 'members.empty')]);
+  fillTable($('members'), connections.length ? connections.map(memberRow) : [emptyRow(6, 'members.empty', 'chat')]);
 }
 
 function memberRow(member) {
   const row = el('tr');
   row.dataset.id = member.id;
-  const since = cell('since', member.connected_text || duration(member.connected_seconds));
+  const since = cell('since', stayed(member));
   if (typeof member.since === 'number') since.dataset.since = member.since;
   if (member.since_text) since.title = member.since_text;
   row.append(
@@ -472,7 +488,12 @@ function memberRow(member) {
 
 function drawClosed(closed) {
   const connections = Array.isArray(closed.connections) ? closed.connections : [];
-  fillTable($('closed'), connections.length ? connections.map(closedRow) : [emptyRow(5, 'closed.empty')]);
+  fillTable($('closed'), connections.length ? connections.map(closedRow) : [emptyRow(5, 'closed.empty', 'chat')]);
+}
+
+/** How long a connection has been (or was) open, in the page's language. */
+function stayed(member) {
+  return typeof member.connected_seconds === 'number' ? duration(member.connected_seconds) : (member.connected_text ?? '–');
 }
 
 function closedRow(member) {
@@ -483,7 +504,7 @@ function closedRow(member) {
   row.append(
     cell('name', member.name ? shownNodes(member.name, 'shown') : '–'),
     cell('addr', shownText(member.addr)),
-    cell('since', member.connected_text || duration(member.connected_seconds)),
+    cell('since', stayed(member)),
     closedAt,
     cell('reason', member.reason == null ? '–' : reasonText(member.reason)),
   );
@@ -528,7 +549,9 @@ function eventView(event) {
 
 function eventRow(key, nodes) {
   const row = el('div', 'event-row');
-  row.append(el('span', 'label', t(key)), ...nodes);
+  const value = el('span', 'value');
+  value.append(...nodes);
+  row.append(el('span', 'label', t(key)), value);
   return row;
 }
 
@@ -570,7 +593,7 @@ function drawJson(json) {
   const box = $('json-activity');
   const groups = groupByIp(Array.isArray(json.activity) ? json.activity : []);
   keepScroll(box, () => {
-    box.replaceChildren(...(groups.length ? groups.map(ipGroup) : [emptyNote('json.empty')]));
+    box.replaceChildren(...(groups.length ? groups.map(ipGroup) : [emptyNote('json.empty', 'json_echo')]));
   });
 }
 
@@ -578,17 +601,17 @@ function drawUdp(udp) {
   const box = $('udp-activity');
   const events = newestFirst(udp.activity);
   keepScroll(box, () => {
-    box.replaceChildren(...(events.length ? events.map(eventView) : [emptyNote('udp.empty')]));
+    box.replaceChildren(...(events.length ? events.map(eventView) : [emptyNote('udp.empty', 'udp_echo')]));
   });
 }
 
 function drawDiscovery(discovery) {
   const heard = Array.isArray(discovery.heard) ? discovery.heard : [];
-  fillTable($('heard'), heard.length ? heard.map(heardRow) : [emptyRow(5, 'heard.empty')]);
+  fillTable($('heard'), heard.length ? heard.map(heardRow) : [emptyRow(5, 'heard.empty', 'discovery')]);
   const box = $('discovery-activity');
   const events = newestFirst(discovery.activity);
   keepScroll(box, () => {
-    box.replaceChildren(...(events.length ? events.map(eventView) : [emptyNote('probes.empty')]));
+    box.replaceChildren(...(events.length ? events.map(eventView) : [emptyNote('probes.empty', 'discovery')]));
   });
 }
 
@@ -699,11 +722,15 @@ function chatJoin() {
   });
 }
 
+/** Says bye and lets the hub close, so its goodbye line is heard; closes
+ *  from this side if it has not within LEAVE_MS. */
 function chatLeave() {
   const socket = chat.socket;
   if (!socket) return;
-  if (socket.readyState === WebSocket.OPEN) socket.send('bye');
-  socket.close();
+  if (socket.readyState !== WebSocket.OPEN) { socket.close(); return; }
+  socket.send('bye');
+  $('chat-leave').disabled = true;
+  setTimeout(() => socket.close(), LEAVE_MS);
 }
 
 function chatSend(event) {
