@@ -454,7 +454,7 @@ function roomLine(line) {
   if (line.at_text) time.title = line.at_text;
   row.append(time);
   if (line.notice) row.classList.add('notice');
-  else row.append(...shownNodes(line.name, 'name'));
+  else if (line.name) row.append(...shownNodes(line.name, 'name'));
   row.append(...shownNodes(line.text, 'text'));
   return row;
 }
