@@ -61,6 +61,11 @@ fn production_toml_opens_the_lan() {
         config.announcer.to,
         vec!["255.255.255.255:37020".parse().unwrap()]
     );
+    // The page is on the LAN, for the LAN only: it shows what students typed.
+    assert_eq!(config.web.listen, ["0.0.0.0:8080".parse().unwrap()]);
+    let admits = |ip: &str| pinetd::net::allowed(&config.web.allow, ip.parse().unwrap());
+    assert!(admits("192.168.1.20") && admits("10.1.2.3") && admits("127.0.0.1"));
+    assert!(!admits("203.0.113.9") && !admits("2001:db8::1"));
 }
 
 #[test]
@@ -406,5 +411,26 @@ fn a_bad_key_is_not_blamed_again_as_its_default() {
     assert_eq!(
         missing.to_string(),
         "/nonexistent/pinetd.toml: cannot read: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn the_web_tables_problems_name_their_line_and_key() {
+    let text = "\
+[web]
+history = 20000
+header_timeout = \"0s\"
+max_clients = 0
+listen = \"127.0.0.1:8080\"
+colour = \"red\"
+";
+    assert_eq!(
+        problems(text),
+        [
+            "test.toml:2:11: web.history: 20000 is out of range (0 to 10000)",
+            "test.toml:3:18: web.header_timeout: must be longer than zero",
+            "test.toml:4:15: web.max_clients: 0 is out of range (1 to 4294967295)",
+            "test.toml:6:1: web.colour: unknown field `colour`, expected one of `enabled`, `listen`, `allow`, `max_clients`, `max_per_source`, `header_timeout`, `history`, `activity`, `closed`",
+        ]
     );
 }
