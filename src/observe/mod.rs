@@ -476,6 +476,17 @@ impl Window {
         seen.iter().map(|s| self.view(s)).collect()
     }
 
+    /// `limit` open connections from the `offset`th, in the order they
+    /// came (of their ids), without looking at the others.
+    pub fn open_range(&self, offset: usize, limit: usize) -> Vec<ConnView> {
+        let seen: Vec<Arc<Seen>> = (lock(&self.conns).open.values())
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect();
+        seen.iter().map(|s| self.view(s)).collect()
+    }
+
     /// How many are open, without looking at each.
     pub fn open_count(&self) -> usize {
         lock(&self.conns).open.len()

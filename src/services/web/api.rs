@@ -334,21 +334,28 @@ pub fn conn_page(
     if descending {
         views.reverse();
     }
+    let total = views.len();
+    let page: Vec<ConnView> = views.into_iter().skip(offset).take(limit).collect();
+    Ok(conn_json(service, closed, total, offset, limit, &page))
+}
+
+fn conn_json(
+    service: &str,
+    closed: bool,
+    total: usize,
+    offset: usize,
+    limit: usize,
+    page: &[ConnView],
+) -> ConnPage {
     let now = SystemTime::now();
-    let connections = views
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|v| ConnJson::new(v, now))
-        .collect();
-    Ok(ConnPage {
+    ConnPage {
         service: service.to_owned(),
         state: if closed { "closed" } else { "open" },
-        total: views.len(),
+        total,
         offset,
         limit,
-        connections,
-    })
+        connections: page.iter().map(|v| ConnJson::new(v, now)).collect(),
+    }
 }
 
 fn window_of(state: &Class, service: &str) -> Result<Arc<crate::observe::Window>, String> {
