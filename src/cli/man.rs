@@ -311,10 +311,16 @@ fn main_description() -> Roff {
             "Answers any datagram with the same self-description, after a random delay, to \
              senders on a local subnet only. See pinetd-discover(1).",
         )
+        .item(
+            "web (8080/tcp)",
+            "The live page of the class, for a browser: every service, the chat room with a \
+             chat box, each JSON error and refused datagram in words, and a JSON API under \
+             /api/v1/. It shows what students sent: reachable only where its allow says.",
+        )
         .para(
             "Without --config, every service is reachable from this machine only: chat, JSON \
-             echo and UDP echo listen on 127.0.0.1, discovery answers loopback only and the \
-             announcer sends to 127.255.255.255. The package's systemd unit runs pinetd \
+             echo, UDP echo and the web page listen on 127.0.0.1, discovery answers loopback \
+             only and the announcer sends to 127.255.255.255. The package's systemd unit runs pinetd \
              --config /etc/pinetd/pinetd.toml, which opens them to the LAN.",
         );
     page.0
@@ -338,7 +344,7 @@ fn configuration(page: &mut Sections) {
     page.section("CONFIGURATION")
         .para(
             "One TOML file: a [daemon] table and one table per service (chat, json_echo, \
-             udp_echo, announcer, discovery). Every key has a default, the embedded default's \
+             udp_echo, announcer, discovery, web). Every key has a default, the embedded default's \
              value, so an empty file is valid and keeps every service on loopback. Unknown \
              keys, wrong types and impossible values are errors that name the file, line and \
              key; pinetd-check(1) reports them all at once.",
