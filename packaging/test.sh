@@ -76,9 +76,11 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [announcer]
 enabled = false
+[web]
+listen = "127.0.0.1:0"
 TOML
 
-# start_daemon LOG COMMAND...: runs a daemon, waits for its four listeners;
+# start_daemon LOG COMMAND...: runs a daemon, waits for its listeners;
 # sets chat, json, udp and discovery to their ports.
 start_daemon() {
   local log=$1
@@ -86,7 +88,7 @@ start_daemon() {
   "$@" 2> "$log" &
   pids+=($!)
   local pid=$! waited=0
-  until [ "$(grep -c 'listening' "$log")" -ge 4 ]; do
+  until [ "$(grep -c 'listening' "$log")" -ge 5 ]; do
     kill -0 "$pid" 2>/dev/null || { cat "$log"; return 1; }
     sleep 0.1
     waited=$((waited + 1))
@@ -94,6 +96,7 @@ start_daemon() {
   done
   port() { grep "service=$1" "$log" | grep -o 'addr=127.0.0.1:[0-9]*' | head -1 | cut -d: -f2; }
   chat=$(port chat) json=$(port json_echo) udp=$(port udp_echo) discovery=$(port discovery)
+  web=$(port web)
   daemon_pid=$pid
 }
 
@@ -122,7 +125,15 @@ talk_to() {
     { echo "json --count: no echo"; return 1; }
   [ "$(timeout 30 "$@" udp 127.0.0.1 "$udp" "Hello UDP Listener" 2>/dev/null)" = "Hello UDP Listener" ] ||
     { echo "udp: no echo"; return 1; }
-  timeout 30 "$@" discover --port "$discovery" --to 127.0.0.1 --timeout 2s --require 1 >/dev/null
+  timeout 30 "$@" discover --port "$discovery" --to 127.0.0.1 --timeout 2s --require 1 >/dev/null || return 1
+  # The web page of a daemon started here (not of one in a booted system).
+  [ -z "${web:-}" ] || python3 - "$web" <<'PY' || { echo "web: no page"; return 1; }
+import json, sys, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+assert json.load(urllib.request.urlopen(base + "/healthz", timeout=30)) == {"status": "ok"}
+page = urllib.request.urlopen(base + "/", timeout=30).read().decode()
+assert '<html lang="en">' in page, page[:200]
+PY
 }
 
 # chat_round_trip PINETD...: b's line reaches a, two `pinetd chat` clients.
@@ -356,7 +367,7 @@ if check "systemd boots in the root" boot_system; then
   check "install with apt" in_system apt-get install -y -q "/tmp/$deb1"
   check "the unit is active (running)" unit_is ActiveState=active SubState=running
   check "its STATUS line counts clients" status_says clients
-  chat=9999 json=9000 udp=20001 discovery=37021
+  chat=9999 json=9000 udp=20001 discovery=37021 web=
   check "the packaged config answers the installed clients" talk_to "${system[@]}" pinetd
   before=$(main_pid)
   # A teacher's edit: the course server's fixed UDP reply.
