@@ -168,6 +168,11 @@ impl Observatory {
         Watching(self.shared.clone())
     }
 
+    /// Pages open now.
+    pub fn watchers(&self) -> usize {
+        self.shared.watchers.load(Relaxed)
+    }
+
     /// A number that changes whenever some window does: a page's stream
     /// sends an update only when it has moved.
     pub fn changes(&self) -> u64 {

@@ -59,8 +59,7 @@ impl Live {
                 sampled = now;
                 made = None;
             }
-            // Streams hold receivers; the service's own state holds one.
-            if self.snapshots.receiver_count() <= 1 {
+            if self.class.observatory.watchers() == 0 {
                 continue;
             }
             let changes = self.class.observatory.changes();
