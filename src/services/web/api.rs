@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::rates::Rates;
-use crate::config::{Config, Table};
+use crate::config::Table;
 use crate::describe::SelfInfo;
 use crate::observe::{Activity, ConnView, Observatory, RoomLine, Shown};
 use crate::stats::Refusal;
@@ -121,7 +121,7 @@ pub fn status_view(state: &Class) -> StatusView {
     let services = config
         .tables()
         .into_iter()
-        .map(|table| service_view(state, &config, table, &tables))
+        .map(|table| service_view(state, table, &tables))
         .collect();
     StatusView {
         version: env!("CARGO_PKG_VERSION"),
@@ -144,7 +144,6 @@ pub fn status_view(state: &Class) -> StatusView {
 
 fn service_view(
     state: &Class,
-    _config: &Config,
     table: &dyn Table,
     tables: &serde_json::Value,
 ) -> ServiceView {
