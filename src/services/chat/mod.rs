@@ -66,6 +66,8 @@ const NAME: &str = ChatConfig::NAME;
 const NOTICE_EVERY: Duration = Duration::from_millis(100);
 /// ... and at most once per this much per client: 10,000 clients, one a second.
 const NOTICE_COST: Duration = Duration::from_micros(100);
+/// The web page's view of the bridge is this fresh.
+const SHOW_BRIDGE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Chat {
     listeners: Listeners<ChatConfig>,
@@ -151,8 +153,10 @@ impl Service for Chat {
                 shutdown.clone(),
             );
             let notices = tell_notices(self.hub.clone(), shutdown.clone());
+            let shown = show_bridge(self.hub.clone(), shutdown.clone());
             tasks.spawn(infallible(bridge).in_current_span());
             tasks.spawn(infallible(notices).in_current_span());
+            tasks.spawn(infallible(shown).in_current_span());
             tasks.spawn(async move { self.serve(&shutdown).await }.in_current_span());
             first_failure(&mut tasks).await
         })
@@ -192,6 +196,27 @@ impl Chat {
 async fn infallible(task: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
     task.await;
     Ok(())
+}
+
+/// Shows the bridge on the web page (while one is open), once a second.
+async fn show_bridge(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut shown = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = sleep(SHOW_BRIDGE_EVERY) => {}
+        }
+        if !hub.window.watched() {
+            continue;
+        }
+        let config = hub.settings.borrow().clone();
+        let view = (!config.bridge_url.is_empty())
+            .then(|| (hub.link).view(&config.bridge_url, &config.bridge_subject, Instant::now()));
+        if view != shown {
+            hub.window.set_bridge(view.clone());
+            shown = view;
+        }
+    }
 }
 
 /// Tells joins and leaves, at most once per [`NOTICE_EVERY`], coalesced.

@@ -142,11 +142,7 @@ pub fn status_view(state: &Class) -> StatusView {
     }
 }
 
-fn service_view(
-    state: &Class,
-    table: &dyn Table,
-    tables: &serde_json::Value,
-) -> ServiceView {
+fn service_view(state: &Class, table: &dyn Table, tables: &serde_json::Value) -> ServiceView {
     let name = table.name();
     let observatory = &state.observatory;
     let stats = observatory.stats().service(name);

@@ -263,6 +263,43 @@ impl Link {
         Some(notices::elsewhere(&hubs))
     }
 
+    /// What the web page shows of the bridge to `url` (its passwords left
+    /// out): its state, what it could not pass on, the other hubs.
+    pub fn view(&self, url: &str, subject: &str, now: Instant) -> serde_json::Value {
+        let servers: Vec<String> = url
+            .split(',')
+            .map(|server| match server.split_once("://") {
+                Some((scheme, rest)) => {
+                    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                    format!("{scheme}://{host}")
+                }
+                None => server
+                    .rsplit_once('@')
+                    .map_or(server, |(_, h)| h)
+                    .to_owned(),
+            })
+            .collect();
+        let state = self.state();
+        let mut others = self.others();
+        forget_old(&mut others, now);
+        let mut hubs: Vec<(&str, u64)> = (others.values())
+            .map(|o| (o.host.as_str(), o.online))
+            .collect();
+        hubs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let hubs: Vec<serde_json::Value> = hubs
+            .iter()
+            .map(|(host, clients)| serde_json::json!({ "host": host, "clients": clients }))
+            .collect();
+        serde_json::json!({
+            "url": servers.join(","),
+            "subject": subject,
+            "state": format!("{state:?}").to_lowercase(),
+            "connected": state == State::Up,
+            "not_bridged": self.not_bridged_total(),
+            "hubs": hubs,
+        })
+    }
+
     fn outbox(&self) -> MutexGuard<'_, Outbox> {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -398,6 +435,23 @@ mod tests {
         // Room again once taken.
         link.offer(Outgoing::Said(line));
         assert!(link.take().is_some());
+    }
+
+    #[test]
+    fn the_page_sees_the_other_hubs_and_never_a_password() {
+        let (link, _) = link();
+        let now = Instant::now();
+        link.heard_from("a1", "pi-07", Some(5), now);
+        let view = link.view(
+            "nats://kim:secret@10.0.0.1:4222,nats://10.0.0.2:4222",
+            "room",
+            now,
+        );
+        assert_eq!(view["url"], "nats://10.0.0.1:4222,nats://10.0.0.2:4222");
+        assert_eq!(view["hubs"][0]["host"], "pi-07");
+        assert_eq!(view["hubs"][0]["clients"], 5);
+        assert_eq!(view["connected"], false);
+        assert!(!view.to_string().contains("secret"));
     }
 
     #[test]
