@@ -475,6 +475,34 @@ impl Window {
         }
     }
 
+    /// A connection from `addr` refused at once (why), among the closed.
+    pub fn turned_away(&self, addr: SocketAddr, why: &'static str) {
+        let now = SystemTime::now();
+        let max = self.shared.sizes.closed.load(Relaxed);
+        let mut conns = lock(&self.conns);
+        conns.next_id += 1;
+        let view = ConnView {
+            id: conns.next_id,
+            addr,
+            name: None,
+            since: now,
+            said: 0,
+            skipped: 0,
+            behind: 0,
+            errors: 0,
+            closed_at: Some(now),
+            reason: Some(why),
+        };
+        while conns.closed.len() >= max.max(1) {
+            conns.closed.pop_back();
+        }
+        if max > 0 {
+            conns.closed.push_front(Closed { view });
+        }
+        drop(conns);
+        self.changed();
+    }
+
     /// The open connections, in the order of their ids, and how many.
     pub fn open(&self) -> Vec<ConnView> {
         let seen: Vec<Arc<Seen>> = lock(&self.conns).open.values().cloned().collect();

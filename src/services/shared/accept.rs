@@ -128,6 +128,12 @@ impl Gate {
         if !self.window.shows_refusal() {
             return;
         }
+        let closed = match why {
+            Refusal::NotAllowed => "refused: not in allow",
+            Refusal::Full => "refused: max_clients reached",
+            _ => "refused: max_per_source reached",
+        };
+        self.window.turned_away(peer, closed);
         self.window.record(Event {
             peer: Some(peer),
             kind: "refused",
