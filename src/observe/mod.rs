@@ -11,7 +11,8 @@
 //! value, an echoed datagram) it records only while a page is open
 //! ([`Window::watched`], one atomic load); rare things (errors, refusals,
 //! connections, the room's lines, which the page shows from before it
-//! opened) it keeps always.
+//! opened) it keeps always. Events are shown at most 50 a second per
+//! service ([`Window::shows_more`]), so a flood costs a few.
 
 pub mod shown;
 
@@ -30,8 +31,9 @@ use crate::config::Config;
 use crate::stats::{ServiceStats, Stats};
 pub use shown::Shown;
 
-/// Refusals shown a second per service, at most.
-const REFUSALS_SHOWN: u64 = 50;
+/// Events shown a second per service, at most: a flood (of refused
+/// datagrams, of answered ones while a page is open) costs a few.
+const SHOWN_A_SECOND: u64 = 50;
 
 /// The most announcers remembered as heard.
 const HEARD_MAX: usize = 256;
@@ -217,7 +219,7 @@ pub struct Window {
     heard: Mutex<BTreeMap<SocketAddr, Heard>>,
     door: Mutex<Option<Arc<dyn Door>>>,
     bridge: Mutex<Option<serde_json::Value>>,
-    /// The second now (high bits) and the refusals shown in it.
+    /// The second now (high bits) and the events shown in it.
     refusal_budget: AtomicU64,
 }
 
@@ -317,9 +319,14 @@ impl Visit {
         self.window.changed();
     }
 
-    /// A page is open: record everything.
+    /// A page is open: record everything (within [`Visit::shows_more`]).
     pub fn watched(&self) -> bool {
         self.window.watched()
+    }
+
+    /// One more event may be shown now ([`Window::shows_more`]).
+    pub fn shows_more(&self) -> bool {
+        self.window.shows_more()
     }
 
     /// Keeps `event` in its service's activity.
@@ -412,9 +419,9 @@ impl Window {
         self.shared.watchers.load(Relaxed) > 0
     }
 
-    /// Whether a refusal may be shown now: at most [`REFUSALS_SHOWN`] a
-    /// second, so a flood of refused datagrams costs no more than a few.
-    pub fn shows_refusal(&self) -> bool {
+    /// Whether one more event may be shown now: at most
+    /// [`SHOWN_A_SECOND`] a second.
+    pub fn shows_more(&self) -> bool {
         let second = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -423,7 +430,7 @@ impl Window {
             self.refusal_budget.store(second << 16 | 1, Relaxed);
             return true;
         }
-        if budget & 0xffff >= REFUSALS_SHOWN {
+        if budget & 0xffff >= SHOWN_A_SECOND {
             return false;
         }
         self.refusal_budget.fetch_add(1, Relaxed);

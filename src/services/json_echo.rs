@@ -350,7 +350,7 @@ impl Connection {
         if answered.values > 0 {
             seen.said.fetch_add(answered.values as u64, Relaxed);
         }
-        if let Some(input) = watched.filter(|_| answered.values > 0) {
+        if let Some(input) = watched.filter(|_| answered.values > 0 && self.visit.shows_more()) {
             let taken = input.len() - self.input.len();
             self.visit.record(Seen {
                 peer: Some(self.peer),
@@ -369,6 +369,9 @@ impl Connection {
                     info!(error = %e.message, line = e.line, column = e.column, "bad input");
                 }
                 let line = e.to_line();
+                if !self.visit.shows_more() {
+                    return Err(line);
+                }
                 let input = self.input.unanswered();
                 let at = self.input.error_offset(&e);
                 self.visit.record(Seen {

@@ -71,7 +71,7 @@ impl Judge {
         if crate::logging::peer_line(peer.ip()) {
             info!(%peer, reason = why.name(), "refused");
         }
-        if self.window.shows_refusal() {
+        if self.window.shows_more() {
             self.window.record(Event {
                 peer: Some(peer),
                 kind: "refused",
@@ -84,7 +84,7 @@ impl Judge {
 
     /// Shows an answered datagram while a page is open.
     pub fn answered(&self, peer: SocketAddr, request: &[u8], reply: &[u8]) {
-        if self.window.watched() {
+        if self.window.watched() && self.window.shows_more() {
             self.window.record(Event {
                 peer: Some(peer),
                 kind: "datagram",
