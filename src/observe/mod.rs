@@ -14,6 +14,7 @@
 //! opened) it keeps always. Events are shown at most 50 a second per
 //! service ([`Window::shows_more`]), so a flood costs a few.
 
+mod conns;
 pub mod shown;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -29,6 +30,8 @@ use tokio::net::TcpStream;
 
 use crate::config::Config;
 use crate::stats::{ServiceStats, Stats};
+use conns::Conns;
+pub use conns::{ConnView, Seen, Visit};
 pub use shown::Shown;
 
 /// Events shown a second per service, at most: a flood (of refused
@@ -258,108 +261,6 @@ impl<T> Ring<T> {
     }
 }
 
-#[derive(Default)]
-struct Conns {
-    open: BTreeMap<u64, Arc<Seen>>,
-    closed: VecDeque<Closed>,
-    next_id: u64,
-}
-
-/// One open connection, as its service keeps it up to date.
-#[derive(Debug)]
-pub struct Seen {
-    pub id: u64,
-    pub addr: SocketAddr,
-    pub since: SystemTime,
-    name: Mutex<Option<String>>,
-    /// Lines said (chat) or values answered (JSON echo).
-    pub said: AtomicU64,
-    /// Chat lines it skipped for falling behind.
-    pub skipped: AtomicU64,
-    /// The number of the room's next line it is to get.
-    pub heard: AtomicU64,
-    /// JSON errors.
-    pub errors: AtomicU64,
-}
-
-/// A connection as a page sees it: open (`closed_at` None) or closed.
-#[derive(Debug, Clone)]
-pub struct ConnView {
-    pub id: u64,
-    pub addr: SocketAddr,
-    pub name: Option<String>,
-    pub since: SystemTime,
-    pub said: u64,
-    pub skipped: u64,
-    pub behind: u64,
-    pub errors: u64,
-    pub closed_at: Option<SystemTime>,
-    pub reason: Option<&'static str>,
-}
-
-struct Closed {
-    view: ConnView,
-}
-
-/// An open connection in its service's window; when it is dropped, the
-/// connection moves to the recently closed, with the reason set last.
-pub struct Visit {
-    seen: Arc<Seen>,
-    window: Arc<Window>,
-    reason: &'static str,
-}
-
-impl Visit {
-    pub fn seen(&self) -> &Seen {
-        &self.seen
-    }
-
-    pub fn set_name(&self, name: &str) {
-        *lock(&self.seen.name) = Some(name.to_owned());
-        self.window.changed();
-    }
-
-    /// A page is open: record everything (within [`Visit::shows_more`]).
-    pub fn watched(&self) -> bool {
-        self.window.watched()
-    }
-
-    /// One more event may be shown now ([`Window::shows_more`]).
-    pub fn shows_more(&self) -> bool {
-        self.window.shows_more()
-    }
-
-    /// Keeps `event` in its service's activity.
-    pub fn record(&self, event: Event) {
-        self.window.record(event);
-    }
-
-    /// Why it closed, for the page.
-    pub fn end(&mut self, reason: &'static str) {
-        self.reason = reason;
-    }
-}
-
-impl Drop for Visit {
-    fn drop(&mut self) {
-        let window = &self.window;
-        let mut view = window.view(&self.seen);
-        view.closed_at = Some(SystemTime::now());
-        view.reason = Some(self.reason);
-        let max = window.shared.sizes.closed.load(Relaxed);
-        let mut conns = lock(&window.conns);
-        conns.open.remove(&self.seen.id);
-        while conns.closed.len() >= max.max(1) {
-            conns.closed.pop_back();
-        }
-        if max > 0 {
-            conns.closed.push_front(Closed { view });
-        }
-        drop(conns);
-        window.changed();
-    }
-}
-
 /// What a service did, for the page: an exchange, an error, a refusal.
 #[derive(Debug, Clone, Serialize)]
 pub struct Activity {
@@ -439,106 +340,6 @@ impl Window {
 
     fn changed(&self) {
         self.changes.fetch_add(1, Relaxed);
-    }
-
-    /// A connection from `addr` opened; `id` is the service's own number
-    /// for it, if it has one (the chat's, which its room lines carry).
-    pub fn arrived(self: &Arc<Self>, addr: SocketAddr, id: Option<u64>) -> Visit {
-        let mut conns = lock(&self.conns);
-        conns.next_id += 1;
-        let seen = Arc::new(Seen {
-            id: id.unwrap_or(conns.next_id),
-            addr,
-            since: SystemTime::now(),
-            name: Mutex::new(None),
-            said: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-            heard: AtomicU64::new(self.room_lines.load(Relaxed)),
-            errors: AtomicU64::new(0),
-        });
-        conns.open.insert(seen.id, seen.clone());
-        drop(conns);
-        self.changed();
-        Visit {
-            seen,
-            window: self.clone(),
-            reason: "closed",
-        }
-    }
-
-    fn view(&self, seen: &Seen) -> ConnView {
-        let room = self.room_lines.load(Relaxed);
-        ConnView {
-            id: seen.id,
-            addr: seen.addr,
-            name: lock(&seen.name).clone(),
-            since: seen.since,
-            said: seen.said.load(Relaxed),
-            skipped: seen.skipped.load(Relaxed),
-            behind: room.saturating_sub(seen.heard.load(Relaxed)),
-            errors: seen.errors.load(Relaxed),
-            closed_at: None,
-            reason: None,
-        }
-    }
-
-    /// A connection from `addr` refused at once (why), among the closed.
-    pub fn turned_away(&self, addr: SocketAddr, why: &'static str) {
-        let now = SystemTime::now();
-        let max = self.shared.sizes.closed.load(Relaxed);
-        let mut conns = lock(&self.conns);
-        conns.next_id += 1;
-        let view = ConnView {
-            id: conns.next_id,
-            addr,
-            name: None,
-            since: now,
-            said: 0,
-            skipped: 0,
-            behind: 0,
-            errors: 0,
-            closed_at: Some(now),
-            reason: Some(why),
-        };
-        while conns.closed.len() >= max.max(1) {
-            conns.closed.pop_back();
-        }
-        if max > 0 {
-            conns.closed.push_front(Closed { view });
-        }
-        drop(conns);
-        self.changed();
-    }
-
-    /// The open connections, in the order of their ids, and how many.
-    pub fn open(&self) -> Vec<ConnView> {
-        let seen: Vec<Arc<Seen>> = lock(&self.conns).open.values().cloned().collect();
-        seen.iter().map(|s| self.view(s)).collect()
-    }
-
-    /// `limit` open connections from the `offset`th, in the order they
-    /// came (of their ids), without looking at the others.
-    pub fn open_range(&self, offset: usize, limit: usize) -> Vec<ConnView> {
-        let seen: Vec<Arc<Seen>> = (lock(&self.conns).open.values())
-            .skip(offset)
-            .take(limit)
-            .cloned()
-            .collect();
-        seen.iter().map(|s| self.view(s)).collect()
-    }
-
-    /// How many are open, without looking at each.
-    pub fn open_count(&self) -> usize {
-        lock(&self.conns).open.len()
-    }
-
-    /// The recently closed, newest first.
-    pub fn closed(&self) -> Vec<ConnView> {
-        lock(&self.conns)
-            .closed
-            .iter()
-            .map(|c| c.view.clone())
-            .collect()
     }
 
     /// Keeps `event` in the activity ring.
