@@ -161,15 +161,25 @@ function shownNodes(value, className) {
   return [span, ...shownMarkers(value)];
 }
 
-/** Puts `text` in `span` with the code point at `mark` in a span.mark
- *  (an empty, boxed one when the mark is at the end). */
+/** Puts `text` in `span` with the character at code point `mark` in a
+ *  span.mark (an empty, boxed one when the mark is at the end). */
 function fillMarked(span, text, mark) {
   const chars = Array.from(text);
   const at = Math.max(0, Math.min(mark, chars.length));
-  const marked = el('span', 'mark', at < chars.length ? chars[at] : '');
+  const end = at + escapeLength(chars, at);
+  const marked = el('span', 'mark', chars.slice(at, end).join(''));
   if (at >= chars.length) marked.classList.add('at-end');
   marked.title = t('json.mark_title');
-  span.append(chars.slice(0, at).join(''), marked, chars.slice(at + 1).join(''));
+  span.append(chars.slice(0, at).join(''), marked, chars.slice(end).join(''));
+}
+
+/** How many code points of a Shown's `chars` from `at` stand for one
+ *  character or byte: its escape (`\n`, `\\`, `\xff`, `\u{7}`) whole. */
+function escapeLength(chars, at) {
+  if (at >= chars.length) return 0;
+  if (chars[at] !== '\\') return 1;
+  const escape = /^\\(?:x[0-9a-f]{2}|u\{[0-9a-f]{1,6}\}|.)/.exec(chars.slice(at, at + 10).join(''));
+  return escape ? escape[0].length : 1;
 }
 
 /** The IP of "ip:port" or "[v6]:port". */
