@@ -705,9 +705,6 @@ async fn a_screenshot_of_a_running_classroom() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: json_echo records an error's input and every reply with the line's end, \
-            shown as a trailing `\\n`, but an exchange's input trimmed \
-            (src/services/json_echo.rs, Connection::answer)"]
 async fn json_activity_shows_inputs_and_replies_without_their_line_ends() {
     let Some((daemon, browser)) = open_page(|_| {}).await else {
         return;

@@ -356,7 +356,7 @@ impl Connection {
                 peer: Some(self.peer),
                 kind: "exchange",
                 input: Some(Shown::new(input[..taken].trim_ascii())),
-                output: Some(Shown::new(&self.output[replied..])),
+                output: Some(Shown::new(self.output[replied..].trim_ascii_end())),
                 ..Seen::default()
             });
         }
@@ -372,13 +372,14 @@ impl Connection {
                 if !self.visit.shows_more() {
                     return Err(line);
                 }
-                let input = self.input.unanswered();
-                let at = self.input.error_offset(&e);
+                // Shown without the line's end, as the exchanges are.
+                let input = self.input.unanswered().trim_ascii_end();
+                let at = self.input.error_offset(&e).min(input.len());
                 self.visit.record(Seen {
                     peer: Some(self.peer),
                     kind: "error",
                     input: Some(Shown::marked(input, Some(at))),
-                    output: Some(Shown::new(&line)),
+                    output: Some(Shown::new(line.trim_ascii_end())),
                     error: Some(ErrorAt {
                         line: e.line,
                         column: e.column,

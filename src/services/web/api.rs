@@ -149,10 +149,11 @@ fn service_view(state: &Class, table: &dyn Table, tables: &serde_json::Value) ->
     let counts = stats.counts();
     let running = table.enabled() && stats.running.load(Relaxed);
     let bound = observatory.addrs(name);
+    // Where it listens, or would if it ran; nowhere while disabled.
     let listen = match (bound.is_empty(), table.listen()) {
         (false, _) => bound,
-        (true, Some((_, addrs))) => addrs.to_vec(),
-        (true, None) => Vec::new(),
+        (true, Some((_, addrs))) if table.enabled() => addrs.to_vec(),
+        (true, _) => Vec::new(),
     };
     let max_clients = tables[name]["max_clients"].as_u64();
     let refused = Refusal::ALL
