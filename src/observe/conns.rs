@@ -18,6 +18,18 @@ pub(super) struct Conns {
     next_id: u64,
 }
 
+impl Conns {
+    /// Keeps `view` first among the closed, at most `max` of them.
+    fn close(&mut self, view: ConnView, max: usize) {
+        while self.closed.len() >= max.max(1) {
+            self.closed.pop_back();
+        }
+        if max > 0 {
+            self.closed.push_front(Closed { view });
+        }
+    }
+}
+
 /// One open connection, as its service keeps it up to date.
 #[derive(Debug)]
 pub struct Seen {
@@ -102,12 +114,7 @@ impl Drop for Visit {
         let max = window.shared.sizes.closed.load(Relaxed);
         let mut conns = lock(&window.conns);
         conns.open.remove(&self.seen.id);
-        while conns.closed.len() >= max.max(1) {
-            conns.closed.pop_back();
-        }
-        if max > 0 {
-            conns.closed.push_front(Closed { view });
-        }
+        conns.close(view, max);
         drop(conns);
         window.changed();
     }
@@ -173,12 +180,7 @@ impl Window {
             closed_at: Some(now),
             reason: Some(why),
         };
-        while conns.closed.len() >= max.max(1) {
-            conns.closed.pop_back();
-        }
-        if max > 0 {
-            conns.closed.push_front(Closed { view });
-        }
+        conns.close(view, max);
         drop(conns);
         self.changed();
     }

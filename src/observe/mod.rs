@@ -261,18 +261,14 @@ impl<T> Ring<T> {
     }
 }
 
-/// What a service did, for the page: an exchange, an error, a refusal.
+/// What a service did, for the page, numbered and timed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Activity {
     pub seq: u64,
     #[serde(skip)]
     pub at: SystemTime,
-    pub peer: Option<SocketAddr>,
-    pub kind: &'static str,
-    pub input: Option<Shown>,
-    pub output: Option<Shown>,
-    pub reason: Option<String>,
-    pub error: Option<ErrorAt>,
+    #[serde(flatten)]
+    pub event: Event,
 }
 
 /// Where a JSON value went wrong, as the client counts (1-based).
@@ -283,8 +279,9 @@ pub struct ErrorAt {
     pub message: String,
 }
 
-/// What a service records: [`Window::record`] numbers and times it.
-#[derive(Debug, Default)]
+/// What a service did: an exchange, an error, a refusal.
+/// [`Window::record`] numbers and times it.
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct Event {
     pub peer: Option<SocketAddr>,
     pub kind: &'static str,
@@ -348,12 +345,7 @@ impl Window {
         lock(&self.activity).push(max, |seq| Activity {
             seq,
             at: SystemTime::now(),
-            peer: event.peer,
-            kind: event.kind,
-            input: event.input,
-            output: event.output,
-            reason: event.reason,
-            error: event.error,
+            event,
         });
         self.changed();
     }

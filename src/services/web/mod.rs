@@ -22,6 +22,7 @@ mod heard;
 mod live;
 mod rates;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,29 +140,9 @@ impl Service for Web {
             };
             let router = router(state);
             let mut tasks = JoinSet::new();
-            let (stop, run_live) = (shutdown.clone(), live.run());
-            tasks.spawn(
-                async move {
-                    tokio::select! {
-                        _ = stop.cancelled() => {}
-                        _ = run_live => {}
-                    }
-                    Ok(())
-                }
-                .in_current_span(),
-            );
             let hear = heard::hear(self.observatory.clone(), self.window.clone());
-            let stop = shutdown.clone();
-            tasks.spawn(
-                async move {
-                    tokio::select! {
-                        _ = stop.cancelled() => {}
-                        _ = hear => {}
-                    }
-                    Ok(())
-                }
-                .in_current_span(),
-            );
+            tasks.spawn(until(shutdown.clone(), live.run()).in_current_span());
+            tasks.spawn(until(shutdown.clone(), hear).in_current_span());
             let this = self.clone();
             tasks.spawn(async move { this.serve(router, &shutdown).await }.in_current_span());
             first_failure(&mut tasks).await
@@ -179,6 +160,15 @@ impl Service for Web {
                 .reconfigure(NAME, table, &table.listen, policy(table), sockets),
         )
     }
+}
+
+/// Runs `task` (which cannot fail) until it ends or `shutdown`.
+async fn until(shutdown: CancellationToken, task: impl Future<Output = ()>) -> std::io::Result<()> {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = task => {}
+    }
+    Ok(())
 }
 
 /// Every route, with the headers every answer carries.
