@@ -8,11 +8,14 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use common::web::{ask, connect_from, get, get_json, get_with};
-use common::{config, start};
+use common::web::{EventStream, TcpChat, ask, connect_from, get, get_json, get_with, poll_json};
+use common::{HANG, config, skip, start};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::timeout;
 
 /// A daemon with the web page on, then `edit`: the daemon and the page's address.
 fn web(edit: impl FnOnce(&mut Config)) -> (Daemon, SocketAddr) {
@@ -36,6 +39,27 @@ fn service<'a>(status: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|s| s["name"] == name)
         .unwrap_or_else(|| panic!("{name} is not listed: {status:#}"))
+}
+
+/// Polls the activity of `service` until `peer` has an event of `kind`; that event.
+async fn event_of(web: SocketAddr, service: &str, peer: SocketAddr, kind: &str) -> Value {
+    let path = format!("/api/v1/activity?service={service}");
+    let what = format!("a {kind} event of {peer}");
+    let found = |activity: &Value| {
+        items(&activity["events"])
+            .iter()
+            .find(|e| e["peer"] == peer.to_string() && e["kind"] == kind)
+            .cloned()
+    };
+    let activity = poll_json(web, &path, &what, |a| found(a).is_some()).await;
+    found(&activity).unwrap()
+}
+
+/// The connection of `addr` in a `/api/v1/connections` page.
+fn connection(page: &Value, addr: SocketAddr) -> Option<&Value> {
+    items(&page["connections"])
+        .iter()
+        .find(|c| c["addr"] == addr.to_string())
 }
 
 #[tokio::test]
@@ -240,6 +264,327 @@ async fn api_answers_are_never_cached() {
         assert_eq!(answer.status, 200, "{path}");
         assert_eq!(answer.header("cache-control"), Some("no-store"), "{path}");
         answer.json();
+    }
+    daemon.shutdown().await;
+}
+
+/// JSON echo records each exchange only while a page is open (what it
+/// keeps always are errors, refusals and connections).
+#[tokio::test]
+async fn exchanges_are_shown_while_a_page_watches() {
+    let (daemon, web) = web(|_| {});
+    let json_echo = daemon.addrs("json_echo")[0];
+    let exchange = async || {
+        let mut client = TcpStream::connect(json_echo).await.unwrap();
+        client.write_all(b"[1, 2] ").await.unwrap();
+        let mut reply = [0u8; 6];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"[1,2]\n");
+        client.local_addr().unwrap()
+    };
+    let unwatched = exchange().await;
+    let mut page = EventStream::open("127.0.0.1", web).await;
+    page.snapshot(HANG).await;
+    let watched = exchange().await;
+    let event = event_of(web, "json_echo", watched, "exchange").await;
+    assert_eq!(event["input"]["text"], "[1, 2]", "{event:#}");
+    assert_eq!(event["output"]["text"], r"[1,2]\n", "{event:#}");
+    let activity = get_json(web, "/api/v1/activity?service=json_echo").await;
+    let unseen = items(&activity["events"])
+        .iter()
+        .all(|e| e["peer"] != unwatched.to_string());
+    assert!(unseen, "{activity:#}");
+    daemon.shutdown().await;
+}
+
+/// JSON echo's `{"a": tru }`, as the course's client sends it (no newline).
+#[tokio::test]
+async fn a_json_mistake_is_shown_where_it_is_and_with_its_connection() {
+    let (daemon, web) = web(|_| {});
+    let json_echo = daemon.addrs("json_echo")[0];
+    let mut client = TcpStream::connect(json_echo).await.unwrap();
+    let me = client.local_addr().unwrap();
+    client.write_all(br#"{"a": tru }"#).await.unwrap();
+    let mut reply = Vec::new();
+    timeout(HANG, client.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reply.starts_with(b"{\"error\""), "{reply:?}");
+
+    let event = event_of(web, "json_echo", me, "error").await;
+    assert_eq!(event["error"]["line"], 1, "{event:#}");
+    assert_eq!(event["error"]["column"], 7, "{event:#}");
+    assert_eq!(event["input"]["text"], r#"{"a": tru }"#, "{event:#}");
+    assert_eq!(event["input"]["mark"], 6, "{event:#}");
+    assert_eq!(event["input"]["invalid_utf8"], false);
+    // The reply, its newline escaped.
+    let told = String::from_utf8(reply).unwrap().replace('\n', r"\n");
+    assert_eq!(event["output"]["text"], told);
+
+    let path = "/api/v1/connections?service=json_echo&state=closed";
+    let closed = poll_json(web, path, "the connection closed", |page| {
+        connection(page, me).is_some()
+    })
+    .await;
+    let conn = connection(&closed, me).unwrap();
+    assert_eq!(conn["reason"], "bad input", "{conn:#}");
+    assert_eq!(conn["errors"], 1, "{conn:#}");
+    assert!(conn["closed_at"].as_f64().unwrap() >= conn["since"].as_f64().unwrap());
+    daemon.shutdown().await;
+}
+
+/// Sends `input` to JSON echo, reads its answer to the end; the error event shown.
+async fn json_error_shown(web: SocketAddr, json_echo: SocketAddr, input: &[u8]) -> Value {
+    let mut client = TcpStream::connect(json_echo).await.unwrap();
+    let me = client.local_addr().unwrap();
+    client.write_all(input).await.unwrap();
+    let _ = timeout(HANG, client.read_to_end(&mut Vec::new())).await;
+    event_of(web, "json_echo", me, "error").await
+}
+
+#[tokio::test]
+async fn what_is_not_text_is_shown_escaped_and_what_is_long_is_cut() {
+    let (daemon, web) = web(|_| {});
+    let json_echo = daemon.addrs("json_echo")[0];
+
+    let event = json_error_shown(web, json_echo, b"[1, \x07\xff]").await;
+    let input = &event["input"];
+    assert_eq!(input["text"], r"[1, \u{7}\xff]", "{event:#}");
+    assert_eq!(input["invalid_utf8"], true);
+    assert_eq!(input["bytes"], 7);
+    assert_eq!(input["mark"], 4, "the mark is on the bell: {event:#}");
+
+    // The mark counts characters of the text, not bytes of the input.
+    let event = json_error_shown(web, json_echo, r#"{"이름": tru }"#.as_bytes()).await;
+    assert_eq!(event["input"]["text"], r#"{"이름": tru }"#);
+    assert_eq!(event["input"]["mark"], 7, "{event:#}");
+
+    let long = format!(r#"["{}", x]"#, "a".repeat(3000));
+    let event = json_error_shown(web, json_echo, long.as_bytes()).await;
+    let input = &event["input"];
+    assert_eq!(input["cut"], true, "{input:#}");
+    assert_eq!(input["bytes"], long.len());
+    assert_eq!(input["text"], &long[..2048]);
+    daemon.shutdown().await;
+}
+
+/// A socket on 127.0.0.1 with a port below 1024 (the tests run as root), or None.
+fn low_port_socket() -> Option<UdpSocket> {
+    let socket = [853, 999, 1000, 700, 600]
+        .into_iter()
+        .find_map(|port| std::net::UdpSocket::bind(("127.0.0.1", port)).ok())?;
+    socket.set_nonblocking(true).unwrap();
+    Some(UdpSocket::from_std(socket).unwrap())
+}
+
+#[tokio::test]
+async fn a_datagram_from_a_low_port_is_shown_refused_and_why() {
+    let Some(low) = low_port_socket() else {
+        skip(format_args!(
+            "no port below 1024 could be bound on 127.0.0.1"
+        ));
+        return;
+    };
+    let (daemon, web) = web(|_| {});
+    let udp_echo = daemon.addrs("udp_echo")[0];
+    low.send_to(b"ping", udp_echo).await.unwrap();
+    let event = event_of(web, "udp_echo", low.local_addr().unwrap(), "refused").await;
+    let reason = event["reason"].as_str().unwrap();
+    assert!(reason.contains("below 1024"), "{event:#}");
+    let status = get_json(web, "/api/v1/status").await;
+    assert_eq!(service(&status, "udp_echo")["refused"]["bad_source"], 1);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_source_over_its_rate_limit_is_shown_refused_and_counted() {
+    let (daemon, web) = web(|c| c.udp_echo.rate_limit = 1);
+    let udp_echo = daemon.addrs("udp_echo")[0];
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for _ in 0..5 {
+        client.send_to(b"quick", udp_echo).await.unwrap();
+    }
+    let event = event_of(web, "udp_echo", client.local_addr().unwrap(), "refused").await;
+    assert!(
+        event["reason"].as_str().unwrap().contains("rate_limit"),
+        "{event:#}"
+    );
+    let status = get_json(web, "/api/v1/status").await;
+    let limited = &service(&status, "udp_echo")["refused"]["rate_limited"];
+    assert!(limited.as_u64().unwrap() > 0, "{status:#}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_room_and_its_members_are_shown_and_who_left_and_why() {
+    let (daemon, web) = web(|c| c.chat.enabled = true);
+    let chat = daemon.addrs("chat")[0];
+    let mut quiet = TcpChat::join(chat).await;
+    let mut kim = TcpChat::join(chat).await;
+    kim.send(b"/nick kim\nhello\n").await;
+    quiet.until("[kim] hello").await;
+
+    let path = "/api/v1/connections?service=chat";
+    let open = poll_json(web, path, "kim's line counted", |page| {
+        items(&page["connections"])
+            .iter()
+            .any(|c| c["name"]["text"] == "kim" && c["said"] == 1)
+    })
+    .await;
+    assert_eq!(open["total"], 2, "{open:#}");
+    let names: BTreeSet<&str> = items(&open["connections"])
+        .iter()
+        .map(|c| c["name"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [quiet.name.as_str(), "kim"].into());
+    let quiet_one = items(&open["connections"])
+        .iter()
+        .find(|c| c["name"]["text"] == quiet.name.as_str())
+        .unwrap();
+    assert_eq!(quiet_one["said"], 0);
+
+    let room = get_json(web, "/api/v1/room").await;
+    let said: Vec<&Value> = items(&room["lines"])
+        .iter()
+        .filter(|l| l["text"]["text"] == "[kim] hello")
+        .collect();
+    assert_eq!(said.len(), 1, "{room:#}");
+    assert_eq!(said[0]["notice"], false);
+    let joined = items(&room["lines"])
+        .iter()
+        .find(|l| l["text"]["text"] == "*** kim joined")
+        .unwrap_or_else(|| panic!("no join: {room:#}"));
+    assert_eq!(
+        (&joined["notice"], &joined["name"]),
+        (&json!(true), &Value::Null)
+    );
+
+    kim.send(b"bye\n").await;
+    kim.until("*** bye").await;
+    let quiet_name = quiet.name.clone();
+    drop(quiet);
+    let path = "/api/v1/connections?service=chat&state=closed";
+    let closed = poll_json(web, path, "both closed", |page| page["total"] == 2).await;
+    let reasons: BTreeSet<(&str, &str)> = items(&closed["connections"])
+        .iter()
+        .map(|c| {
+            let name = c["name"]["text"].as_str().unwrap();
+            (name, c["reason"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("kim", "said bye"),
+            (quiet_name.as_str(), "closed by the client")
+        ]
+        .into()
+    );
+    daemon.shutdown().await;
+}
+
+/// docs/web-api.md: a room line's `name` is null "for the hub's own `***`
+/// lines", so a member's line carries its speaker's name.
+#[tokio::test]
+#[ignore = "BUG: /api/v1/room gives every line name null (api::room_view never sets it)"]
+async fn a_members_line_in_the_room_names_its_speaker() {
+    let (daemon, web) = web(|c| c.chat.enabled = true);
+    let chat = daemon.addrs("chat")[0];
+    let mut quiet = TcpChat::join(chat).await;
+    let mut kim = TcpChat::join(chat).await;
+    kim.send(b"/nick kim\nhello\n").await;
+    quiet.until("[kim] hello").await;
+    let room = get_json(web, "/api/v1/room").await;
+    let line = items(&room["lines"])
+        .iter()
+        .find(|l| l["text"]["text"] == "[kim] hello")
+        .unwrap();
+    assert_eq!(line["name"]["text"], "kim", "{line:#}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_are_paged_and_sorted() {
+    let (daemon, web) = web(|_| {});
+    let json_echo = daemon.addrs("json_echo")[0];
+    let mut clients = Vec::new();
+    for _ in 0..250 {
+        clients.push(TcpStream::connect(json_echo).await.unwrap());
+    }
+    let path = "/api/v1/connections?service=json_echo";
+    poll_json(web, path, "250 open", |page| page["total"] == 250).await;
+
+    let page = get_json(web, &format!("{path}&limit=100&offset=200")).await;
+    assert_eq!(
+        (&page["total"], &page["offset"], &page["limit"]),
+        (&json!(250), &json!(200), &json!(100))
+    );
+    assert_eq!(items(&page["connections"]).len(), 50);
+
+    let addrs = |order: &str| {
+        let path = format!("{path}&sort=addr&order={order}&limit=1000");
+        async move {
+            let page = get_json(web, &path).await;
+            items(&page["connections"])
+                .iter()
+                .map(|c| c["addr"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let descending = addrs("desc").await;
+    assert_eq!(descending.len(), 250);
+    assert!(descending.is_sorted_by(|a, b| a >= b), "{descending:?}");
+    let mut ascending = addrs("asc").await;
+    ascending.reverse();
+    assert_eq!(ascending, descending);
+
+    let capped = get_json(web, &format!("{path}&limit=5000")).await;
+    assert_eq!(capped["limit"], 1000);
+    assert_eq!(items(&capped["connections"]).len(), 250);
+    drop(clients);
+    daemon.shutdown().await;
+}
+
+/// GET `path`: 400 with a JSON error naming what was wrong (`hint`).
+async fn refused_with_json(web: SocketAddr, path: &str, hint: &str) {
+    let answer = get(web, path).await;
+    assert_eq!(answer.status, 400, "{path}: {}", answer.text());
+    let kind = answer.header("content-type").unwrap_or_default();
+    assert!(kind.starts_with("application/json"), "{path}: {kind}");
+    let error = answer.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains(hint), "{path}: {error}");
+}
+
+#[tokio::test]
+async fn a_bad_question_is_answered_400_with_a_json_error() {
+    let (daemon, web) = web(|_| {});
+    for (path, hint) in [
+        ("/api/v1/connections?service=chat&state=gone", "state"),
+        ("/api/v1/connections?service=chat&order=up", "order"),
+        ("/api/v1/connections?service=chat&sort=color", "sort"),
+        ("/api/v1/connections?service=gopher", "gopher"),
+        ("/api/v1/activity", "service"),
+        ("/api/v1/activity?service=gopher", "gopher"),
+    ] {
+        refused_with_json(web, path, hint).await;
+    }
+    daemon.shutdown().await;
+}
+
+/// The same, for what the query extractor itself turns down.
+#[tokio::test]
+#[ignore = "BUG: axum's Query rejection answers 400 text/plain, not the API's JSON error"]
+async fn a_malformed_query_is_answered_400_with_a_json_error() {
+    let (daemon, web) = web(|_| {});
+    for (path, hint) in [
+        ("/api/v1/connections", "service"),
+        ("/api/v1/connections?service=chat&limit=many", "limit"),
+        ("/api/v1/connections?service=chat&offset=-1", "offset"),
+        ("/api/v1/activity?service=chat&limit=many", "limit"),
+        ("/api/v1/room?limit=many", "limit"),
+    ] {
+        refused_with_json(web, path, hint).await;
     }
     daemon.shutdown().await;
 }
