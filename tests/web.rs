@@ -7,15 +7,18 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use common::web::{EventStream, TcpChat, ask, connect_from, get, get_json, get_with, poll_json};
+use common::web::{
+    EventStream, Frame, TcpChat, WebSocket, ask, connect_from, get, get_json, get_with, poll_json,
+};
 use common::{HANG, config, skip, start};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 /// A daemon with the web page on, then `edit`: the daemon and the page's address.
 fn web(edit: impl FnOnce(&mut Config)) -> (Daemon, SocketAddr) {
@@ -586,5 +589,207 @@ async fn a_malformed_query_is_answered_400_with_a_json_error() {
     ] {
         refused_with_json(web, path, hint).await;
     }
+    daemon.shutdown().await;
+}
+
+/// A daemon with the chat and the page: the daemon, the chat's and the page's addresses.
+fn chat_and_web(edit: impl FnOnce(&mut Config)) -> (Daemon, SocketAddr, SocketAddr) {
+    let (daemon, web) = web(|c| {
+        c.chat.enabled = true;
+        edit(c);
+    });
+    let chat = daemon.addrs("chat")[0];
+    (daemon, chat, web)
+}
+
+/// The name a chat box's welcome gives it.
+async fn welcomed(ws: &mut WebSocket) -> String {
+    let welcome = ws.until("*** welcome").await.pop().unwrap();
+    let rest = welcome.split_once("you are ").unwrap().1;
+    rest.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_chat_box_and_a_tcp_member_hear_each_other_and_the_box_never_itself() {
+    let (daemon, chat, web) = chat_and_web(|_| {});
+    let mut tcp = TcpChat::join(chat).await;
+    let mut ws = WebSocket::join(web).await;
+    let name = welcomed(&mut ws).await;
+    tcp.until(&format!("{name} joined")).await;
+
+    ws.send("hello from the page").await;
+    let heard = tcp.until("hello from the page").await.pop().unwrap();
+    assert_eq!(heard, format!("[{name}] hello from the page\n"));
+    tcp.send(b"hello from netcat\n").await;
+    let lines = ws.until("hello from netcat").await;
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("[{}] hello from netcat\n", tcp.name)
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("hello from the page")),
+        "{lines:#?}"
+    );
+
+    ws.send("/nick minsu").await;
+    assert_eq!(ws.until("you are now").await, ["*** you are now minsu\n"]);
+    assert_eq!(
+        tcp.until("is now").await.pop().unwrap(),
+        format!("*** {name} is now minsu\n")
+    );
+    ws.send("again").await;
+    assert_eq!(tcp.until("again").await.pop().unwrap(), "[minsu] again\n");
+
+    let members = get_json(web, "/api/v1/connections?service=chat").await;
+    assert_eq!(members["total"], 2, "the chat box is a member: {members:#}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chat_box_from_another_site_is_forbidden() {
+    let (daemon, _chat, web) = chat_and_web(|_| {});
+    for origin in ["http://evil.example", "http://127.0.0.1:1", "null"] {
+        match WebSocket::open("127.0.0.1", web, Some(origin)).await {
+            Ok(_) => panic!("{origin} was let in"),
+            Err(answer) => assert_eq!(answer.status, 403, "{origin}: {answer:?}"),
+        }
+    }
+    let members = get_json(web, "/api/v1/connections?service=chat").await;
+    assert_eq!(members["total"], 0);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chat_box_counts_against_the_chats_max_per_source() {
+    let (daemon, _chat, web) = chat_and_web(|c| c.chat.max_per_source = 2);
+    let origin = format!("http://{web}");
+    let mut first = WebSocket::join(web).await;
+    let mut second = WebSocket::join(web).await;
+    welcomed(&mut first).await;
+    welcomed(&mut second).await;
+
+    let mut third = WebSocket::open("127.0.0.1", web, Some(&origin))
+        .await
+        .expect("the upgrade itself is the page's to give");
+    assert_eq!(
+        third.frame().await,
+        Some(Frame::Text(
+            "*** too many connections from your address, try again later\n".into()
+        ))
+    );
+    assert!(matches!(third.frame().await, Some(Frame::Close(_)) | None));
+
+    let mut elsewhere = WebSocket::open("127.0.0.2", web, Some(&origin))
+        .await
+        .expect("joins from 127.0.0.2");
+    welcomed(&mut elsewhere).await;
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chat_box_from_outside_the_chats_allow_list_is_told_so() {
+    let (daemon, _chat, web) =
+        chat_and_web(|c| c.chat.allow = vec!["127.0.0.1/32".parse().unwrap()]);
+    let origin = format!("http://{web}");
+    let mut outsider = WebSocket::open("127.0.0.5", web, Some(&origin))
+        .await
+        .expect("the page itself lets it in");
+    assert_eq!(
+        outsider.line().await.as_deref(),
+        Some("*** your address is not in the chat's allow list\n")
+    );
+    assert_eq!(outsider.line().await, None, "and closed");
+    let status = get_json(web, "/api/v1/status").await;
+    assert_eq!(service(&status, "chat")["refused"]["not_allowed"], 1);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chat_box_without_a_chat_is_503() {
+    let (daemon, web) = web(|_| {});
+    let origin = format!("http://{web}");
+    match WebSocket::open("127.0.0.1", web, Some(&origin)).await {
+        Ok(_) => panic!("a chat box with no chat"),
+        Err(answer) => assert_eq!(answer.status, 503, "{answer:?}"),
+    }
+    daemon.shutdown().await;
+}
+
+/// The chat's `rate_limit` slows a chat box as it slows a TCP client: the
+/// lines wait, none is lost. (At 25 a second, 50 lines take a second more
+/// than the bucket's first 25.)
+#[tokio::test]
+async fn a_chat_box_over_the_rate_limit_is_slowed_not_cut() {
+    let (daemon, chat, web) = chat_and_web(|c| c.chat.rate_limit = 25);
+    let mut tcp = TcpChat::join(chat).await;
+    let mut ws = WebSocket::join(web).await;
+    let name = welcomed(&mut ws).await;
+    tcp.until(&format!("{name} joined")).await;
+    let started = Instant::now();
+    for n in 0..50 {
+        ws.send(&format!("line {n:02}")).await;
+    }
+    let mut heard = Vec::new();
+    while heard.len() < 50 {
+        let line = tcp.until(&format!("[{name}] line")).await.pop().unwrap();
+        heard.push(line);
+    }
+    let took = started.elapsed();
+    let sent: Vec<String> = (0..50).map(|n| format!("[{name}] line {n:02}\n")).collect();
+    assert_eq!(heard, sent, "every line, in order");
+    assert!(took >= Duration::from_millis(900), "not slowed: {took:?}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chat_box_that_closes_or_says_bye_leaves_the_room() {
+    let (daemon, chat, web) = chat_and_web(|_| {});
+    let mut tcp = TcpChat::join(chat).await;
+    let mut closing = WebSocket::join(web).await;
+    let closing_name = welcomed(&mut closing).await;
+    let mut leaving = WebSocket::join(web).await;
+    let leaving_name = welcomed(&mut leaving).await;
+    tcp.until(&format!("{leaving_name} joined")).await;
+
+    closing.close().await;
+    tcp.until(&format!("{closing_name} left")).await;
+    leaving.send("bye").await;
+    assert_eq!(leaving.until("bye").await.pop().unwrap(), "*** bye\n");
+    assert_eq!(leaving.line().await, None, "closed after its goodbye");
+    tcp.until(&format!("{leaving_name} left")).await;
+
+    let path = "/api/v1/connections?service=chat&state=closed";
+    let closed = poll_json(web, path, "both closed", |page| page["total"] == 2).await;
+    let reasons: BTreeSet<(&str, &str)> = items(&closed["connections"])
+        .iter()
+        .map(|c| {
+            let name = c["name"]["text"].as_str().unwrap();
+            (name, c["reason"].as_str().unwrap())
+        })
+        .collect();
+    let expected = [
+        (closing_name.as_str(), "closed by the client"),
+        (leaving_name.as_str(), "said bye"),
+    ];
+    assert_eq!(reasons, expected.into());
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chat_box_that_sends_binary_is_closed_and_leaves_the_room() {
+    let (daemon, chat, web) = chat_and_web(|_| {});
+    let mut tcp = TcpChat::join(chat).await;
+    let mut ws = WebSocket::join(web).await;
+    let name = welcomed(&mut ws).await;
+    tcp.until(&format!("{name} joined")).await;
+    ws.send_frame(0x2, b"\x00\x01binary").await;
+    let close = loop {
+        match ws.frame().await {
+            Some(Frame::Text(_)) => {}
+            other => break other,
+        }
+    };
+    assert_eq!(close, Some(Frame::Close(Some(1003))));
+    tcp.until(&format!("{name} left")).await;
     daemon.shutdown().await;
 }
