@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::web::{
-    EventStream, Frame, TcpChat, WebSocket, ask, connect_from, get, get_json, get_with, poll_json,
+    EventStream, Frame, TcpChat, WebSocket, ask, connect_from, get, get_from, get_json, get_with,
+    poll_json,
 };
 use common::{HANG, config, skip, start};
 use pinetd::config::Config;
@@ -791,5 +792,125 @@ async fn a_chat_box_that_sends_binary_is_closed_and_leaves_the_room() {
     };
     assert_eq!(close, Some(Frame::Close(Some(1003))));
     tcp.until(&format!("{name} left")).await;
+    daemon.shutdown().await;
+}
+
+/// Sends `GET / HTTP/1.1` and then one header byte every 300 ms until the
+/// server closes (or `give_up` passes); how long it was let go on.
+async fn slowloris(web: SocketAddr, give_up: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut peer = TcpStream::connect(web).await.unwrap();
+    peer.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let mut buf = [0u8; 1024];
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    while started.elapsed() < give_up {
+        tokio::select! {
+            read = peer.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return Some(started.elapsed()),
+                Ok(_) => {}
+            },
+            _ = tick.tick() => if peer.write_all(b"X").await.is_err() {
+                return Some(started.elapsed());
+            },
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_slowloris_is_closed_at_the_header_timeout_while_others_are_served() {
+    let header_timeout = Duration::from_secs(1);
+    let (daemon, web) = web(|c| c.web.header_timeout = header_timeout);
+    let slow = tokio::spawn(slowloris(web, Duration::from_secs(10)));
+    let asked = Instant::now();
+    let answer = get(web, "/healthz").await;
+    assert_eq!(answer.status, 200);
+    assert!(asked.elapsed() < header_timeout, "{:?}", asked.elapsed());
+    let closed_after = slow.await.unwrap().expect("closed within 10 s");
+    assert!(closed_after >= header_timeout, "{closed_after:?}");
+    assert!(closed_after < Duration::from_secs(5), "{closed_after:?}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn what_is_not_http_is_answered_400_or_closed_and_the_page_goes_on() {
+    let (daemon, web) = web(|_| {});
+    let tls_hello = b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\x5a\x17\xc3\x8e\x00\x00";
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    for junk in [&tls_hello[..], b"hello\n", huge.as_bytes()] {
+        let mut peer = TcpStream::connect(web).await.unwrap();
+        // The server may close before it has read everything (a reset).
+        let _ = peer.write_all(junk).await;
+        let mut answer = Vec::new();
+        let _ = timeout(HANG, peer.read_to_end(&mut answer))
+            .await
+            .expect("closed");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "{junk:?}: {answer}"
+        );
+        assert_eq!(get(web, "/healthz").await.status, 200, "after {junk:?}");
+    }
+    daemon.shutdown().await;
+}
+
+/// The open-files limit of this process, as `ulimit -n` says it.
+fn open_files_limit() -> u64 {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap().0
+}
+
+/// 1000 chat boxes from one address: `max_per_source` lets 50 in and
+/// turns the others away at once (a 429, or a reset if the refusal crossed
+/// the request), and another address is served as ever.
+#[tokio::test]
+async fn a_thousand_chat_boxes_from_one_address_get_fifty_and_the_class_goes_on() {
+    // Each box open costs a file here, and three in the daemon.
+    if open_files_limit() < 4096 {
+        skip(format_args!(
+            "the open-files limit is {}, under 4096",
+            open_files_limit()
+        ));
+        return;
+    }
+    let (daemon, _chat, web) = chat_and_web(|c| c.web.max_per_source = 50);
+    let origin = format!("http://{web}");
+    let started = Instant::now();
+    // All connected at once, then each asks for its chat box.
+    let mut streams = Vec::new();
+    for _ in 0..1000 {
+        streams.push(TcpStream::connect(web).await.unwrap());
+    }
+    let (mut open, mut answered_429, mut reset) = (Vec::new(), 0, 0);
+    for stream in streams {
+        match WebSocket::upgrade(stream, web, Some(&origin)).await {
+            Ok(ws) => open.push(ws),
+            Err(Ok(answer)) => {
+                assert_eq!(answer.status, 429, "{answer:?}");
+                answered_429 += 1;
+            }
+            Err(Err(_)) => reset += 1,
+        }
+    }
+    let took = started.elapsed();
+    assert_eq!(open.len(), 50, "{answered_429} answered 429, {reset} reset");
+    for ws in &mut open {
+        welcomed(ws).await;
+    }
+    // 127.0.0.1 has no room left: another address asks.
+    let answer = get_from("127.0.0.3", web, "/api/v1/status").await;
+    assert_eq!(answer.status, 200);
+    let status = answer.json();
+    assert_eq!(service(&status, "web")["refused"]["per_source"], 950);
+    let members = get_from("127.0.0.3", web, "/api/v1/connections?service=chat").await;
+    assert_eq!(members.json()["total"], 50);
+    let mut elsewhere = WebSocket::open("127.0.0.3", web, Some(&origin))
+        .await
+        .expect("joins from 127.0.0.3");
+    welcomed(&mut elsewhere).await;
+    assert!(took < Duration::from_secs(10), "{took:?}");
     daemon.shutdown().await;
 }
