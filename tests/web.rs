@@ -7,11 +7,12 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::web::{
-    EventStream, Frame, TcpChat, WebSocket, ask, connect_from, get, get_from, get_json, get_with,
-    poll_json,
+    Answer, EventStream, Frame, Next, TcpChat, WebSocket, ask, connect_from, get, get_from,
+    get_json, get_with, poll_json,
 };
 use common::{HANG, config, skip, start};
 use pinetd::config::Config;
@@ -913,4 +914,180 @@ async fn a_thousand_chat_boxes_from_one_address_get_fifty_and_the_class_goes_on(
     welcomed(&mut elsewhere).await;
     assert!(took < Duration::from_secs(10), "{took:?}");
     daemon.shutdown().await;
+}
+
+/// The lines of a snapshot's room, as text.
+fn room_of(snapshot: &Value) -> Vec<&str> {
+    items(&snapshot["chat"]["room"])
+        .iter()
+        .map(|l| l["text"]["text"].as_str().unwrap())
+        .collect()
+}
+
+/// Reads snapshots until one's room has `line`; panics after `within`.
+async fn snapshot_with(stream: &mut EventStream, line: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let snapshot = stream.snapshot(left).await;
+        if room_of(&snapshot).contains(&line) {
+            return snapshot;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_page_stream_starts_whole_and_follows_the_room_without_a_snapshot_a_line() {
+    let (daemon, chat, web) = chat_and_web(|_| {});
+    let opened = Instant::now();
+    let mut stream = EventStream::open("127.0.0.1", web).await;
+    let first = stream.snapshot(HANG).await;
+    let took = opened.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the first came after {took:?}"
+    );
+    for key in ["status", "chat", "json_echo", "udp_echo", "discovery"] {
+        assert!(first.get(key).is_some(), "no {key}: {first:#}");
+    }
+    assert_eq!(items(&first["status"]["services"]).len(), 6);
+
+    let mut talker = TcpChat::join(chat).await;
+    talker.send(b"on the page?\n").await;
+    let said = Instant::now();
+    let line = format!("[{}] on the page?", talker.name);
+    snapshot_with(&mut stream, &line, Duration::from_secs(2)).await;
+    assert!(said.elapsed() < Duration::from_secs(2));
+
+    let burst: String = (0..200).map(|n| format!("burst {n:03}\n")).collect();
+    talker.send(burst.as_bytes()).await;
+    let window = Instant::now() + Duration::from_secs(2);
+    let mut events = 0;
+    let mut last = None;
+    while let Next::Event(name, data) = stream.next(window - Instant::now()).await {
+        assert_eq!(name, "snapshot");
+        events += 1;
+        last = Some(data);
+    }
+    assert!(events < 20, "{events} snapshots for 200 lines in 2 s");
+    let last: Value = serde_json::from_str(&last.expect("at least one snapshot")).unwrap();
+    let room = room_of(&last);
+    assert!(
+        room.iter()
+            .any(|l| l.starts_with(&format!("[{}] burst", talker.name))),
+        "{room:?}"
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_keeps_a_page_stream_and_disabling_the_web_ends_it_but_not_the_chat() {
+    let (mut daemon, chat, web) = chat_and_web(|_| {});
+    let mut stream = EventStream::open("127.0.0.1", web).await;
+    stream.snapshot(HANG).await;
+    let mut a = TcpChat::join(chat).await;
+    let mut b = TcpChat::join(chat).await;
+
+    // One connection from an address at a time, from now on.
+    let mut second = daemon.config().clone();
+    second.web.max_per_source = 1;
+    let changed = daemon.reload(second.clone()).await;
+    assert_eq!(changed, ["web"]);
+    assert_eq!(daemon.addrs("web"), [web], "on its port still");
+    a.send(b"after the reload\n").await;
+    let line = format!("[{}] after the reload", a.name);
+    snapshot_with(&mut stream, &line, HANG).await;
+    let crowded = get(web, "/healthz").await;
+    assert_eq!(crowded.status, 429, "the stream is 127.0.0.1's one");
+    assert_eq!(get_from("127.0.0.2", web, "/healthz").await.status, 200);
+
+    let mut third = second.clone();
+    third.web.enabled = false;
+    assert_eq!(daemon.reload(third).await, ["web"]);
+    assert!(daemon.addrs("web").is_empty());
+    let ended = loop {
+        match stream.next(HANG).await {
+            Next::Event(..) => {}
+            other => break other,
+        }
+    };
+    assert!(matches!(ended, Next::Ended), "{ended:?}");
+    a.send(b"still here\n").await;
+    assert_eq!(
+        b.until("still here").await.pop().unwrap(),
+        format!("[{}] still here\n", a.name)
+    );
+    daemon.shutdown().await;
+}
+
+/// Fails as soon as it runs, every time.
+struct AlwaysFails;
+
+impl pinetd::services::Service for AlwaysFails {
+    fn name(&self) -> &'static str {
+        "always_fails"
+    }
+
+    fn run(
+        self: Arc<Self>,
+        _shutdown: tokio_util::sync::CancellationToken,
+    ) -> pinetd::services::ServiceFuture {
+        Box::pin(async { Err(std::io::Error::other("broken on purpose")) })
+    }
+}
+
+#[tokio::test]
+async fn healthz_names_a_failing_service_and_why() {
+    let (mut daemon, web) = web(|_| {});
+    daemon.supervisor().spawn(Arc::new(AlwaysFails));
+    let deadline = Instant::now() + HANG;
+    let answer: Answer = loop {
+        let answer = get(web, "/healthz").await;
+        if answer.status != 200 {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "still ok: {}", answer.text());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    let body = answer.json();
+    assert_eq!(body["status"], "failing");
+    let reasons = items(&body["reasons"]);
+    assert!(
+        reasons.iter().any(|r| {
+            let r = r.as_str().unwrap();
+            r.contains("always_fails") && r.contains("broken on purpose")
+        }),
+        "{body:#}"
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_shutdown_says_goodbye_to_chat_boxes_and_ends_page_streams() {
+    let (daemon, _chat, web) = chat_and_web(|_| {});
+    let mut ws = WebSocket::join(web).await;
+    welcomed(&mut ws).await;
+    let mut stream = EventStream::open("127.0.0.1", web).await;
+    stream.snapshot(HANG).await;
+    let started = Instant::now();
+    let shutdown = tokio::spawn(daemon.shutdown());
+    ws.until("*** server shutting down").await;
+    assert_eq!(ws.line().await, None, "closed after its goodbye");
+    let ended = loop {
+        match stream.next(HANG).await {
+            Next::Event(..) => {}
+            other => break other,
+        }
+    };
+    assert!(matches!(ended, Next::Ended), "{ended:?}");
+    assert!(
+        shutdown.await.unwrap(),
+        "everything finished in the grace time"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
