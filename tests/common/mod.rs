@@ -8,6 +8,7 @@ pub mod browser;
 pub mod chat;
 pub mod netns;
 pub mod peer;
+pub mod web;
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader};
