@@ -185,6 +185,12 @@ impl Window {
         self.changed();
     }
 
+    /// The name of the open connection numbered `id`, if it has one.
+    pub(super) fn name_of(&self, id: u64) -> Option<String> {
+        let seen = lock(&self.conns).open.get(&id).cloned()?;
+        lock(&seen.name).clone()
+    }
+
     /// The open connections, in the order of their ids, and how many.
     pub fn open(&self) -> Vec<ConnView> {
         let seen: Vec<Arc<Seen>> = lock(&self.conns).open.values().cloned().collect();

@@ -298,6 +298,8 @@ pub struct RoomLine {
     pub at: SystemTime,
     /// The hub's own words (notices, other hubs) rather than a client's.
     pub notice: bool,
+    /// The client who said them, by its name then.
+    pub name: Option<String>,
     pub lines: Bytes,
 }
 
@@ -355,14 +357,17 @@ impl Window {
         lock(&self.activity).last(limit).cloned().collect()
     }
 
-    /// The room said `lines` (`count` of them), the hub's own if `notice`.
-    pub fn said(&self, lines: &Bytes, count: u64, notice: bool) {
+    /// The room said `lines` (`count` of them): the client numbered
+    /// `speaker` (see [`Window::arrived`]), or the hub itself.
+    pub fn said(&self, lines: &Bytes, count: u64, speaker: Option<u64>) {
         let max = self.shared.sizes.history.load(Relaxed);
         self.room_lines.fetch_add(count, Relaxed);
+        let name = speaker.and_then(|id| self.name_of(id));
         lock(&self.room).push(max, |seq| RoomLine {
             seq,
             at: SystemTime::now(),
-            notice,
+            notice: speaker.is_none(),
+            name,
             lines: lines.clone(),
         });
         self.changed();
@@ -469,7 +474,11 @@ mod tests {
         let window = window(2, 10);
         let visit = window.arrived("127.0.0.1:1".parse().unwrap(), Some(7));
         for line in ["a\n", "b\nc\n", "d\n"] {
-            window.said(&Bytes::from(line), line.matches('\n').count() as u64, false);
+            window.said(
+                &Bytes::from(line),
+                line.matches('\n').count() as u64,
+                Some(7),
+            );
         }
         let room: Vec<_> = window.room(10).iter().map(|l| l.lines.clone()).collect();
         assert_eq!(room, [Bytes::from("b\nc\n"), Bytes::from("d\n")]);

@@ -255,7 +255,11 @@ impl Hub {
         let first = *said;
         *said += count;
         // In the channel's order: the page's room is the clients' room.
-        self.window.said(&lines, count, from == Speaker::Hub);
+        let speaker = match from {
+            Speaker::Hub => None,
+            Speaker::Client(id) => Some(id),
+        };
+        self.window.said(&lines, count, speaker);
         // An error only means nobody is listening.
         let _ = self.tx.send(Item {
             from,

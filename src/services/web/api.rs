@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State as Extract};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -214,7 +215,8 @@ pub async fn healthz(Extract(state): Extract<State>) -> Response {
 
 #[derive(Deserialize)]
 pub struct ConnQuery {
-    service: String,
+    #[serde(default)]
+    service: Option<String>,
     #[serde(default)]
     state: Option<String>,
     #[serde(default)]
@@ -364,7 +366,22 @@ fn window_of(state: &Class, service: &str) -> Result<Arc<crate::observe::Window>
     Ok(state.observatory.window(table.name()))
 }
 
-pub async fn connections(Extract(state): Extract<State>, Query(q): Query<ConnQuery>) -> Response {
+/// A query string that is not what the endpoint takes, in the API's words.
+fn bad_query(rejection: QueryRejection) -> Response {
+    problem(StatusCode::BAD_REQUEST, rejection.body_text())
+}
+
+pub async fn connections(
+    Extract(state): Extract<State>,
+    query: Result<Query<ConnQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(rejection) => return bad_query(rejection),
+    };
+    let Some(service) = q.service else {
+        return problem(StatusCode::BAD_REQUEST, "service= is required".into());
+    };
     let closed = match q.state.as_deref() {
         None | Some("open") => false,
         Some("closed") => true,
@@ -393,7 +410,7 @@ pub async fn connections(Extract(state): Extract<State>, Query(q): Query<ConnQue
     let limit = q.limit.unwrap_or(100).min(PAGE_MAX);
     let page = conn_page(
         &state,
-        &q.service,
+        &service,
         closed,
         sort,
         descending,
@@ -435,7 +452,14 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
-pub async fn activity(Extract(state): Extract<State>, Query(q): Query<ListQuery>) -> Response {
+pub async fn activity(
+    Extract(state): Extract<State>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(rejection) => return bad_query(rejection),
+    };
     let Some(service) = q.service else {
         return problem(StatusCode::BAD_REQUEST, "service= is required".into());
     };
@@ -471,7 +495,7 @@ pub fn room_view(state: &Class, limit: usize) -> Vec<LineJson> {
                 seq: item.seq,
                 at: seconds(item.at),
                 at_text: time_text(item.at),
-                name: None,
+                name: item.name.as_deref().map(|n| Shown::new(n.as_bytes())),
                 text: Shown::new(line),
                 notice: item.notice,
             });
@@ -485,7 +509,14 @@ pub fn room_view(state: &Class, limit: usize) -> Vec<LineJson> {
     lines
 }
 
-pub async fn room(Extract(state): Extract<State>, Query(q): Query<ListQuery>) -> Response {
+pub async fn room(
+    Extract(state): Extract<State>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(rejection) => return bad_query(rejection),
+    };
     let limit = q.limit.unwrap_or(LIST_MAX).min(LIST_MAX);
     fresh(serde_json::json!({ "lines": room_view(&state, limit) }))
 }

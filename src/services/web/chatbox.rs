@@ -7,6 +7,7 @@
 //! sends comes back as text frames of whole lines.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State as Extract;
@@ -16,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -27,6 +29,11 @@ use crate::observe::Door;
 const MAX_FRAME: usize = 64 * 1024;
 /// What the room sends is forwarded in reads of at most this much.
 const READ_CHUNK: usize = 16 * 1024;
+/// A browser that takes nothing this long is let go (as the chat's own
+/// `write_timeout` lets a TCP client go).
+const SEND_WITHIN: Duration = Duration::from_secs(10);
+/// On shutdown, the room's goodbye is passed on within this long.
+const GOODBYE_WITHIN: Duration = Duration::from_secs(1);
 
 /// `GET /api/v1/chat`: upgrades to the chat box's WebSocket, from a page
 /// of this server only.
@@ -90,7 +97,7 @@ async fn chat(
     peer: SocketAddr,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let (mut ours, theirs) = pair().await?;
+    let (ours, theirs) = pair().await?;
     let _ = ours.set_nodelay(true);
     if let Err(told) = door.enter(theirs, peer) {
         let told = if told.is_empty() {
@@ -102,72 +109,111 @@ async fn chat(
         let _ = socket.send(Message::Close(None)).await;
         return Ok(());
     }
-    let mut heard = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                // The room says goodbye on shutdown; pass it on.
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), relay_rest(&mut ours, &mut socket, &mut heard)).await;
+    let mut chatbox = ChatBox {
+        socket,
+        ours,
+        heard: BytesMut::with_capacity(READ_CHUNK),
+        shutdown,
+        closing: false,
+    };
+    let relayed = chatbox.relay().await;
+    let _ = chatbox.ours.shutdown().await;
+    relayed
+}
+
+/// A joined chat box: the browser's socket and the member's.
+struct ChatBox {
+    socket: WebSocket,
+    ours: TcpStream,
+    /// What the room sent and the browser has not been sent yet.
+    heard: BytesMut,
+    shutdown: CancellationToken,
+    /// The daemon shuts down: the room's goodbye is passed on, briefly.
+    closing: bool,
+}
+
+impl ChatBox {
+    async fn relay(&mut self) -> std::io::Result<()> {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    // The room says goodbye on shutdown; pass it on.
+                    self.closing = true;
+                    let _ = timeout(GOODBYE_WITHIN, self.relay_rest()).await;
+                    return Ok(());
+                }
+                message = self.socket.recv() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        let line = text.as_str().trim_end_matches(['\r', '\n']);
+                        self.ours.write_all(format!("{line}\n").as_bytes()).await?;
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let reason = Utf8Bytes::from_static("text frames only");
+                        let close = CloseFrame { code: 1003, reason };
+                        self.send(Message::Close(Some(close))).await;
+                        return Ok(());
+                    }
+                    Some(Ok(_)) => {}
+                    // The page went away: the room hears it leave.
+                    Some(Err(_)) | None => return Ok(()),
+                },
+                read = self.ours.read_buf(&mut self.heard) => {
+                    if read? == 0 {
+                        self.send_lines(true).await;
+                        self.send(Message::Close(None)).await;
+                        return Ok(());
+                    }
+                    if !self.send_lines(false).await {
+                        return Ok(());
+                    }
+                    self.heard.reserve(READ_CHUNK);
+                }
+            }
+        }
+    }
+
+    /// Reads what the room still sends until it closes, and passes it on.
+    async fn relay_rest(&mut self) {
+        while let Ok(n) = self.ours.read_buf(&mut self.heard).await {
+            if n == 0 || !self.send_lines(false).await {
                 break;
             }
-            message = socket.recv() => match message {
-                Some(Ok(Message::Text(text))) => {
-                    let line = text.as_str().trim_end_matches(['\r', '\n']);
-                    ours.write_all(format!("{line}\n").as_bytes()).await?;
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    let close = CloseFrame { code: 1003, reason: Utf8Bytes::from_static("text frames only") };
-                    let _ = socket.send(Message::Close(Some(close))).await;
-                    break;
-                }
-                Some(Ok(_)) => {}
-                // The page went away: the room hears it leave.
-                Some(Err(_)) | None => break,
-            },
-            read = ours.read_buf(&mut heard) => {
-                if read? == 0 {
-                    send_lines(&mut socket, &mut heard, true).await;
-                    let _ = socket.send(Message::Close(None)).await;
-                    break;
-                }
-                if !send_lines(&mut socket, &mut heard, false).await {
-                    break;
-                }
-                heard.reserve(READ_CHUNK);
+        }
+        self.send_lines(true).await;
+    }
+
+    /// Sends the whole lines heard as one text frame (all of it when `all`,
+    /// or when a line is longer than a frame): a frame never splits a
+    /// character. False if the browser is gone or takes nothing.
+    async fn send_lines(&mut self, all: bool) -> bool {
+        let heard = &mut self.heard;
+        let end = if all || heard.len() >= READ_CHUNK * 2 {
+            heard.len()
+        } else {
+            match memchr::memrchr(b'\n', heard) {
+                Some(at) => at + 1,
+                None => return true,
             }
+        };
+        if end == 0 {
+            return true;
         }
+        let lines = heard.split_to(end);
+        let text = String::from_utf8_lossy(&lines).into_owned();
+        self.send(Message::Text(text.into())).await
     }
-    let _ = ours.shutdown().await;
-    Ok(())
-}
 
-/// Reads what the room still sends until it closes, and passes it on.
-async fn relay_rest(ours: &mut TcpStream, socket: &mut WebSocket, heard: &mut BytesMut) {
-    while let Ok(n) = ours.read_buf(heard).await {
-        if n == 0 {
-            break;
+    /// Sends `message` unless the browser takes nothing for
+    /// [`SEND_WITHIN`] or the daemon shuts down (then within
+    /// [`GOODBYE_WITHIN`]); false then.
+    async fn send(&mut self, message: Message) -> bool {
+        if self.closing {
+            let sent = timeout(GOODBYE_WITHIN, self.socket.send(message)).await;
+            return matches!(sent, Ok(Ok(())));
         }
-        send_lines(socket, heard, false).await;
-    }
-    send_lines(socket, heard, true).await;
-}
-
-/// Sends the whole lines of `heard` as one text frame (all of it when
-/// `all`, or when a line is longer than a frame): a frame never splits a
-/// character. False if the browser is gone.
-async fn send_lines(socket: &mut WebSocket, heard: &mut BytesMut, all: bool) -> bool {
-    let end = if all || heard.len() >= READ_CHUNK * 2 {
-        heard.len()
-    } else {
-        match memchr::memrchr(b'\n', heard) {
-            Some(at) => at + 1,
-            None => return true,
+        tokio::select! {
+            _ = self.shutdown.cancelled() => false,
+            sent = timeout(SEND_WITHIN, self.socket.send(message)) => matches!(sent, Ok(Ok(()))),
         }
-    };
-    if end == 0 {
-        return true;
     }
-    let lines = heard.split_to(end);
-    let text = String::from_utf8_lossy(&lines).into_owned();
-    socket.send(Message::Text(text.into())).await.is_ok()
 }

@@ -463,8 +463,9 @@ function roomLine(line) {
   const time = el('span', 'time', clockTime(line.at));
   if (line.at_text) time.title = line.at_text;
   row.append(time);
+  // The text names its speaker already (`[kim] hello`): the name is a tooltip.
   if (line.notice) row.classList.add('notice');
-  else if (line.name) row.append(...shownNodes(line.name, 'name'));
+  else if (line.name) row.title = shownText(line.name);
   row.append(...shownNodes(line.text, 'text'));
   return row;
 }
