@@ -21,13 +21,17 @@ wait_for() {
 # log in the scratch folder, so several can run.
 start_pinetd() {
   local other name=${2:-pinetd}
-  # Every service table, as config/local.toml writes them all out.
+  local bin=${PINETD:-./target/release/pinetd}
+  # Every service table, as config/local.toml writes them all out, but
+  # those an older binary (BEFORE= in the A/B scripts) does not know.
   for other in $(sed -n 's/^\[\([a-z_]*\)\]$/\1/p' config/local.toml | grep -vx daemon); do
-    [ "$other" = "$1" ] || printf '[%s]\nenabled = false\n' "$other"
+    [ "$other" != "$1" ] || continue
+    printf '[%s]\nenabled = false\n' "$other" > "$work/probe.toml"
+    if "$bin" check --config "$work/probe.toml" >/dev/null 2>&1; then cat "$work/probe.toml"; fi
   done > "$work/$name.toml"
   printf '[%s]\nlisten = "127.0.0.1:0"\n' "$1" >> "$work/$name.toml"
   cat >> "$work/$name.toml"
-  "${PINETD:-./target/release/pinetd}" --config "$work/$name.toml" 2> "$work/$name.log" &
+  "$bin" --config "$work/$name.toml" 2> "$work/$name.log" &
   pinetd_pid=$!
   pids+=("$pinetd_pid")
   wait_for "$work/$name.log" listening "$pinetd_pid"
