@@ -176,11 +176,18 @@ async fn supervise(
                 error!(panic, restart_in = ?backoff, "panicked; restarting");
                 format!("panicked: {panic}")
             }
-            Err(_) => return,
+            Err(_) => {
+                failing(None);
+                return;
+            }
         };
         failing(Some(format!("{why}; restarting in {backoff:?}")));
         tokio::select! {
-            _ = token.cancelled() => return,
+            _ = token.cancelled() => {
+                // Stopped while it waited: not failing any more.
+                failing(None);
+                return;
+            }
             _ = sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -371,7 +371,12 @@ async fn what_is_not_text_is_shown_escaped_and_what_is_long_is_cut() {
     let input = &event["input"];
     assert_eq!(input["cut"], true, "{input:#}");
     assert_eq!(input["bytes"], long.len());
-    assert_eq!(input["text"], &long[..2048]);
+    // The error, far into it, is shown with the 1024 bytes around and before it.
+    let from = long.len() - 1024;
+    assert_eq!(input["from"], from, "{input:#}");
+    assert_eq!(input["text"], &long[from..]);
+    let mark = input["mark"].as_u64().unwrap() as usize;
+    assert_eq!(long[from..].chars().nth(mark), Some('x'));
     daemon.shutdown().await;
 }
 
@@ -1162,4 +1167,154 @@ async fn a_chat_box_dropped_by_the_chat_frees_its_place() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     daemon.shutdown().await;
+}
+
+/// The whole answer to a raw `request` (`Connection: close`), as text.
+async fn raw(web: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(web).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    timeout(HANG, stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A page of another site whose name was rebound to the Pi's address (DNS
+/// rebinding) asks with that name in `Host`: it reads nothing.
+#[tokio::test]
+async fn only_requests_for_this_servers_own_names_are_answered() {
+    let (daemon, web) = web(|c| c.web.hosts = vec!["pi07.school.example".into()]);
+    let ask = |host: &str| {
+        format!("GET /api/v1/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    };
+    for host in ["evil.example", "pi07.school.example.evil.example:8080"] {
+        let answer = raw(web, &ask(host)).await;
+        assert!(answer.starts_with("HTTP/1.1 421"), "{host}: {answer}");
+        assert!(!answer.contains("\"services\""), "{answer}");
+    }
+    let port = web.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "PI07.school.example".into(),
+    ] {
+        let answer = raw(web, &ask(&host)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    daemon.shutdown().await;
+}
+
+/// One address asking as fast as it can is slowed (429); another is not.
+#[tokio::test]
+async fn one_address_asking_too_fast_is_told_to_slow_down_and_others_are_served() {
+    let (daemon, web) = web(|c| c.web.max_per_source = 0);
+    let mut statuses = Vec::new();
+    for _ in 0..120 {
+        statuses.push(get_from("127.0.0.5", web, "/healthz").await.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let served = statuses.iter().filter(|&&s| s == 200).count();
+    assert!(served >= 50, "{statuses:?}");
+    assert_eq!(get_from("127.0.0.6", web, "/healthz").await.status, 200);
+    daemon.shutdown().await;
+}
+
+/// A reload that narrows `[web] allow` closes the pages it no longer admits.
+#[tokio::test]
+async fn narrowing_allow_closes_the_pages_it_no_longer_admits() {
+    let (mut daemon, web) = web(|c| c.chat.enabled = true);
+    let mut outside = EventStream::open("127.0.0.7", web).await;
+    outside.snapshot(HANG).await;
+    let mut inside = EventStream::open("127.0.0.1", web).await;
+    inside.snapshot(HANG).await;
+    let mut box_outside = WebSocket::open("127.0.0.7", web, None).await.ok().unwrap();
+    box_outside.until("welcome").await;
+
+    let mut narrower = daemon.config().clone();
+    narrower.web.allow = vec!["127.0.0.1/32".parse().unwrap()];
+    assert_eq!(daemon.reload(narrower).await, ["web"]);
+    let deadline = Instant::now() + HANG;
+    loop {
+        match outside.next(Duration::from_secs(1)).await {
+            Next::Ended => break,
+            _ if Instant::now() > deadline => panic!("the page outside allow still streams"),
+            _ => {}
+        }
+    }
+    let closed = timeout(HANG, async {
+        loop {
+            match box_outside.frame().await {
+                Some(Frame::Close(_)) | None => return,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the chat box outside allow is closed");
+    // The page inside goes on.
+    assert!(matches!(inside.next(HANG).await, Next::Event(..)));
+    daemon.shutdown().await;
+}
+
+/// The Pis heard announcing: each daemon once (by its instance), with its
+/// latest line; other senders by address.
+#[tokio::test]
+async fn announcements_heard_are_listed_once_per_daemon() {
+    // A port of its own for the announcements, so no other test's are heard.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (daemon, web) =
+        web(|c| c.announcer.to = vec![SocketAddr::from(([127, 255, 255, 255], port))]);
+    let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    let announce = |seq: u64| {
+        format!(
+            r#"{{"pinetd":1,"host":"pi-<b>07</b>","instance":"abc","addrs":["127.0.0.1"],"services":{{"chat":9999}},"ttl":30,"seq":{seq}}}"#
+        )
+    };
+    let heard = |v: &Value| items(&v["heard"]).to_vec();
+    // The web's socket may not be bound the instant the daemon is: send until heard.
+    let listed = poll_until(web, "/api/v1/heard", |v| {
+        let _ = sender.try_send_to(announce(1).as_bytes(), to);
+        !heard(v).is_empty()
+    })
+    .await;
+    assert!(
+        heard(&listed)[0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("pi-<b>07</b>  127.0.0.1  chat 9999")
+    );
+    sender.send_to(announce(2).as_bytes(), to).await.unwrap();
+    sender.send_to(b"not a pinetd", to).await.unwrap();
+    let listed = poll_until(web, "/api/v1/heard", |v| heard(v).len() == 2).await;
+    let daemon_line = heard(&listed)
+        .into_iter()
+        .find(|h| h["text"]["text"].as_str().unwrap().contains("seq 2"));
+    assert!(
+        daemon_line.is_some(),
+        "one entry for the daemon, at its latest: {listed:#}"
+    );
+    daemon.shutdown().await;
+}
+
+/// Polls `path` until `done` says its JSON is as wanted (a hang after HANG).
+async fn poll_until(web: SocketAddr, path: &str, mut done: impl FnMut(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + HANG;
+    loop {
+        let value = get_json(web, path).await;
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never as wanted: {value:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

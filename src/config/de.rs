@@ -116,10 +116,26 @@ pub fn queue_length<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     bounded_u32(d, 1, 1 << 20)
 }
 
+/// Host names for the web page: letters, digits, `-` and `.`, lower case.
+pub fn host_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    for name in &names {
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !valid {
+            return Err(D::Error::custom(format!(
+                "{name:?} is not a host name (letters, digits, '-' and '.')"
+            )));
+        }
+    }
+    Ok(names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
+}
+
 /// What the web page keeps of a kind (lines, events, connections): 0 to
-/// 10,000 (each is held in memory, and sent to every page).
+/// 2,000 (each is held in memory, up to a few kilobytes, for every service).
 pub fn kept<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    bounded_u32(d, 0, 10_000)
+    bounded_u32(d, 0, 2_000)
 }
 
 /// A JSON message limit: room for `{}` at least, 64 MiB at most.

@@ -314,6 +314,11 @@ pub struct WebConfig {
     pub max_clients: u32,
     /// Connections at once from one address (IPv6: one /64); 0 means no limit.
     pub max_per_source: u32,
+    /// Names the page may be asked for by, besides an address, `localhost`
+    /// and this host's name (with `.local`): a request for any other
+    /// `Host` is refused, so another site cannot rebind its name to the Pi.
+    #[serde(deserialize_with = "de::host_names")]
+    pub hosts: Vec<String>,
     /// A peer that has not sent its request's headers this long is closed.
     #[serde(
         deserialize_with = "de::nonzero_duration",
@@ -339,6 +344,7 @@ impl Default for WebConfig {
             allow: Vec::new(),
             max_clients: 200,
             max_per_source: 32,
+            hosts: Vec::new(),
             header_timeout: Duration::from_secs(10),
             history: 200,
             activity: 100,

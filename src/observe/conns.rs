@@ -11,6 +11,9 @@ use std::time::SystemTime;
 
 use super::{Event, Window, lock};
 
+/// A refusal joins one of this many latest closed of its address.
+const TURNED_AWAY_LOOK: usize = 8;
+
 #[derive(Default)]
 pub(super) struct Conns {
     open: BTreeMap<u64, Arc<Seen>>,
@@ -89,9 +92,14 @@ impl Visit {
         self.window.watched()
     }
 
-    /// One more event may be shown now ([`Window::shows_more`]).
+    /// One more answer may be shown now ([`Window::shows_more`]).
     pub fn shows_more(&self) -> bool {
         self.window.shows_more()
+    }
+
+    /// One more error may be shown now ([`Window::shows_problem`]).
+    pub fn shows_problem(&self) -> bool {
+        self.window.shows_problem()
     }
 
     /// Keeps `event` in its service's activity.
@@ -162,25 +170,35 @@ impl Window {
         }
     }
 
-    /// A connection from `addr` refused at once (why), among the closed.
+    /// A connection from `addr` refused at once (why), among the closed:
+    /// one entry per address and reason among the latest, its time the
+    /// last refusal's, so a reconnecting loop pushes out nobody else.
     pub fn turned_away(&self, addr: SocketAddr, why: &'static str) {
         let now = SystemTime::now();
         let max = self.shared.sizes.closed.load(Relaxed);
         let mut conns = lock(&self.conns);
-        conns.next_id += 1;
-        let view = ConnView {
-            id: conns.next_id,
-            addr,
-            name: None,
-            since: now,
-            said: 0,
-            skipped: 0,
-            behind: 0,
-            errors: 0,
-            closed_at: Some(now),
-            reason: Some(why),
-        };
-        conns.close(view, max);
+        let again = (conns.closed.iter_mut().take(TURNED_AWAY_LOOK))
+            .find(|c| c.view.addr.ip() == addr.ip() && c.view.reason == Some(why));
+        if let Some(again) = again {
+            again.view.addr = addr;
+            again.view.closed_at = Some(now);
+            again.view.errors += 1;
+        } else {
+            conns.next_id += 1;
+            let view = ConnView {
+                id: conns.next_id,
+                addr,
+                name: None,
+                since: now,
+                said: 0,
+                skipped: 0,
+                behind: 0,
+                errors: 1,
+                closed_at: Some(now),
+                reason: Some(why),
+            };
+            conns.close(view, max);
+        }
         drop(conns);
         self.changed();
     }

@@ -11,8 +11,10 @@
 //! value, an echoed datagram) it records only while a page is open
 //! ([`Window::watched`], one atomic load); rare things (errors, refusals,
 //! connections, the room's lines, which the page shows from before it
-//! opened) it keeps always. Events are shown at most 50 a second per
-//! service ([`Window::shows_more`]), so a flood costs a few.
+//! opened) it keeps always. Answers are shown at most 50 a second per
+//! service ([`Window::shows_more`]), and errors and refusals 50 more
+//! ([`Window::shows_problem`]), so a flood costs a few and answers never
+//! hide a problem.
 
 mod conns;
 pub mod shown;
@@ -22,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -115,7 +117,8 @@ impl Observatory {
                     heard: Mutex::default(),
                     door: Mutex::default(),
                     bridge: Mutex::default(),
-                    refusal_budget: AtomicU64::new(0),
+                    ordinary_budget: AtomicU64::new(0),
+                    problem_budget: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -191,6 +194,24 @@ impl Observatory {
     }
 }
 
+/// Takes one from `budget` (the second now in its high bits, what was
+/// taken in it in the low ones); false when this second's are all taken.
+fn spend(budget: &AtomicU64) -> bool {
+    let second = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let taken = budget.load(Relaxed);
+    if taken >> 16 != second {
+        budget.store(second << 16 | 1, Relaxed);
+        return true;
+    }
+    if taken & 0xffff >= SHOWN_A_SECOND {
+        return false;
+    }
+    budget.fetch_add(1, Relaxed);
+    true
+}
+
 /// An open page; dropped when it closes.
 pub struct Watching(Arc<Shared>);
 
@@ -219,11 +240,13 @@ pub struct Window {
     room: Mutex<Ring<RoomLine>>,
     /// Lines the room has said, ever (how far behind a member is).
     room_lines: AtomicU64,
-    heard: Mutex<BTreeMap<SocketAddr, Heard>>,
+    heard: Mutex<BTreeMap<String, Heard>>,
     door: Mutex<Option<Arc<dyn Door>>>,
     bridge: Mutex<Option<serde_json::Value>>,
-    /// The second now (high bits) and the events shown in it.
-    refusal_budget: AtomicU64,
+    /// The second now (high bits) and the answers shown in it.
+    ordinary_budget: AtomicU64,
+    /// The same, for errors and refusals.
+    problem_budget: AtomicU64,
 }
 
 /// A bounded queue: the newest `max`, each numbered.
@@ -310,6 +333,8 @@ pub struct Heard {
     pub text: Bytes,
     pub first_seen: SystemTime,
     pub last_seen: SystemTime,
+    /// Forgotten then, unless heard again.
+    pub expires: SystemTime,
     pub count: u64,
 }
 
@@ -319,22 +344,16 @@ impl Window {
         self.shared.watchers.load(Relaxed) > 0
     }
 
-    /// Whether one more event may be shown now: at most
-    /// [`SHOWN_A_SECOND`] a second.
+    /// Whether one more ordinary event (an answer) may be shown now: at
+    /// most [`SHOWN_A_SECOND`] a second.
     pub fn shows_more(&self) -> bool {
-        let second = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let budget = self.refusal_budget.load(Relaxed);
-        if budget >> 16 != second {
-            self.refusal_budget.store(second << 16 | 1, Relaxed);
-            return true;
-        }
-        if budget & 0xffff >= SHOWN_A_SECOND {
-            return false;
-        }
-        self.refusal_budget.fetch_add(1, Relaxed);
-        true
+        spend(&self.ordinary_budget)
+    }
+
+    /// Whether one more problem (an error, a refusal) may be shown now: at
+    /// most [`SHOWN_A_SECOND`] a second, whatever the answers took.
+    pub fn shows_problem(&self) -> bool {
+        spend(&self.problem_budget)
     }
 
     fn changed(&self) {
@@ -357,11 +376,12 @@ impl Window {
         lock(&self.activity).last(limit).cloned().collect()
     }
 
-    /// The room said `lines` (`count` of them): the client numbered
-    /// `speaker` (see [`Window::arrived`]), or the hub itself.
-    pub fn said(&self, lines: &Bytes, count: u64, speaker: Option<u64>) {
+    /// The room said `lines`, its lines numbered `first` on (`count` of
+    /// them): the client numbered `speaker` (see [`Window::arrived`]), or
+    /// the hub itself. A room made anew (the chat rebound) numbers from 0.
+    pub fn said(&self, lines: &Bytes, first: u64, count: u64, speaker: Option<u64>) {
         let max = self.shared.sizes.history.load(Relaxed);
-        self.room_lines.fetch_add(count, Relaxed);
+        self.room_lines.store(first + count, Relaxed);
         let name = speaker.and_then(|id| self.name_of(id));
         lock(&self.room).push(max, |seq| RoomLine {
             seq,
@@ -383,41 +403,42 @@ impl Window {
         lock(&self.room).last(limit).cloned().collect()
     }
 
-    /// An announcement from `from` was heard.
-    pub fn heard(&self, from: SocketAddr, text: &[u8]) {
+    /// An announcement from `from` was heard: of the daemon `who` (its
+    /// instance, or its address), good for `ttl`.
+    pub fn heard(&self, who: &str, from: SocketAddr, text: &[u8], ttl: Duration) {
         let now = SystemTime::now();
         let mut heard = lock(&self.heard);
-        if let Some(known) = heard.get_mut(&from) {
+        heard.retain(|_, h| h.expires > now);
+        if let Some(known) = heard.get_mut(who) {
+            known.from = from;
             known.last_seen = now;
+            known.expires = now + ttl;
             known.count += 1;
             if known.text != text {
                 known.text = Bytes::copy_from_slice(text);
             }
-        } else {
-            if heard.len() >= HEARD_MAX {
-                let oldest = heard.values().min_by_key(|h| h.last_seen).map(|h| h.from);
-                if let Some(oldest) = oldest {
-                    heard.remove(&oldest);
-                }
-            }
-            heard.insert(
+        } else if heard.len() < HEARD_MAX {
+            let heard_now = Heard {
                 from,
-                Heard {
-                    from,
-                    text: Bytes::copy_from_slice(text),
-                    first_seen: now,
-                    last_seen: now,
-                    count: 1,
-                },
-            );
+                text: Bytes::copy_from_slice(text),
+                first_seen: now,
+                last_seen: now,
+                expires: now + ttl,
+                count: 1,
+            };
+            heard.insert(who.to_owned(), heard_now);
         }
         drop(heard);
         self.changed();
     }
 
-    /// Every announcer heard, by address.
+    /// Every announcer heard and not expired.
     pub fn heard_all(&self) -> Vec<Heard> {
-        lock(&self.heard).values().cloned().collect()
+        let now = SystemTime::now();
+        (lock(&self.heard).values())
+            .filter(|h| h.expires > now)
+            .cloned()
+            .collect()
     }
 
     pub fn set_door(&self, door: Arc<dyn Door>) {
@@ -473,12 +494,11 @@ mod tests {
     fn the_room_keeps_its_last_lines_and_a_member_knows_how_far_behind_it_is() {
         let window = window(2, 10);
         let visit = window.arrived("127.0.0.1:1".parse().unwrap(), Some(7));
+        let mut first = 0;
         for line in ["a\n", "b\nc\n", "d\n"] {
-            window.said(
-                &Bytes::from(line),
-                line.matches('\n').count() as u64,
-                Some(7),
-            );
+            let count = line.matches('\n').count() as u64;
+            window.said(&Bytes::from(line), first, count, Some(7));
+            first += count;
         }
         let room: Vec<_> = window.room(10).iter().map(|l| l.lines.clone()).collect();
         assert_eq!(room, [Bytes::from("b\nc\n"), Bytes::from("d\n")]);

@@ -110,7 +110,7 @@ impl Discovery {
                 continue;
             }
             let payload = settings.payload(&self.info);
-            judge.answered(peer, probe, &payload);
+            judge.answered(peer, "probe", probe, &payload);
             let delay = settings.config.max_delay.mul_f64(fastrand::f64());
             let (socket, stats) = (socket.clone(), self.stats.clone());
             pending.spawn(

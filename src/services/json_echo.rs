@@ -21,6 +21,7 @@ use crate::config::{Config, JsonEchoConfig, TableIn};
 use crate::jsonstream::{JsonError, Unanswered, error_line};
 use crate::logging::peer_line;
 use crate::net::{BindError, Sockets};
+use crate::observe::shown::SHOWN_BYTES;
 use crate::observe::{ErrorAt, Event as Seen, Shown, Visit, Window};
 use crate::services::shared::accept::{Gate, Listeners, Policy, Refusals};
 use crate::services::{BindContext, Reconfigured, Registered, Service, ServiceFuture};
@@ -338,11 +339,13 @@ impl Connection {
     /// that moment came); the error object if the input is bad. `eof`: the
     /// client has closed.
     fn answer(&mut self, quiet: bool, eof: bool) -> Result<bool, Vec<u8>> {
-        // Only while a page is open: what arrived, to show beside its replies.
-        let watched = self
-            .visit
-            .watched()
-            .then(|| self.input.unanswered().to_vec());
+        // Only while a page is open: the start of what arrived (no more
+        // than is shown), to show beside its replies.
+        let before = self.input.len();
+        let watched = self.visit.watched().then(|| {
+            let unanswered = self.input.unanswered();
+            unanswered[..unanswered.len().min(SHOWN_BYTES)].to_vec()
+        });
         let replied = self.output.len();
         let answered = self.input.answer(quiet, eof, &mut self.output);
         self.stats.messages(answered.values);
@@ -350,12 +353,18 @@ impl Connection {
         if answered.values > 0 {
             seen.said.fetch_add(answered.values as u64, Relaxed);
         }
-        if let Some(input) = watched.filter(|_| answered.values > 0 && self.visit.shows_more()) {
-            let taken = input.len() - self.input.len();
+        if let Some(head) = watched.filter(|_| answered.values > 0 && self.visit.shows_more()) {
+            let taken = before - self.input.len();
+            let head = &head[..taken.min(head.len())];
+            let trimmed = head.trim_ascii_start();
+            let input = Shown::start_of(
+                trimmed.trim_ascii_end(),
+                taken - (head.len() - trimmed.len()),
+            );
             self.visit.record(Seen {
                 peer: Some(self.peer),
                 kind: "exchange",
-                input: Some(Shown::new(input[..taken].trim_ascii())),
+                input: Some(input),
                 output: Some(Shown::new(self.output[replied..].trim_ascii_end())),
                 ..Seen::default()
             });
@@ -369,7 +378,7 @@ impl Connection {
                     info!(error = %e.message, line = e.line, column = e.column, "bad input");
                 }
                 let line = e.to_line();
-                if !self.visit.shows_more() {
+                if !self.visit.shows_problem() {
                     return Err(line);
                 }
                 // Shown without the line's end, as the exchanges are.

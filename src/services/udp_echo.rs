@@ -129,7 +129,7 @@ pub fn plan(
                 .filter(|d| judge.allows(peer, &payload[d.clone()], fixed.len(), now))
                 .count();
             if answered > 0 {
-                judge.answered(peer, payload, fixed);
+                judge.answered(peer, "datagram", payload, fixed);
             }
             if answered > 0 && batch.set_repeated(i, fixed, answered) {
                 for k in 0..answered {
@@ -141,7 +141,7 @@ pub fn plan(
         for datagram in batch.datagrams(i) {
             let bytes = &payload[datagram.clone()];
             if judge.allows(peer, bytes, bytes.len(), now) {
-                judge.answered(peer, bytes, bytes);
+                judge.answered(peer, "datagram", bytes, bytes);
                 replies.add(batch, i, datagram);
             }
         }

@@ -259,7 +259,7 @@ impl Hub {
             Speaker::Hub => None,
             Speaker::Client(id) => Some(id),
         };
-        self.window.said(&lines, count, speaker);
+        self.window.said(&lines, first, count, speaker);
         // An error only means nobody is listening.
         let _ = self.tx.send(Item {
             from,

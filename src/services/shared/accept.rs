@@ -125,7 +125,7 @@ impl Gate {
     /// Counts and shows a refusal of `peer`.
     fn refuse(&self, peer: SocketAddr, why: Refusal, reason: String) {
         self.stats.refuse(why);
-        if !self.window.shows_more() {
+        if !self.window.shows_problem() {
             return;
         }
         let closed = match why {

@@ -71,7 +71,7 @@ impl Judge {
         if crate::logging::peer_line(peer.ip()) {
             info!(%peer, reason = why.name(), "refused");
         }
-        if self.window.shows_more() {
+        if self.window.shows_problem() {
             self.window.record(Event {
                 peer: Some(peer),
                 kind: "refused",
@@ -82,12 +82,12 @@ impl Judge {
         }
     }
 
-    /// Shows an answered datagram while a page is open.
-    pub fn answered(&self, peer: SocketAddr, request: &[u8], reply: &[u8]) {
+    /// Shows an answered datagram (`kind`: `datagram`, `probe`) while a page is open.
+    pub fn answered(&self, peer: SocketAddr, kind: &'static str, request: &[u8], reply: &[u8]) {
         if self.window.watched() && self.window.shows_more() {
             self.window.record(Event {
                 peer: Some(peer),
-                kind: "datagram",
+                kind,
                 input: Some(Shown::new(request)),
                 output: Some(Shown::new(reply)),
                 ..Event::default()

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::live::Snapshots;
 use super::rates::Rates;
-use crate::config::Table;
+use crate::config::{Table, WebConfig};
 use crate::describe::SelfInfo;
 use crate::observe::{Activity, ConnView, Observatory, RoomLine, Shown};
 use crate::stats::Refusal;
@@ -33,8 +34,12 @@ pub struct Class {
 pub struct State {
     pub class: Arc<Class>,
     /// The newest snapshot, for the pages' streams.
-    pub snapshots: watch::Receiver<Arc<str>>,
+    pub snapshots: Arc<Snapshots>,
+    /// `[web]` as the last reload left it.
+    pub settings: watch::Receiver<Arc<WebConfig>>,
     pub shutdown: CancellationToken,
+    /// Requests a second per source.
+    pub requests: Arc<std::sync::Mutex<crate::limit::RateLimiter>>,
 }
 
 impl std::ops::Deref for State {

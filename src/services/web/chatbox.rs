@@ -6,7 +6,8 @@
 //! exactly as to a TCP client. Each text frame is one line; what the room
 //! sends comes back as text frames of whole lines.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -17,12 +18,15 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::Peer;
 use super::api::State;
+use crate::config::WebConfig;
+use crate::net::allowed;
 use crate::observe::Door;
 
 /// The largest frame or message a browser may send: more than any chat line.
@@ -50,13 +54,14 @@ pub async fn join(
         return (StatusCode::SERVICE_UNAVAILABLE, "the chat is not running\n").into_response();
     };
     let shutdown = state.shutdown.clone();
+    let settings = state.settings.clone();
     upgrade
         .max_frame_size(MAX_FRAME)
         .max_message_size(MAX_FRAME)
         .on_upgrade(move |socket| async move {
             // Counted as the page's connection for as long as it lives.
             let _hold = peer.hold;
-            if let Err(e) = chat(socket, door, peer.addr, shutdown).await {
+            if let Err(e) = chat(socket, door, peer.addr, settings, shutdown).await {
                 debug!(error = %e, "chat box");
             }
         })
@@ -80,21 +85,34 @@ fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
     }
 }
 
+/// The length of the UTF-8 character that starts with byte `b`.
+fn utf8_len(b: u8) -> usize {
+    match b {
+        b if b >= 0xf0 => 4,
+        b if b >= 0xe0 => 3,
+        b if b >= 0xc0 => 2,
+        _ => 1,
+    }
+}
+
 /// A connected pair of loopback TCP sockets.
 async fn pair() -> std::io::Result<(TcpStream, TcpStream)> {
     let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
-    let (ours, theirs) = tokio::try_join!(TcpStream::connect(addr), async {
-        Ok(listener.accept().await?.0)
-    })?;
+    let (ours, (theirs, from)) = tokio::try_join!(TcpStream::connect(addr), listener.accept())?;
+    // Another local process could have connected first.
+    if ours.local_addr()? != from {
+        return Err(std::io::Error::other("the loopback pair was not ours"));
+    }
     Ok((ours, theirs))
 }
 
 /// Relays between the browser and the room until either ends.
 async fn chat(
     mut socket: WebSocket,
-    door: std::sync::Arc<dyn Door>,
+    door: Arc<dyn Door>,
     peer: SocketAddr,
+    settings: watch::Receiver<Arc<WebConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let (ours, theirs) = pair().await?;
@@ -115,6 +133,8 @@ async fn chat(
         heard: BytesMut::with_capacity(READ_CHUNK),
         shutdown,
         closing: false,
+        settings,
+        peer: peer.ip(),
     };
     let relayed = chatbox.relay().await;
     let _ = chatbox.ours.shutdown().await;
@@ -130,6 +150,9 @@ struct ChatBox {
     shutdown: CancellationToken,
     /// The daemon shuts down: the room's goodbye is passed on, briefly.
     closing: bool,
+    /// `[web]`: a page its `allow` no longer admits is closed.
+    settings: watch::Receiver<Arc<WebConfig>>,
+    peer: IpAddr,
 }
 
 impl ChatBox {
@@ -141,6 +164,13 @@ impl ChatBox {
                     self.closing = true;
                     let _ = timeout(GOODBYE_WITHIN, self.relay_rest()).await;
                     return Ok(());
+                }
+                changed = self.settings.changed() => {
+                    let allow = self.settings.borrow_and_update().allow.clone();
+                    if changed.is_err() || !allowed(&allow, self.peer) {
+                        self.send(Message::Close(None)).await;
+                        return Ok(());
+                    }
                 }
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Text(text))) => {
@@ -187,8 +217,19 @@ impl ChatBox {
     /// character. False if the browser is gone or takes nothing.
     async fn send_lines(&mut self, all: bool) -> bool {
         let heard = &mut self.heard;
-        let end = if all || heard.len() >= READ_CHUNK * 2 {
+        let end = if all {
             heard.len()
+        } else if heard.len() >= READ_CHUNK * 2 {
+            // A line longer than a frame: up to the last whole character.
+            let tail = heard.len().saturating_sub(3);
+            (tail..heard.len())
+                .rev()
+                .find(|&i| heard[i] & 0xc0 != 0x80)
+                .map_or(heard.len(), |start| match heard[start] {
+                    b if b < 0x80 => start + 1,
+                    b if heard.len() - start >= utf8_len(b) => start + utf8_len(b),
+                    _ => start,
+                })
         } else {
             match memchr::memrchr(b'\n', heard) {
                 Some(at) => at + 1,

@@ -1,23 +1,33 @@
 //! What open pages see change: one task samples every service's rate and,
 //! while a page is open, makes one snapshot of the whole class at most
-//! [`SNAPSHOTS_EVERY`] when something changed; every page's stream sends
-//! that same snapshot (a busy room costs pages a few updates a second,
-//! never one per line). With no page open it samples the rates only.
+//! [`SNAPSHOTS_EVERY`] when something changed. A snapshot is made once, as
+//! the bytes of its Server-Sent Event, and every page's stream sends those
+//! same bytes (a busy room costs pages a few updates a second, never one
+//! per line, and a hundred pages cost one snapshot, not a hundred). With
+//! no page open it samples the rates only.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
+use axum::body::Body;
 use axum::extract::State as Extract;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::Stream;
+use bytes::Bytes;
 use serde_json::json;
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior, interval};
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
+use tokio_util::sync::CancellationToken;
 
+use super::Peer;
 use super::api::{self, Class, State};
 use super::rates::SAMPLE_EVERY;
+use crate::config::WebConfig;
+use crate::net::allowed;
+use crate::observe::Watching;
 
 /// At most this often a snapshot is made (when something changed).
 const SNAPSHOTS_EVERY: Duration = Duration::from_millis(250);
@@ -25,53 +35,92 @@ const SNAPSHOTS_EVERY: Duration = Duration::from_millis(250);
 const SNAPSHOT_AT_LEAST: Duration = Duration::from_secs(2);
 /// Connections of each kind a snapshot holds; the API pages the rest.
 const SNAPSHOT_CONNS: usize = 100;
-const SNAPSHOT_CLOSED: usize = 50;
+const SNAPSHOT_CLOSED: usize = 30;
 /// Events of each service a snapshot holds.
-const SNAPSHOT_EVENTS: usize = 50;
+const SNAPSHOT_EVENTS: usize = 30;
 /// A stream says it is alive this often.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const PING: &[u8] = b"event: ping\ndata: \n\n";
 
-/// The task that samples and makes snapshots.
-pub struct Live {
-    class: Arc<Class>,
-    snapshots: watch::Sender<Arc<str>>,
+/// One snapshot, as its event's bytes, and when it was made.
+#[derive(Clone)]
+pub struct Frame {
+    made: Instant,
+    bytes: Bytes,
 }
 
-impl Live {
-    pub fn new(class: Arc<Class>) -> (Self, watch::Receiver<Arc<str>>) {
-        let (snapshots, receiver) = watch::channel(Arc::from("{}"));
-        (Self { class, snapshots }, receiver)
+impl Frame {
+    fn of(class: &Class) -> Self {
+        let event = format!("event: snapshot\ndata: {}\n\n", snapshot(class));
+        Frame {
+            made: Instant::now(),
+            bytes: Bytes::from(event),
+        }
+    }
+}
+
+/// The newest snapshot, shared by every stream.
+pub struct Snapshots {
+    class: Arc<Class>,
+    newest: watch::Sender<Frame>,
+}
+
+impl Snapshots {
+    pub fn new(class: Arc<Class>) -> Self {
+        let empty = Frame {
+            made: Instant::now() - SNAPSHOT_AT_LEAST,
+            bytes: Bytes::new(),
+        };
+        Self {
+            class,
+            newest: watch::Sender::new(empty),
+        }
     }
 
-    /// Runs until dropped.
-    pub async fn run(self) {
-        let mut tick = interval(SNAPSHOTS_EVERY);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut sampled = Instant::now();
-        let mut made: Option<(u64, Instant)> = None;
-        loop {
-            tick.tick().await;
-            let now = Instant::now();
-            if now - sampled >= SAMPLE_EVERY {
-                self.class
-                    .rates
-                    .sample(&self.class.observatory, now - sampled);
-                sampled = now;
-                made = None;
-            }
-            if self.class.observatory.watchers() == 0 {
-                continue;
-            }
-            let changes = self.class.observatory.changes();
-            let due = match made {
-                None => true,
-                Some((seen, at)) => seen != changes || now - at >= SNAPSHOT_AT_LEAST,
-            };
-            if due {
-                let made_now: Arc<str> = snapshot(&self.class).into();
-                self.snapshots.send_replace(made_now);
-                made = Some((changes, now));
-            }
+    /// The newest snapshot if it is fresh, else one made now for every
+    /// stream: a page that opens (or reconnects) starts whole, and a
+    /// hundred that open at once cost a few snapshots.
+    pub fn fresh(&self) -> Frame {
+        let newest = self.newest.borrow().clone();
+        if newest.made.elapsed() < SNAPSHOTS_EVERY && !newest.bytes.is_empty() {
+            return newest;
+        }
+        self.make()
+    }
+
+    fn make(&self) -> Frame {
+        let frame = Frame::of(&self.class);
+        self.newest.send_replace(frame.clone());
+        frame
+    }
+}
+
+/// Samples the rates, and makes snapshots while a page is open. Runs until dropped.
+pub async fn run(snapshots: Arc<Snapshots>) {
+    let class = snapshots.class.clone();
+    let mut tick = interval(SNAPSHOTS_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut sampled = Instant::now();
+    let mut made: Option<(u64, Instant)> = None;
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        if now - sampled >= SAMPLE_EVERY {
+            class.rates.sample(&class.observatory, now - sampled);
+            sampled = now;
+            made = None;
+        }
+        if class.observatory.watchers() == 0 {
+            continue;
+        }
+        let changes = class.observatory.changes();
+        let due = match made {
+            None => true,
+            Some((seen, at)) => seen != changes || now - at >= SNAPSHOT_AT_LEAST,
+        };
+        if due {
+            snapshots.make();
+            made = Some((changes, now));
         }
     }
 }
@@ -111,39 +160,71 @@ pub fn snapshot(state: &Class) -> String {
     value.to_string()
 }
 
-/// `GET /api/v1/stream`: a snapshot at once, then each new one.
-pub async fn stream(Extract(state): Extract<State>) -> Response {
+/// `GET /api/v1/stream`: a snapshot at once, then each new one, until the
+/// page goes, the daemon stops, or `[web] allow` no longer admits it.
+pub async fn stream(Extract(state): Extract<State>, Extension(peer): Extension<Peer>) -> Response {
     let watching = state.observatory.watch();
-    let mut snapshots = state.snapshots.clone();
-    // The first is made now: a page that opens (or reconnects) starts whole.
-    let first = snapshot(&state);
-    snapshots.mark_unchanged();
-    let shutdown = state.shutdown.clone();
-    let events = futures_util::stream::unfold(
-        (Some(first), snapshots, watching, shutdown),
-        |(first, mut snapshots, watching, shutdown)| async move {
-            if let Some(first) = first {
-                let event = Event::default().event("snapshot").data(first);
-                return Some((Ok(event), (None, snapshots, watching, shutdown)));
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => None,
-                changed = snapshots.changed() => {
-                    changed.ok()?;
-                    let data = snapshots.borrow_and_update().clone();
-                    let event = Event::default().event("snapshot").data(&*data);
-                    Some((Ok::<_, Infallible>(event), (None, snapshots, watching, shutdown)))
-                }
-            }
-        },
-    );
-    let events: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
-        Box::pin(events);
-    Sse::new(events)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(KEEP_ALIVE)
-                .event(Event::default().event("ping")),
-        )
+    let mut newest = state.snapshots.newest.subscribe();
+    let first = state.snapshots.fresh();
+    newest.mark_unchanged();
+    let open = Open {
+        first: Some(first.bytes),
+        newest,
+        settings: state.settings.clone(),
+        peer: peer.addr.ip(),
+        shutdown: state.shutdown.clone(),
+        _watching: watching,
+        _hold: peer.hold,
+    };
+    let events = futures_util::stream::unfold(open, |mut open| async move {
+        let next = open.next().await?;
+        Some((Ok::<_, Infallible>(next), open))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(events),
+    )
         .into_response()
+}
+
+/// One page's stream.
+struct Open {
+    first: Option<Bytes>,
+    newest: watch::Receiver<Frame>,
+    settings: watch::Receiver<Arc<WebConfig>>,
+    peer: IpAddr,
+    shutdown: CancellationToken,
+    /// The services record everything while it is open.
+    _watching: Watching,
+    /// Counted as its connection while it lives.
+    _hold: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Open {
+    /// The next bytes to send; None when the stream ends.
+    async fn next(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                changed = self.newest.changed() => {
+                    changed.ok()?;
+                    return Some(self.newest.borrow_and_update().bytes.clone());
+                }
+                changed = self.settings.changed() => {
+                    changed.ok()?;
+                    let allow = self.settings.borrow_and_update().allow.clone();
+                    if !allowed(&allow, self.peer) {
+                        return None;
+                    }
+                }
+                _ = sleep(KEEP_ALIVE) => return Some(Bytes::from_static(PING)),
+            }
+        }
+    }
 }

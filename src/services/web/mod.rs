@@ -56,6 +56,8 @@ const NAME: &str = WebConfig::NAME;
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// The most bytes of a request's body (the API takes none yet).
 const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Requests a second from one address, at most (a page makes a few).
+const REQUESTS_A_SECOND: u32 = 50;
 /// A connection finishing its request on shutdown gets this long.
 const DRAIN: Duration = Duration::from_secs(1);
 
@@ -132,16 +134,20 @@ impl Service for Web {
                 info: self.info.clone(),
                 rates: Arc::default(),
             });
-            let (live, snapshots) = live::Live::new(class.clone());
+            let snapshots = Arc::new(live::Snapshots::new(class.clone()));
             let state = api::State {
-                class,
-                snapshots,
+                requests: Arc::new(std::sync::Mutex::new(crate::limit::RateLimiter::new(
+                    REQUESTS_A_SECOND,
+                ))),
+                snapshots: snapshots.clone(),
+                settings: self.listeners.settings(),
                 shutdown: shutdown.clone(),
+                class,
             };
             let router = router(state);
             let mut tasks = JoinSet::new();
             let hear = heard::hear(self.observatory.clone(), self.window.clone());
-            tasks.spawn(until(shutdown.clone(), live.run()).in_current_span());
+            tasks.spawn(until(shutdown.clone(), live::run(snapshots)).in_current_span());
             tasks.spawn(until(shutdown.clone(), hear).in_current_span());
             let this = self.clone();
             tasks.spawn(async move { this.serve(router, &shutdown).await }.in_current_span());
@@ -174,6 +180,7 @@ async fn until(shutdown: CancellationToken, task: impl Future<Output = ()>) -> s
 /// Every route, with the headers every answer carries.
 fn router(state: api::State) -> Router {
     let csp = HeaderValue::from_static(assets::CONTENT_SECURITY_POLICY);
+    let admitted = axum::middleware::from_fn_with_state(state.clone(), admit);
     Router::new()
         .route("/", get(assets::index))
         .route("/assets/{*file}", get(assets::file))
@@ -186,6 +193,7 @@ fn router(state: api::State) -> Router {
         .route("/api/v1/stream", get(live::stream))
         .route("/api/v1/chat", get(chatbox::join))
         .fallback(api::not_found)
+        .layer(admitted)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
@@ -204,6 +212,57 @@ fn router(state: api::State) -> Router {
             HeaderValue::from_static("DENY"),
         ))
         .with_state(state)
+}
+
+/// Answers only requests for this server by a name it knows (`Host`: an
+/// address, `localhost`, this host's name, or one of `[web] hosts`): a
+/// page of another site whose name was rebound to the Pi's address gets
+/// nothing, though the browser calls it the same origin. And at most
+/// [`REQUESTS_A_SECOND`] from one address: the runtime is every service's.
+async fn admit(
+    axum::extract::State(state): axum::extract::State<api::State>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let host = (request.headers().get(header::HOST)).and_then(|h| h.to_str().ok());
+    let hosts = state.settings.borrow().hosts.clone();
+    if !host.is_some_and(|host| host_is_known(host, state.info.host(), &hosts)) {
+        let why = "this page answers to its address, localhost or its host name (add others to [web] hosts)\n";
+        return (StatusCode::MISDIRECTED_REQUEST, why).into_response();
+    }
+    let peer = request.extensions().get::<Peer>().map(|p| p.addr.ip());
+    let paced = peer.is_none_or(|ip| {
+        let mut requests = state.requests.lock().unwrap_or_else(|e| e.into_inner());
+        requests.allow(ip, std::time::Instant::now())
+    });
+    if !paced {
+        let why = "too many requests from your address, slow down\n";
+        return (StatusCode::TOO_MANY_REQUESTS, why).into_response();
+    }
+    next.run(request).await
+}
+
+/// `host` (a `Host` header) is an address, `localhost`, `me`, `me.local`,
+/// or one of `hosts`, with any port.
+fn host_is_known(host: &str, me: &str, hosts: &[String]) -> bool {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6
+            .split(']')
+            .next()
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.parse::<u16>().is_ok() => name,
+        _ => host,
+    };
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let me = me.to_ascii_lowercase();
+    name == "localhost" || name == me || name == format!("{me}.local") || hosts.contains(&name)
 }
 
 /// Who is asking, and the hold that keeps its connection counted while
@@ -292,5 +351,35 @@ impl Connection {
         drop(connection);
         let _ = held.recv().await;
         reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_is_known;
+
+    #[test]
+    fn only_names_of_this_server_are_answered() {
+        let hosts = ["pi07.school.example".to_owned()];
+        for known in [
+            "127.0.0.1:8080",
+            "192.168.1.20",
+            "[::1]:8080",
+            "localhost:8080",
+            "Pi-Lab",
+            "pi-lab.local:8080",
+            "pi07.school.example:80",
+        ] {
+            assert!(host_is_known(known, "pi-lab", &hosts), "{known}");
+        }
+        for unknown in [
+            "evil.example",
+            "pi-lab.evil.example",
+            "[evil]",
+            "localhost.evil:80",
+            "",
+        ] {
+            assert!(!host_is_known(unknown, "pi-lab", &hosts), "{unknown}");
+        }
     }
 }

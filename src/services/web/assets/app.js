@@ -144,6 +144,7 @@ function shownText(value) {
 function shownMarkers(value) {
   const markers = [];
   if (value && typeof value === 'object') {
+    if (value.from > 0) markers.push(el('span', 'cut', t('shown.from', { from: num(value.from) })));
     if (value.cut) markers.push(el('span', 'cut', t('shown.cut', { bytes: num(value.bytes) })));
     if (value.invalid_utf8) markers.push(el('span', 'invalid', t('shown.invalid')));
   }
