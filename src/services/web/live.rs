@@ -6,28 +6,16 @@
 //! per line, and a hundred pages cost one snapshot, not a hundred). With
 //! no page open it samples the rates only.
 
-use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
-use axum::body::Body;
-use axum::extract::State as Extract;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, MissedTickBehavior, interval};
 
-use super::Peer;
-use super::api::{self, Class, State};
 use super::rates::SAMPLE_EVERY;
-use crate::config::WebConfig;
-use crate::net::allowed;
-use crate::observe::Watching;
+use super::views::{self, Class};
 
 /// At most this often a snapshot is made (when something changed).
 const SNAPSHOTS_EVERY: Duration = Duration::from_millis(250);
@@ -38,15 +26,12 @@ const SNAPSHOT_CONNS: usize = 100;
 const SNAPSHOT_CLOSED: usize = 30;
 /// Events of each service a snapshot holds.
 const SNAPSHOT_EVENTS: usize = 30;
-/// A stream says it is alive this often.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-const PING: &[u8] = b"event: ping\ndata: \n\n";
 
 /// One snapshot, as its event's bytes, and when it was made.
 #[derive(Clone)]
 pub struct Frame {
     made: Instant,
-    bytes: Bytes,
+    pub bytes: Bytes,
 }
 
 impl Frame {
@@ -86,6 +71,11 @@ impl Snapshots {
             return newest;
         }
         self.make()
+    }
+
+    /// Each snapshot made from now on.
+    pub fn subscribe(&self) -> watch::Receiver<Frame> {
+        self.newest.subscribe()
     }
 
     fn make(&self) -> Frame {
@@ -128,23 +118,23 @@ pub async fn run(snapshots: Arc<Snapshots>) {
 /// The whole class, as one JSON object.
 pub fn snapshot(state: &Class) -> String {
     let conns = |service: &str| {
-        let open = api::conn_page(state, service, false, "since", false, 0, SNAPSHOT_CONNS).ok();
+        let open = views::conn_page(state, service, false, "since", false, 0, SNAPSHOT_CONNS).ok();
         let closed =
-            api::conn_page(state, service, true, "closed_at", true, 0, SNAPSHOT_CLOSED).ok();
+            views::conn_page(state, service, true, "closed_at", true, 0, SNAPSHOT_CLOSED).ok();
         (open, closed)
     };
     let events = |service: &'static str| {
-        api::activity_view(&state.observatory.window(service), SNAPSHOT_EVENTS)
+        views::activity_view(&state.observatory.window(service), SNAPSHOT_EVENTS)
     };
     let (chat_open, chat_closed) = conns("chat");
     let (json_open, json_closed) = conns("json_echo");
     let history = state.observatory.config().web.history as usize;
     let value = json!({
-        "status": api::status_view(state),
+        "status": views::status_view(state),
         "chat": {
             "open": chat_open,
             "closed": chat_closed,
-            "room": api::room_view(state, history),
+            "room": views::room_view(state, history),
             "activity": events("chat"),
             "bridge": state.observatory.window("chat").bridge(),
         },
@@ -154,77 +144,8 @@ pub fn snapshot(state: &Class) -> String {
             "activity": events("json_echo"),
         },
         "udp_echo": { "activity": events("udp_echo") },
-        "discovery": { "activity": events("discovery"), "heard": api::heard_view(state) },
+        "discovery": { "activity": events("discovery"), "heard": views::heard_view(state) },
         "web": { "activity": events("web") },
     });
     value.to_string()
-}
-
-/// `GET /api/v1/stream`: a snapshot at once, then each new one, until the
-/// page goes, the daemon stops, or `[web] allow` no longer admits it.
-pub async fn stream(Extract(state): Extract<State>, Extension(peer): Extension<Peer>) -> Response {
-    let watching = state.observatory.watch();
-    let mut newest = state.snapshots.newest.subscribe();
-    let first = state.snapshots.fresh();
-    newest.mark_unchanged();
-    let open = Open {
-        first: Some(first.bytes),
-        newest,
-        settings: state.settings.clone(),
-        peer: peer.addr.ip(),
-        shutdown: state.shutdown.clone(),
-        _watching: watching,
-        _hold: peer.hold,
-    };
-    let events = futures_util::stream::unfold(open, |mut open| async move {
-        let next = open.next().await?;
-        Some((Ok::<_, Infallible>(next), open))
-    });
-    (
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        Body::from_stream(events),
-    )
-        .into_response()
-}
-
-/// One page's stream.
-struct Open {
-    first: Option<Bytes>,
-    newest: watch::Receiver<Frame>,
-    settings: watch::Receiver<Arc<WebConfig>>,
-    peer: IpAddr,
-    shutdown: CancellationToken,
-    /// The services record everything while it is open.
-    _watching: Watching,
-    /// Counted as its connection while it lives.
-    _hold: tokio::sync::mpsc::Sender<()>,
-}
-
-impl Open {
-    /// The next bytes to send; None when the stream ends.
-    async fn next(&mut self) -> Option<Bytes> {
-        if let Some(first) = self.first.take() {
-            return Some(first);
-        }
-        loop {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return None,
-                changed = self.newest.changed() => {
-                    changed.ok()?;
-                    return Some(self.newest.borrow_and_update().bytes.clone());
-                }
-                changed = self.settings.changed() => {
-                    changed.ok()?;
-                    let allow = self.settings.borrow_and_update().allow.clone();
-                    if !allowed(&allow, self.peer) {
-                        return None;
-                    }
-                }
-                _ = sleep(KEEP_ALIVE) => return Some(Bytes::from_static(PING)),
-            }
-        }
-    }
 }

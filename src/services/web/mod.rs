@@ -10,8 +10,9 @@
 //! header-read timeout and a header size limit, so a slow or hostile peer
 //! costs one connection of its own.
 //!
-//! The parts: [`assets`] (the page, its language), [`api`] (what the JSON
-//! endpoints say), [`live`] (the snapshots pages stream, and the rates),
+//! The parts: [`assets`] (the page, its language), [`views`] (what the
+//! page and the API show), [`api`] (the JSON endpoints), [`live`] (the
+//! snapshots pages stream) and [`stream`] (a page's stream), [`rates`],
 //! [`chatbox`] (the WebSocket into the room), [`heard`] (the Pis heard
 //! announcing).
 
@@ -21,6 +22,8 @@ mod chatbox;
 mod heard;
 mod live;
 mod rates;
+mod stream;
+mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -129,7 +132,7 @@ impl Service for Web {
 
     fn run(self: Arc<Self>, shutdown: CancellationToken) -> ServiceFuture {
         Box::pin(async move {
-            let class = Arc::new(api::Class {
+            let class = Arc::new(views::Class {
                 observatory: self.observatory.clone(),
                 info: self.info.clone(),
                 rates: Arc::default(),
@@ -190,7 +193,7 @@ fn router(state: api::State) -> Router {
         .route("/api/v1/activity", get(api::activity))
         .route("/api/v1/room", get(api::room))
         .route("/api/v1/heard", get(api::heard))
-        .route("/api/v1/stream", get(live::stream))
+        .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/chat", get(chatbox::join))
         .fallback(api::not_found)
         .layer(admitted)

@@ -1,0 +1,358 @@
+//! What the page and the API show, as JSON, made from the services'
+//! windows ([`Observatory`]): times as Unix seconds and RFC 3339 text,
+//! durations as seconds and text, what a peer sent as a [`Shown`], never raw.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::rates::Rates;
+use crate::config::Table;
+use crate::describe::SelfInfo;
+use crate::observe::{Activity, ConnView, Observatory, RoomLine, Shown, Window};
+use crate::stats::Refusal;
+
+/// What the views are made of: the services' windows, who this is, the rates.
+pub struct Class {
+    pub observatory: Arc<Observatory>,
+    pub info: Arc<SelfInfo>,
+    pub rates: Arc<Rates>,
+}
+
+pub fn seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub fn time_text(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub fn duration_text(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// One service, as the page's card shows it.
+#[derive(Serialize)]
+pub struct ServiceView {
+    name: &'static str,
+    enabled: bool,
+    running: bool,
+    transport: Option<&'static str>,
+    listen: Vec<String>,
+    clients: Option<u64>,
+    max_clients: Option<u64>,
+    messages: u64,
+    messages_name: &'static str,
+    errors: u64,
+    refused: serde_json::Map<String, serde_json::Value>,
+    rate: RateView,
+}
+
+#[derive(Serialize)]
+pub struct RateView {
+    interval_seconds: u64,
+    per_second: Vec<f64>,
+}
+
+#[derive(Serialize)]
+pub struct StatusView {
+    version: &'static str,
+    host: String,
+    now: f64,
+    started_at: f64,
+    started_at_text: String,
+    uptime_seconds: f64,
+    uptime_text: String,
+    languages: Vec<&'static str>,
+    services: Vec<ServiceView>,
+}
+
+pub fn status_view(state: &Class) -> StatusView {
+    let observatory = &state.observatory;
+    let config = observatory.config();
+    let tables = serde_json::to_value(&*config).unwrap_or_default();
+    let now = SystemTime::now();
+    let started = observatory.started();
+    let services = config
+        .tables()
+        .into_iter()
+        .map(|table| service_view(state, table, &tables))
+        .collect();
+    StatusView {
+        version: env!("CARGO_PKG_VERSION"),
+        host: state.info.host().to_owned(),
+        now: seconds(now),
+        started_at: seconds(started),
+        started_at_text: time_text(started),
+        uptime_seconds: now
+            .duration_since(started)
+            .unwrap_or_default()
+            .as_secs_f64(),
+        uptime_text: duration_text(now.duration_since(started).unwrap_or_default()),
+        languages: super::assets::LANGUAGES
+            .iter()
+            .map(|(tag, _)| *tag)
+            .collect(),
+        services,
+    }
+}
+
+fn service_view(state: &Class, table: &dyn Table, tables: &serde_json::Value) -> ServiceView {
+    let name = table.name();
+    let observatory = &state.observatory;
+    let stats = observatory.stats().service(name);
+    let counts = stats.counts();
+    let running = table.enabled() && stats.running.load(Relaxed);
+    let bound = observatory.addrs(name);
+    // Where it listens, or would if it ran; nowhere while disabled.
+    let listen = match (bound.is_empty(), table.listen()) {
+        (false, _) => bound,
+        (true, Some((_, addrs))) if table.enabled() => addrs.to_vec(),
+        (true, _) => Vec::new(),
+    };
+    let max_clients = tables[name]["max_clients"].as_u64();
+    let refused = Refusal::ALL
+        .iter()
+        .map(|why| (why.key().to_owned(), stats.refused(*why).into()))
+        .collect();
+    let (interval, per_second) = state.rates.of(name);
+    ServiceView {
+        name,
+        enabled: table.enabled(),
+        running,
+        transport: table.listen().map(|(transport, _)| transport.name()),
+        listen: listen.iter().map(ToString::to_string).collect(),
+        clients: counts.clients.then(|| stats.clients.load(Relaxed)),
+        max_clients,
+        messages: stats.messages.load(Relaxed),
+        messages_name: counts.messages,
+        errors: stats.errors.load(Relaxed),
+        refused,
+        rate: RateView {
+            interval_seconds: interval.as_secs(),
+            per_second,
+        },
+    }
+}
+
+/// A connection, open or closed.
+#[derive(Serialize)]
+pub struct ConnJson {
+    id: u64,
+    addr: String,
+    name: Option<Shown>,
+    since: f64,
+    since_text: String,
+    connected_seconds: f64,
+    connected_text: String,
+    said: u64,
+    skipped: u64,
+    behind: u64,
+    errors: u64,
+    closed_at: Option<f64>,
+    closed_at_text: Option<String>,
+    reason: Option<&'static str>,
+}
+
+impl ConnJson {
+    fn new(view: &ConnView, now: SystemTime) -> Self {
+        let until = view.closed_at.unwrap_or(now);
+        let connected = until.duration_since(view.since).unwrap_or_default();
+        Self {
+            id: view.id,
+            addr: view.addr.to_string(),
+            name: view.name.as_deref().map(|n| Shown::new(n.as_bytes())),
+            since: seconds(view.since),
+            since_text: time_text(view.since),
+            connected_seconds: connected.as_secs_f64(),
+            connected_text: duration_text(connected),
+            said: view.said,
+            skipped: view.skipped,
+            behind: view.behind,
+            errors: view.errors,
+            closed_at: view.closed_at.map(seconds),
+            closed_at_text: view.closed_at.map(time_text),
+            reason: view.reason,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ConnPage {
+    service: String,
+    state: &'static str,
+    total: usize,
+    offset: usize,
+    limit: usize,
+    connections: Vec<ConnJson>,
+}
+
+/// A page of a service's connections, sorted.
+pub fn conn_page(
+    state: &Class,
+    service: &str,
+    closed: bool,
+    sort: &str,
+    descending: bool,
+    offset: usize,
+    limit: usize,
+) -> Result<ConnPage, String> {
+    let window = window_of(state, service)?;
+    let mut views = if closed {
+        window.closed()
+    } else {
+        window.open()
+    };
+    let key = |v: &ConnView| -> (u128, String) {
+        let number = match sort {
+            "said" => u128::from(v.said),
+            "skipped" => u128::from(v.skipped),
+            "behind" => u128::from(v.behind),
+            "closed_at" => v.closed_at.map_or(0, |t| (seconds(t) * 1e6) as u128),
+            "name" | "addr" => 0,
+            _ => (seconds(v.since) * 1e6) as u128,
+        };
+        let text = match sort {
+            "name" => v.name.clone().unwrap_or_default(),
+            "addr" => v.addr.to_string(),
+            _ => String::new(),
+        };
+        (number, text)
+    };
+    if ![
+        "since",
+        "addr",
+        "name",
+        "said",
+        "skipped",
+        "behind",
+        "closed_at",
+    ]
+    .contains(&sort)
+    {
+        return Err(format!(
+            "sort must be since, addr, name, said, skipped, behind or closed_at, not {sort:?}"
+        ));
+    }
+    views.sort_by_cached_key(|v| (key(v), v.id));
+    if descending {
+        views.reverse();
+    }
+    let total = views.len();
+    let page: Vec<ConnView> = views.into_iter().skip(offset).take(limit).collect();
+    Ok(conn_json(service, closed, total, offset, limit, &page))
+}
+
+fn conn_json(
+    service: &str,
+    closed: bool,
+    total: usize,
+    offset: usize,
+    limit: usize,
+    page: &[ConnView],
+) -> ConnPage {
+    let now = SystemTime::now();
+    ConnPage {
+        service: service.to_owned(),
+        state: if closed { "closed" } else { "open" },
+        total,
+        offset,
+        limit,
+        connections: page.iter().map(|v| ConnJson::new(v, now)).collect(),
+    }
+}
+
+pub fn window_of(state: &Class, service: &str) -> Result<Arc<Window>, String> {
+    let config = state.observatory.config();
+    let table = config
+        .tables()
+        .into_iter()
+        .find(|t| t.name() == service)
+        .ok_or_else(|| format!("no service named {service:?}"))?;
+    Ok(state.observatory.window(table.name()))
+}
+
+/// An event, with its time.
+#[derive(Serialize)]
+pub struct ActivityJson {
+    #[serde(flatten)]
+    activity: Activity,
+    at: f64,
+    at_text: String,
+}
+
+pub fn activity_view(window: &Window, limit: usize) -> Vec<ActivityJson> {
+    window
+        .activity(limit)
+        .into_iter()
+        .map(|activity| ActivityJson {
+            at: seconds(activity.at),
+            at_text: time_text(activity.at),
+            activity,
+        })
+        .collect()
+}
+
+/// One line of the room.
+#[derive(Serialize)]
+pub struct LineJson {
+    seq: u64,
+    at: f64,
+    at_text: String,
+    name: Option<Shown>,
+    text: Shown,
+    notice: bool,
+}
+
+/// The room's last `limit` lines, oldest first.
+pub fn room_view(state: &Class, limit: usize) -> Vec<LineJson> {
+    let window = state.observatory.window("chat");
+    let items: Vec<RoomLine> = window.room(limit);
+    let mut lines: Vec<LineJson> = Vec::new();
+    for item in items.iter().rev() {
+        let text = item.lines.strip_suffix(b"\n").unwrap_or(&item.lines);
+        for line in text.rsplit(|b| *b == b'\n') {
+            lines.push(LineJson {
+                seq: item.seq,
+                at: seconds(item.at),
+                at_text: time_text(item.at),
+                name: item.name.as_deref().map(|n| Shown::new(n.as_bytes())),
+                text: Shown::new(line),
+                notice: item.notice,
+            });
+        }
+        if lines.len() >= limit {
+            break;
+        }
+    }
+    lines.truncate(limit);
+    lines.reverse();
+    lines
+}
+
+#[derive(Serialize)]
+pub struct HeardJson {
+    from: String,
+    text: Shown,
+    first_seen: f64,
+    last_seen: f64,
+    count: u64,
+}
+
+pub fn heard_view(state: &Class) -> Vec<HeardJson> {
+    let mut heard = state.observatory.window("web").heard_all();
+    heard.sort_by_key(|h| std::cmp::Reverse(h.last_seen));
+    heard
+        .into_iter()
+        .map(|h| HeardJson {
+            from: h.from.to_string(),
+            text: Shown::new(&h.text),
+            first_seen: seconds(h.first_seen),
+            last_seen: seconds(h.last_seen),
+            count: h.count,
+        })
+        .collect()
+}
