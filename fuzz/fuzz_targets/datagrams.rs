@@ -17,10 +17,12 @@ use libfuzzer_sys::fuzz_target;
 use pinetd::batch::{Datagrams, Replies};
 use pinetd::client::discover::{Device, table};
 use pinetd::client::listen::{describe_line, printable};
+use pinetd::config::Config;
 use pinetd::describe::Description;
+use pinetd::observe::Observatory;
 use pinetd::services::shared::datagram::{Judge, Reach};
 use pinetd::services::udp_echo::plan;
-use pinetd::stats::ServiceStats;
+use pinetd::stats::Stats;
 
 const SLOT: usize = 4096;
 
@@ -74,12 +76,10 @@ fn echo(u: &mut Unstructured<'_>) -> Result<()> {
             batch.set_segment_size(i, u.int_in_range(1..=2048)?);
         }
     }
-    let mut judge = Judge::new(
-        &[],
-        rate_limit,
-        Reach::Anyone,
-        Arc::new(ServiceStats::default()),
-    );
+    // Where refusals are shown: a window of its own, as the daemon gives each service.
+    let window =
+        Observatory::new(Arc::new(Stats::default()), &Config::default()).window("udp_echo");
+    let mut judge = Judge::new(&[], rate_limit, Reach::Anyone, window);
     let requests: Vec<(SocketAddr, Vec<Vec<u8>>)> = (0..batch.len())
         .filter_map(|i| {
             let peer = batch.peer(i)?;
