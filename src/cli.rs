@@ -47,6 +47,25 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// What the running daemon is doing: services, clients, rates, problems.
+    ///
+    /// Asks the daemon running with FILE (by default /etc/pinetd/pinetd.toml,
+    /// else the embedded default) over its control socket ([daemon]
+    /// control_socket, /run/pinetd/control.sock under the packaged unit), on
+    /// this machine, whether [web] is on or not. Prints the version, uptime,
+    /// each service with its addresses, clients against their limit, the
+    /// last minute's rate and refusals, then the last problems logged.
+    /// Exits 0 when every enabled service runs as configured, 1 otherwise
+    /// (and when no daemon answers), with the reason. The socket is for root
+    /// and the daemon's group: run it with sudo.
+    Status {
+        /// The config file the daemon runs with.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the daemon's answer as one JSON line, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Chat: lines from stdin to the hub, the hub's lines to stdout; bye leaves.
     ///
     /// Each line typed (or piped) goes to the hub; what the hub sends is

@@ -56,6 +56,7 @@ impl Daemon {
                 ready.push((entry.name, bound));
             }
         }
+        tokio::spawn(sample_rates(Arc::downgrade(&observatory)));
         let mut supervisor = Supervisor::new();
         supervisor.report_to(observatory.clone());
         let mut daemon = Daemon {
@@ -80,6 +81,7 @@ impl Daemon {
         self.info
             .set_service(name, &bound.addrs, serves(&self.config, name));
         self.observatory.set_addrs(name, &bound.addrs);
+        self.observatory.set_unapplied(name, None);
         self.stats.service(name).running.store(true, Relaxed);
         self.supervisor.spawn(bound.service.clone());
         self.bound.insert(name, bound);
@@ -96,6 +98,16 @@ impl Daemon {
 
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// What the services publish: for the web page and `pinetd status`.
+    pub fn observatory(&self) -> &Arc<Observatory> {
+        &self.observatory
+    }
+
+    /// Who this daemon is (host name, services), as it describes itself.
+    pub fn info(&self) -> &Arc<SelfInfo> {
+        &self.info
     }
 
     /// The supervisor, to add a service of one's own or to ask how often one started.
@@ -164,6 +176,7 @@ impl Daemon {
                 let allow = serves(&self.config, name);
                 self.info.set_service(name, &bound.addrs, allow);
                 self.observatory.set_addrs(name, &bound.addrs);
+                self.observatory.set_unapplied(name, None);
                 reconfigured.applied.await;
                 Outcome::InPlace
             }
@@ -179,6 +192,8 @@ impl Daemon {
             }
             Some(Err(e)) => {
                 error!(service = %name, error = %e, "keeping its previous settings");
+                self.observatory
+                    .set_unapplied(name, Some(not_applied(&e, "runs on its previous settings")));
                 entry.restore(&mut self.config, old);
                 Outcome::Kept
             }
@@ -217,6 +232,12 @@ impl Daemon {
     fn keep_old(&mut self, entry: &'static Entry, old: &Config, e: BindError) {
         let name = entry.name;
         error!(service = %name, error = %e, "keeping its previous settings");
+        let was = if entry.enabled(old) {
+            "runs on its previous settings"
+        } else {
+            "stays stopped, as it was"
+        };
+        let why = not_applied(&e, was);
         entry.restore(&mut self.config, old);
         // Its old table, but the tables it depends on as they are now.
         let config = &self.config;
@@ -231,6 +252,8 @@ impl Daemon {
             Ok(None) => {}
             Err(e) => error!(service = %name, error = %e, "the service is stopped"),
         }
+        // After run(), which clears it.
+        self.observatory.set_unapplied(name, Some(why));
     }
 
     /// Stops every service within `[daemon] shutdown_grace`; true if all
@@ -247,6 +270,27 @@ impl Daemon {
     pub fn shutdown_grace(&self) -> Duration {
         self.config.daemon.shutdown_grace
     }
+}
+
+/// Samples every service's rate while the observatory lives.
+async fn sample_rates(observatory: std::sync::Weak<Observatory>) {
+    let every = crate::observe::SAMPLE_EVERY;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = tokio::time::Instant::now();
+    loop {
+        let now = tick.tick().await;
+        let Some(observatory) = observatory.upgrade() else {
+            return;
+        };
+        observatory.sample_rates(now - last);
+        last = now;
+    }
+}
+
+/// Why a reloaded table is not what runs, for `/healthz` and `pinetd status`.
+fn not_applied(e: &BindError, instead: &str) -> String {
+    format!("did not take the reloaded config ({e}); it {instead}")
 }
 
 /// Binds one service if its table enables it.

@@ -56,7 +56,8 @@ pub fn init(default: &str) -> LogLevel {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(!journald && std::io::stderr().is_terminal());
-    let registry = tracing_subscriber::registry().with(filter);
+    // Warnings and errors are kept too, for `pinetd status`.
+    let registry = (tracing_subscriber::registry().with(filter)).with(crate::problems::Problems);
     if journald {
         registry.with(layer.without_time()).init();
     } else {

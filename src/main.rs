@@ -19,6 +19,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Status { config, json }) => {
+            logging::init("warn");
+            client_runtime(async move { client::status::main(config, json).await })
+        }
         Some(Command::Chat { host, port, name }) => {
             logging::init("warn");
             client_runtime(async move { client::chat::main(&host, port, name).await })

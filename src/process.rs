@@ -4,7 +4,8 @@
 //! the new one is invalid.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval, interval_at};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::control::{Answer, Control, Report};
 use crate::daemon::Daemon;
 use crate::logging::LogLevel;
 use crate::notify;
@@ -71,6 +73,7 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
     if let Some(hint) = try_hint(&daemon) {
         info!("try: {hint}");
     }
+    let mut control = serve_control(&daemon, path.as_deref(), None);
     notify::ready(&daemon.stats().to_string());
 
     let mut status = interval_at(Instant::now() + STATUS_EVERY, STATUS_EVERY);
@@ -80,7 +83,10 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
     loop {
         tokio::select! {
             _ = signals.stop_requested() => break,
-            _ = hangup.recv() => reload(&mut daemon, path.as_ref(), &log, open_files).await,
+            _ = hangup.recv() => {
+                reload(&mut daemon, path.as_ref(), &log, open_files).await;
+                control = serve_control(&daemon, path.as_deref(), control);
+            }
             _ = status.tick(), if notify::enabled() => notify::status(&daemon.stats().to_string()),
             _ = watchdog.tick(), if watchdog_every.is_some() => notify::watchdog(),
         }
@@ -97,6 +103,36 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
         _ = signals.stop_requested() => {
             warn!("second signal: exiting now");
             ExitCode::from(FORCED_EXIT)
+        }
+    }
+}
+
+/// Serves `pinetd status` at the config's control socket, or says why
+/// not; `serving` is the socket served so far, kept if its path is the same.
+fn serve_control(daemon: &Daemon, file: Option<&Path>, serving: Option<Control>) -> Option<Control> {
+    let at = daemon.config().daemon.control_socket();
+    if let Some(serving) = serving {
+        if Some(serving.path()) == at.as_deref() {
+            return Some(serving);
+        }
+        info!(path = %serving.path().display(), "no longer serving status there");
+    }
+    let at = at?;
+    let observatory = daemon.observatory().clone();
+    let info = daemon.info().clone();
+    let file = file.map(|f| std::path::absolute(f).unwrap_or_else(|_| f.to_owned()));
+    let answer: Answer = Arc::new(move || {
+        let report = Report::of(&observatory, info.host(), file.as_deref());
+        serde_json::to_string(&report).unwrap_or_default()
+    });
+    match Control::serve(&at, answer) {
+        Ok(control) => {
+            info!(path = %at.display(), "pinetd status is served");
+            Some(control)
+        }
+        Err(e) => {
+            warn!("{e}; set [daemon] control_socket to a path this user may write");
+            None
         }
     }
 }

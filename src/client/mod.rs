@@ -4,6 +4,7 @@ pub mod chat;
 pub mod discover;
 pub mod json;
 pub mod listen;
+pub mod status;
 pub mod udp;
 
 use std::io;

@@ -101,6 +101,25 @@ pub fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(text)
 }
 
+/// The control socket's path: absolute and short enough for a Unix
+/// socket address (107 bytes), or "" for none.
+pub fn socket_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    const MAX: usize = 107;
+    let text = String::deserialize(d)?;
+    if !text.is_empty() && !text.starts_with('/') {
+        return Err(D::Error::custom(format!(
+            "\"{text}\" is not an absolute path (like \"/run/pinetd/control.sock\"; \"\" for none)"
+        )));
+    }
+    if text.len() > MAX {
+        return Err(D::Error::custom(format!(
+            "the path is {} bytes long: a Unix socket's path is at most {MAX}",
+            text.len()
+        )));
+    }
+    Ok(Some(text))
+}
+
 pub fn positive_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     bounded_u32(d, 1, u32::MAX)
 }

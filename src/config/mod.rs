@@ -44,6 +44,37 @@ pub struct DaemonConfig {
     /// A tracing filter (`info`, `pinetd=debug`); RUST_LOG overrides it.
     #[serde(deserialize_with = "de::log_filter")]
     pub log: String,
+    /// Where `pinetd status` reaches the daemon: unset, systemd's
+    /// `$RUNTIME_DIRECTORY/control.sock` (else [`CONTROL_SOCKET`]); "" for none.
+    #[serde(
+        deserialize_with = "de::socket_path",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub control_socket: Option<String>,
+}
+
+/// The control socket where `[daemon] control_socket` is unset and systemd
+/// gave no runtime directory: the packaged unit's (`RuntimeDirectory=pinetd`).
+pub const CONTROL_SOCKET: &str = "/run/pinetd/control.sock";
+
+impl DaemonConfig {
+    /// Where the daemon of this table serves `pinetd status`, if anywhere.
+    pub fn control_socket(&self) -> Option<std::path::PathBuf> {
+        match self.control_socket.as_deref() {
+            Some("") => None,
+            Some(path) => Some(path.into()),
+            None => Some(match std::env::var_os("RUNTIME_DIRECTORY") {
+                // systemd gives one directory per RuntimeDirectory= (the
+                // first is the unit's own), separated by colons.
+                Some(dirs) if !dirs.is_empty() => {
+                    let dirs = dirs.to_string_lossy().into_owned();
+                    let first = dirs.split(':').next().unwrap_or_default().to_owned();
+                    std::path::Path::new(&first).join("control.sock")
+                }
+                _ => CONTROL_SOCKET.into(),
+            }),
+        }
+    }
 }
 
 impl Default for DaemonConfig {
@@ -51,6 +82,7 @@ impl Default for DaemonConfig {
         Self {
             shutdown_grace: Duration::from_secs(5),
             log: "info".into(),
+            control_socket: None,
         }
     }
 }

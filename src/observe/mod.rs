@@ -17,7 +17,9 @@
 //! hide a problem.
 
 mod conns;
+mod rates;
 pub mod shown;
+pub mod status;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -34,6 +36,8 @@ use crate::config::Config;
 use crate::stats::{ServiceStats, Stats};
 use conns::Conns;
 pub use conns::{ConnView, Seen, Visit};
+use rates::Rates;
+pub use rates::SAMPLE_EVERY;
 pub use shown::Shown;
 
 /// Events shown a second per service, at most: a flood (of refused
@@ -75,6 +79,9 @@ pub struct Observatory {
     addrs: Mutex<BTreeMap<&'static str, Vec<SocketAddr>>>,
     /// Services that failed and wait to be restarted, and why.
     failing: Mutex<BTreeMap<&'static str, String>>,
+    /// Services whose table, as last reloaded, could not be bound, and why.
+    unapplied: Mutex<BTreeMap<&'static str, String>>,
+    rates: Rates,
     started: SystemTime,
 }
 
@@ -95,6 +102,8 @@ impl Observatory {
             config: Mutex::new(Arc::new(config.clone())),
             addrs: Mutex::default(),
             failing: Mutex::default(),
+            unapplied: Mutex::default(),
+            rates: Rates::default(),
             started: SystemTime::now(),
         }
     }
@@ -164,10 +173,58 @@ impl Observatory {
         };
     }
 
+    /// `service`'s reloaded table could not be bound (why), or now is.
+    pub fn set_unapplied(&self, service: &'static str, why: Option<String>) {
+        let mut unapplied = lock(&self.unapplied);
+        match why {
+            Some(why) => unapplied.insert(service, why),
+            None => unapplied.remove(service),
+        };
+    }
+
+    /// Why `service` does not run as its table says, if it does not:
+    /// failing and waiting to restart, or its reloaded table not bound.
+    pub fn problem(&self, service: &str) -> Option<String> {
+        let failing = lock(&self.failing).get(service).cloned();
+        failing.or_else(|| lock(&self.unapplied).get(service).cloned())
+    }
+
     /// Every service failing now, and why.
     pub fn failing(&self) -> Vec<(&'static str, String)> {
         let failing = lock(&self.failing);
         failing.iter().map(|(n, w)| (*n, w.clone())).collect()
+    }
+
+    /// Every service whose table enables it and that does not run (not
+    /// bound, or failing and waiting to restart), and every one that could
+    /// not take its reloaded table, each in words; empty when all run as
+    /// configured. `/healthz` and `pinetd status` answer by it.
+    pub fn reasons(&self) -> Vec<String> {
+        let config = self.config();
+        let mut failing = self.failing();
+        failing.extend(lock(&self.unapplied).iter().map(|(n, w)| (*n, w.clone())));
+        let not_running = (config.tables().into_iter())
+            .filter(|table| table.enabled())
+            .map(|table| table.name())
+            .filter(|name| !failing.iter().any(|(n, _)| n == name))
+            .filter(|name| !self.stats.service(name).running.load(Relaxed))
+            .map(|name| format!("{name} is not running"));
+        let failing = (failing.iter()).map(|(name, why)| format!("{name} {why}"));
+        not_running.chain(failing).collect()
+    }
+
+    /// The sampling interval and the messages a second of `service` over
+    /// the last minutes, oldest first.
+    pub fn rates(&self, service: &str) -> (Duration, Vec<f64>) {
+        self.rates.of(service)
+    }
+
+    /// Samples every service's rate, `elapsed` after the last sample.
+    pub fn sample_rates(&self, elapsed: Duration) {
+        let names: Vec<&'static str> = (self.config().tables().into_iter())
+            .map(|table| table.name())
+            .collect();
+        self.rates.sample(&self.stats, &names, elapsed);
     }
 
     /// A page opened: the services record everything until it closes.

@@ -15,6 +15,7 @@ use std::io::{self, BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -179,7 +180,14 @@ impl Proc {
     }
 
     /// Runs `command` (pinetd, or pinetd under `ip netns exec`), stderr read by lines.
+    /// Its runtime directory (where it serves `pinetd status` when its file
+    /// names no `control_socket`) is one of its own, never `/run/pinetd`.
     pub fn spawn(mut command: Command) -> Proc {
+        if !command.get_envs().any(|(key, _)| key == "RUNTIME_DIRECTORY") {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            command.env("RUNTIME_DIRECTORY", temp_dir(&format!("run{n}")));
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())

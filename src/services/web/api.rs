@@ -2,7 +2,6 @@
 //! for scripts too ([`views`](super::views) makes what it says).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -65,19 +64,7 @@ pub async fn status(Extract(state): Extract<State>) -> Response {
 
 /// 200 when every enabled service runs; 503 naming those that do not.
 pub async fn healthz(Extract(state): Extract<State>) -> Response {
-    let config = state.observatory.config();
-    let reasons: Vec<String> = config
-        .tables()
-        .into_iter()
-        .filter(|table| table.enabled())
-        .filter(|table| {
-            !(state.observatory.stats().service(table.name()))
-                .running
-                .load(Relaxed)
-        })
-        .map(|table| format!("{} is not running", table.name()))
-        .chain((state.observatory.failing().into_iter()).map(|(name, why)| format!("{name} {why}")))
-        .collect();
+    let reasons = state.observatory.reasons();
     if reasons.is_empty() {
         fresh(serde_json::json!({ "status": "ok" }))
     } else {

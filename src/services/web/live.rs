@@ -1,10 +1,9 @@
-//! What open pages see change: one task samples every service's rate and,
-//! while a page is open, makes one snapshot of the whole class at most
+//! What open pages see change: one task, while a page is open, makes one snapshot of the whole class at most
 //! [`SNAPSHOTS_EVERY`] when something changed. A snapshot is made once, as
 //! the bytes of its Server-Sent Event, and every page's stream sends those
 //! same bytes (a busy room costs pages a few updates a second, never one
 //! per line, and a hundred pages cost one snapshot, not a hundred). With
-//! no page open it samples the rates only.
+//! no page open it does nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +13,8 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, interval};
 
-use super::rates::SAMPLE_EVERY;
 use super::views::{self, Class};
+use crate::observe::SAMPLE_EVERY;
 
 /// At most this often a snapshot is made (when something changed).
 const SNAPSHOTS_EVERY: Duration = Duration::from_millis(250);
@@ -85,7 +84,7 @@ impl Snapshots {
     }
 }
 
-/// Samples the rates, and makes snapshots while a page is open. Runs until dropped.
+/// Makes snapshots while a page is open. Runs until dropped.
 pub async fn run(snapshots: Arc<Snapshots>) {
     let class = snapshots.class.clone();
     let mut tick = interval(SNAPSHOTS_EVERY);
@@ -95,8 +94,8 @@ pub async fn run(snapshots: Arc<Snapshots>) {
     loop {
         tick.tick().await;
         let now = Instant::now();
+        // The daemon samples the rates this often: a page sees them move.
         if now - sampled >= SAMPLE_EVERY {
-            class.rates.sample(&class.observatory, now - sampled);
             sampled = now;
             made = None;
         }

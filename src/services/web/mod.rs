@@ -12,7 +12,7 @@
 //!
 //! The parts: [`assets`] (the page, its language), [`views`] (what the
 //! page and the API show), [`api`] (the JSON endpoints), [`live`] (the
-//! snapshots pages stream) and [`stream`] (a page's stream), [`rates`],
+//! snapshots pages stream) and [`stream`] (a page's stream),
 //! [`chatbox`] (the WebSocket into the room), [`heard`] (the Pis heard
 //! announcing).
 
@@ -21,7 +21,6 @@ mod assets;
 mod chatbox;
 mod heard;
 mod live;
-mod rates;
 mod stream;
 mod views;
 
@@ -135,7 +134,6 @@ impl Service for Web {
             let class = Arc::new(views::Class {
                 observatory: self.observatory.clone(),
                 info: self.info.clone(),
-                rates: Arc::default(),
             });
             let snapshots = Arc::new(live::Snapshots::new(class.clone()));
             let state = api::State {

@@ -3,142 +3,40 @@
 //! durations as seconds and text, what a peer sent as a [`Shown`], never raw.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::rates::Rates;
-use crate::config::Table;
 use crate::describe::SelfInfo;
+use crate::observe::status::Status;
+pub use crate::observe::status::{duration_text, seconds, time_text};
 use crate::observe::{Activity, ConnView, Observatory, RoomLine, Shown, Window};
-use crate::stats::Refusal;
 
-/// What the views are made of: the services' windows, who this is, the rates.
+/// What the views are made of: the services' windows and who this is.
 pub struct Class {
     pub observatory: Arc<Observatory>,
     pub info: Arc<SelfInfo>,
-    pub rates: Arc<Rates>,
 }
 
-pub fn seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-pub fn time_text(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-pub fn duration_text(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
-}
-
-/// One service, as the page's card shows it.
-#[derive(Serialize)]
-pub struct ServiceView {
-    name: &'static str,
-    enabled: bool,
-    running: bool,
-    transport: Option<&'static str>,
-    listen: Vec<String>,
-    clients: Option<u64>,
-    max_clients: Option<u64>,
-    messages: u64,
-    messages_name: &'static str,
-    errors: u64,
-    refused: serde_json::Map<String, serde_json::Value>,
-    rate: RateView,
-}
-
-#[derive(Serialize)]
-pub struct RateView {
-    interval_seconds: u64,
-    per_second: Vec<f64>,
-}
-
+/// The status of the daemon, as the page's cards show it, and the
+/// languages the page speaks.
 #[derive(Serialize)]
 pub struct StatusView {
-    version: &'static str,
-    host: String,
-    now: f64,
-    started_at: f64,
-    started_at_text: String,
-    uptime_seconds: f64,
-    uptime_text: String,
+    #[serde(flatten)]
+    status: Status,
     languages: Vec<&'static str>,
-    services: Vec<ServiceView>,
 }
 
 pub fn status_view(state: &Class) -> StatusView {
-    let observatory = &state.observatory;
-    let config = observatory.config();
-    let tables = serde_json::to_value(&*config).unwrap_or_default();
-    let now = SystemTime::now();
-    let started = observatory.started();
-    let services = config
-        .tables()
-        .into_iter()
-        .map(|table| service_view(state, table, &tables))
-        .collect();
     StatusView {
-        version: env!("CARGO_PKG_VERSION"),
-        host: state.info.host().to_owned(),
-        now: seconds(now),
-        started_at: seconds(started),
-        started_at_text: time_text(started),
-        uptime_seconds: now
-            .duration_since(started)
-            .unwrap_or_default()
-            .as_secs_f64(),
-        uptime_text: duration_text(now.duration_since(started).unwrap_or_default()),
+        status: Status::of(&state.observatory, state.info.host()),
         languages: super::assets::LANGUAGES
             .iter()
             .map(|(tag, _)| *tag)
             .collect(),
-        services,
     }
 }
 
-fn service_view(state: &Class, table: &dyn Table, tables: &serde_json::Value) -> ServiceView {
-    let name = table.name();
-    let observatory = &state.observatory;
-    let stats = observatory.stats().service(name);
-    let counts = stats.counts();
-    let running = table.enabled() && stats.running.load(Relaxed);
-    let bound = observatory.addrs(name);
-    // Where it listens, or would if it ran; nowhere while disabled.
-    let listen = match (bound.is_empty(), table.listen()) {
-        (false, _) => bound,
-        (true, Some((_, addrs))) if table.enabled() => addrs.to_vec(),
-        (true, _) => Vec::new(),
-    };
-    let max_clients = tables[name]["max_clients"].as_u64();
-    let refused = Refusal::ALL
-        .iter()
-        .map(|why| (why.key().to_owned(), stats.refused(*why).into()))
-        .collect();
-    let (interval, per_second) = state.rates.of(name);
-    ServiceView {
-        name,
-        enabled: table.enabled(),
-        running,
-        transport: table.listen().map(|(transport, _)| transport.name()),
-        listen: listen.iter().map(ToString::to_string).collect(),
-        clients: counts.clients.then(|| stats.clients.load(Relaxed)),
-        max_clients,
-        messages: stats.messages.load(Relaxed),
-        messages_name: counts.messages,
-        errors: stats.errors.load(Relaxed),
-        refused,
-        rate: RateView {
-            interval_seconds: interval.as_secs(),
-            per_second,
-        },
-    }
-}
-
-/// A connection, open or closed.
 #[derive(Serialize)]
 pub struct ConnJson {
     id: u64,

@@ -1,13 +1,13 @@
 //! Messages a second of every service over the last five minutes, for
-//! the page's small charts: sampled from the services' counters, which
-//! they keep anyway, so a service pays nothing for its chart.
+//! the page's small charts and `pinetd status`: sampled from the services'
+//! counters, which they keep anyway, so a service pays nothing for them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use crate::observe::Observatory;
+use crate::stats::Stats;
 
 /// Rates are sampled this often ...
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -31,12 +31,11 @@ impl Rates {
         (SAMPLE_EVERY, rates)
     }
 
-    pub fn sample(&self, observatory: &Observatory, elapsed: Duration) {
-        let config = observatory.config();
+    /// Takes one sample of the services named, `elapsed` after the last.
+    pub fn sample(&self, stats: &Stats, names: &[&'static str], elapsed: Duration) {
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        for table in config.tables() {
-            let name = table.name();
-            let messages = observatory.stats().service(name).messages.load(Relaxed);
+        for &name in names {
+            let messages = stats.service(name).messages.load(Relaxed);
             let (last, rates) = samples.entry(name).or_insert((messages, VecDeque::new()));
             let rate = messages.saturating_sub(*last) as f64 / elapsed.as_secs_f64().max(0.001);
             *last = messages;
