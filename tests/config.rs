@@ -434,3 +434,26 @@ colour = \"red\"
         ]
     );
 }
+
+/// The control socket's path is absolute (a daemon's working directory is
+/// not the shell's) and fits a Unix socket address; "" serves none.
+#[test]
+fn a_control_socket_must_be_an_absolute_path_that_fits() {
+    assert_eq!(
+        problems("[daemon]\ncontrol_socket = \"run/pinetd.sock\"\n"),
+        [
+            "test.toml:2:18: daemon.control_socket: \"run/pinetd.sock\" is not an absolute path (like \"/run/pinetd/control.sock\"; \"\" for none)"
+        ]
+    );
+    let long = format!("/{}", "d".repeat(120));
+    assert_eq!(
+        problems(&format!("[daemon]\ncontrol_socket = \"{long}\"\n")),
+        ["test.toml:2:18: daemon.control_socket: the path is 121 bytes long: a Unix socket's path is at most 107"]
+    );
+    let daemon = |text: &str| Config::parse(text, "t.toml").unwrap().daemon;
+    assert_eq!(daemon("[daemon]\ncontrol_socket = \"\"\n").control_socket(), None);
+    assert_eq!(
+        daemon("[daemon]\ncontrol_socket = \"/tmp/p.sock\"\n").control_socket(),
+        Some("/tmp/p.sock".into())
+    );
+}
