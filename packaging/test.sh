@@ -344,6 +344,17 @@ user_namespaces_refused() {
 }
 status_says() { grep -q "$1" <<<"$(in_system systemctl show pinetd --property=StatusText --value)"; }
 journal_says() { grep -qF "$1" <<<"$(in_system journalctl -u pinetd -o cat)"; }
+status_answers() { # `pinetd status`, as root: exit 0, the daemon under systemd
+  local out
+  out=$(in_system pinetd status 2>&1) || { echo "$out"; return 1; }
+  grep -q "(under systemd)" <<<"$out" || { echo "$out"; return 1; }
+}
+status_refuses_others() { # as nobody: exit 1, permission denied
+  local out
+  out=$(in_system setpriv --reuid=nobody --regid=nogroup --clear-groups pinetd status 2>&1) && return 1
+  grep -q "permission denied at /run/pinetd/control.sock" <<<"$out" || { echo "$out"; return 1; }
+}
+runtime_dir_gone() { in_system test ! -e /run/pinetd; }
 udp_replies() { # TEXT: the UDP echo answers TEXT, within 10 s
   local _
   for _ in $(seq 20); do
@@ -367,6 +378,8 @@ if check "systemd boots in the root" boot_system; then
   check "install with apt" in_system apt-get install -y -q "/tmp/$deb1"
   check "the unit is active (running)" unit_is ActiveState=active SubState=running
   check "its STATUS line counts clients" status_says clients
+  check "pinetd status answers root over /run/pinetd/control.sock" status_answers
+  check "pinetd status is refused to other users" status_refuses_others
   chat=9999 json=9000 udp=20001 discovery=37021 web=
   check "the packaged config answers the installed clients" talk_to "${system[@]}" pinetd
   before=$(main_pid)
@@ -382,6 +395,7 @@ if check "systemd boots in the root" boot_system; then
   check "the edit survives the upgrade and applies" udp_replies "Hello UDP Client"
   check "systemctl stop" in_system systemctl stop pinetd
   check "stopped cleanly: inactive, exit status 0" unit_is ActiveState=inactive Result=success ExecMainStatus=0
+  check "stopped: its runtime directory is gone" runtime_dir_gone
   check "purge with apt" in_system apt-get purge -y -q pinetd
   check "purged: no config, no unit, no user left" nothing_left
   stop_system
