@@ -241,7 +241,8 @@ async fn ask(path: &Path) -> Result<serde_json::Value, QueryError> {
         path: path.to_owned(),
         why,
     };
-    let value: serde_json::Value = serde_json::from_slice(&answer).map_err(|e| bad(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&answer).map_err(|e| bad(e.to_string()))?;
     if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
         return Err(bad(error.to_owned()));
     }

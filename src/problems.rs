@@ -74,7 +74,11 @@ where
             return;
         }
         let mut text = String::new();
-        for span in ctx.event_scope(event).into_iter().flat_map(|s| s.from_root()) {
+        for span in ctx
+            .event_scope(event)
+            .into_iter()
+            .flat_map(|s| s.from_root())
+        {
             if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
                 text.push_str(fields);
             }
@@ -89,7 +93,11 @@ where
         }
         keep(Problem {
             at: SystemTime::now(),
-            level: if level == Level::ERROR { "error" } else { "warn" },
+            level: if level == Level::ERROR {
+                "error"
+            } else {
+                "warn"
+            },
             text,
         });
     }
@@ -134,8 +142,14 @@ mod tests {
         });
         let recent = recent();
         let texts: Vec<&str> = recent.iter().map(|p| p.text.as_str()).collect();
-        assert!(texts.contains(&"a line was cut service=chat peer=127.0.0.1:5000"), "{texts:?}");
-        assert!(texts.contains(&"cannot bind service=chat error=address in use"), "{texts:?}");
+        assert!(
+            texts.contains(&"a line was cut service=chat peer=127.0.0.1:5000"),
+            "{texts:?}"
+        );
+        assert!(
+            texts.contains(&"cannot bind service=chat error=address in use"),
+            "{texts:?}"
+        );
         assert!(!texts.iter().any(|t| t.contains("not a problem")));
         assert!(recent.iter().any(|p| p.level == "error"));
     }

@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rlimit::Resource;
@@ -109,7 +109,11 @@ pub async fn run(path: Option<PathBuf>, config: Config, log: LogLevel) -> ExitCo
 
 /// Serves `pinetd status` at the config's control socket, or says why
 /// not; `serving` is the socket served so far, kept if its path is the same.
-fn serve_control(daemon: &Daemon, file: Option<&Path>, serving: Option<Control>) -> Option<Control> {
+fn serve_control(
+    daemon: &Daemon,
+    file: Option<&Path>,
+    serving: Option<Control>,
+) -> Option<Control> {
     let at = daemon.config().daemon.control_socket();
     if let Some(serving) = serving {
         if Some(serving.path()) == at.as_deref() {

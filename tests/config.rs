@@ -448,10 +448,15 @@ fn a_control_socket_must_be_an_absolute_path_that_fits() {
     let long = format!("/{}", "d".repeat(120));
     assert_eq!(
         problems(&format!("[daemon]\ncontrol_socket = \"{long}\"\n")),
-        ["test.toml:2:18: daemon.control_socket: the path is 121 bytes long: a Unix socket's path is at most 107"]
+        [
+            "test.toml:2:18: daemon.control_socket: the path is 121 bytes long: a Unix socket's path is at most 107"
+        ]
     );
     let daemon = |text: &str| Config::parse(text, "t.toml").unwrap().daemon;
-    assert_eq!(daemon("[daemon]\ncontrol_socket = \"\"\n").control_socket(), None);
+    assert_eq!(
+        daemon("[daemon]\ncontrol_socket = \"\"\n").control_socket(),
+        None
+    );
     assert_eq!(
         daemon("[daemon]\ncontrol_socket = \"/tmp/p.sock\"\n").control_socket(),
         Some("/tmp/p.sock".into())

@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -115,7 +115,10 @@ fn a_running_daemon_says_what_it_does() {
     assert!(row(&stdout, "json_echo").contains("running"), "{stdout}");
     assert!(row(&stdout, "announcer").contains("disabled"), "{stdout}");
     assert!(stdout.contains("json_echo: bad input 1"), "{stdout}");
-    assert!(stdout.ends_with("ok: every enabled service runs\n"), "{stdout}");
+    assert!(
+        stdout.ends_with("ok: every enabled service runs\n"),
+        "{stdout}"
+    );
 
     // The same, for a script.
     let out = status(&running.config, &["--json"]);
@@ -160,7 +163,10 @@ fn a_disabled_service_is_shown_and_is_not_a_failure() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let json = row(&stdout, "json_echo");
-    assert_eq!(json.split_whitespace().collect::<Vec<_>>(), ["json_echo", "disabled"]);
+    assert_eq!(
+        json.split_whitespace().collect::<Vec<_>>(),
+        ["json_echo", "disabled"]
+    );
 }
 
 #[test]
@@ -187,7 +193,9 @@ fn a_service_that_could_not_bind_is_a_failure_with_the_reason() {
     let out = status(&running.config, &[]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let reason = format!("not ok: json_echo did not take the reloaded config (json_echo: cannot listen on tcp {taken}");
+    let reason = format!(
+        "not ok: json_echo did not take the reloaded config (json_echo: cannot listen on tcp {taken}"
+    );
     assert!(stdout.contains(&reason), "{stdout}");
     assert!(stdout.contains("it stays stopped, as it was"), "{stdout}");
     assert!(
@@ -198,7 +206,12 @@ fn a_service_that_could_not_bind_is_a_failure_with_the_reason() {
     let report: serde_json::Value =
         serde_json::from_slice(&status(&running.config, &["--json"]).stdout).unwrap();
     assert_eq!(report["ok"], false);
-    assert!(report["services"][1]["problem"].as_str().unwrap().contains("cannot listen on tcp"));
+    assert!(
+        report["services"][1]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("cannot listen on tcp")
+    );
 
     // Once the port is free, the same file is taken at the next reload.
     drop(holder);
@@ -218,24 +231,39 @@ fn with_no_daemon_it_says_so_and_exits_1() {
         &dir,
         &format!("[daemon]\ncontrol_socket = \"{}\"\n", socket.display()),
     );
-    let expected = format!("pinetd: no pinetd answers at {}: it is not running", socket.display());
+    let expected = format!(
+        "pinetd: no pinetd answers at {}: it is not running",
+        socket.display()
+    );
     let out = status(&config, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
-    assert!(text(&out.stderr).starts_with(&expected), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with(&expected),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A socket left behind by a daemon that died: the same.
     let stale = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     drop(stale);
     let out = status(&config, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).starts_with(&expected), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with(&expected),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A file that serves no status says so.
     let none = write_config(&dir, "[daemon]\ncontrol_socket = \"\"\n");
     let out = status(&none, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("control_socket is \"\""), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("control_socket is \"\""),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -280,7 +308,10 @@ fn idle_and_hostile_askers_do_not_keep_others_out() {
     odd.write_all(b"tux\n").unwrap();
     let mut answer = String::new();
     odd.read_to_string(&mut answer).unwrap();
-    assert!(answer.contains("unknown request \\\"statux\\\""), "{answer}");
+    assert!(
+        answer.contains("unknown request \\\"statux\\\""),
+        "{answer}"
+    );
     let mut long = UnixStream::connect(&running.socket).unwrap();
     let _ = long.write_all(&[b'x'; 100_000]);
     let out = status(&running.config, &[]);
@@ -302,6 +333,9 @@ fn idle_and_hostile_askers_do_not_keep_others_out() {
 fn the_socket_is_for_root_and_the_daemons_group_only() {
     use std::os::unix::fs::PermissionsExt;
     let running = start("mode", EPHEMERAL);
-    let mode = std::fs::metadata(&running.socket).unwrap().permissions().mode();
+    let mode = std::fs::metadata(&running.socket)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o660);
 }

@@ -52,7 +52,10 @@ pub fn socket_of(file: Option<&Path>) -> Result<PathBuf, StatusError> {
             let Some(daemon) = file.and_then(daemon_table) else {
                 return Err(e.into());
             };
-            let file = file.map(Path::display).map(|f| f.to_string()).unwrap_or_default();
+            let file = file
+                .map(Path::display)
+                .map(|f| f.to_string())
+                .unwrap_or_default();
             eprintln!(
                 "pinetd: warning: {file} has problems (`pinetd check --config {file}` names them); asking the daemon anyway"
             );
@@ -126,10 +129,18 @@ pub fn human(report: &Value, now: SystemTime) -> String {
 
 /// One row per service, columns aligned.
 fn table(services: &[Value]) -> String {
-    let mut rows = vec![[
-        "service", "state", "clients", "messages", "per second", "refused", "listen",
-    ]
-    .map(String::from)];
+    let mut rows = vec![
+        [
+            "service",
+            "state",
+            "clients",
+            "messages",
+            "per second",
+            "refused",
+            "listen",
+        ]
+        .map(String::from),
+    ];
     for service in services {
         rows.push(row(service));
     }
@@ -159,7 +170,15 @@ fn row(service: &Value) -> [String; 7] {
     };
     let name = service["name"].as_str().unwrap_or("?").to_owned();
     if !enabled {
-        return [name, state.into(), "".into(), "".into(), "".into(), "".into(), "".into()];
+        return [
+            name,
+            state.into(),
+            "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+        ];
     }
     let clients = match (service["clients"].as_u64(), service["max_clients"].as_u64()) {
         (Some(n), Some(max)) => format!("{n}/{max}"),
@@ -171,10 +190,15 @@ fn row(service: &Value) -> [String; 7] {
         service["messages"],
         service["messages_name"].as_str().unwrap_or("")
     );
-    let refused: u64 = (service["refused"].as_object())
-        .map_or(0, |r| r.values().filter_map(Value::as_u64).sum());
+    let refused: u64 =
+        (service["refused"].as_object()).map_or(0, |r| r.values().filter_map(Value::as_u64).sum());
     let listen = (service["listen"].as_array())
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default();
     [
         name,
@@ -183,7 +207,11 @@ fn row(service: &Value) -> [String; 7] {
         messages,
         format!("{:.1}", rate(&service["rate"])),
         refused.to_string(),
-        if listen.is_empty() { "-".into() } else { listen },
+        if listen.is_empty() {
+            "-".into()
+        } else {
+            listen
+        },
     ]
 }
 
@@ -236,7 +264,8 @@ fn problems(out: &mut String, report: &Value, now: SystemTime) {
         .unwrap_or_default()
         .as_secs_f64();
     for problem in problems.iter().rev().take(10).rev() {
-        let ago = Duration::from_secs((now - problem["at"].as_f64().unwrap_or(now)).max(0.0) as u64);
+        let ago =
+            Duration::from_secs((now - problem["at"].as_f64().unwrap_or(now)).max(0.0) as u64);
         let _ = writeln!(
             out,
             "  {} ago  {:5}  {}",

@@ -99,7 +99,11 @@ impl Status {
     }
 }
 
-fn service(observatory: &Observatory, table: &dyn Table, tables: &serde_json::Value) -> ServiceStatus {
+fn service(
+    observatory: &Observatory,
+    table: &dyn Table,
+    tables: &serde_json::Value,
+) -> ServiceStatus {
     let name = table.name();
     let stats = observatory.stats().service(name);
     let counts = stats.counts();

@@ -183,7 +183,10 @@ impl Proc {
     /// Its runtime directory (where it serves `pinetd status` when its file
     /// names no `control_socket`) is one of its own, never `/run/pinetd`.
     pub fn spawn(mut command: Command) -> Proc {
-        if !command.get_envs().any(|(key, _)| key == "RUNTIME_DIRECTORY") {
+        if !command
+            .get_envs()
+            .any(|(key, _)| key == "RUNTIME_DIRECTORY")
+        {
             static NEXT: AtomicU32 = AtomicU32::new(0);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             command.env("RUNTIME_DIRECTORY", temp_dir(&format!("run{n}")));
