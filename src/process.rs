@@ -134,8 +134,14 @@ fn serve_control(
             info!(path = %at.display(), "pinetd status is served");
             Some(control)
         }
+        Err(e @ crate::control::ServeError::Io { .. }) => {
+            warn!(
+                "{e}; pinetd status cannot reach this daemon (set [daemon] control_socket to a path this user may write)"
+            );
+            None
+        }
         Err(e) => {
-            warn!("{e}; set [daemon] control_socket to a path this user may write");
+            warn!("{e}");
             None
         }
     }

@@ -42,6 +42,33 @@ pub(super) const NOTES: &[Notes] = &[
         see_also: &["pinetd(1)"],
     },
     Notes {
+        name: "status",
+        exit: &[
+            (
+                "0",
+                "The daemon answered, and every service its file enables runs as configured.",
+            ),
+            (
+                "1",
+                "An enabled service does not run (failing and waiting to restart, or its \
+                 reloaded table could not be bound: the reason is printed), or no daemon \
+                 answers at the control socket, or the socket is not this user's to open.",
+            ),
+            USAGE_ERROR,
+        ],
+        examples: &[
+            (
+                "sudo pinetd status",
+                "The packaged daemon: services, clients, rates, refusals, the last problems.",
+            ),
+            (
+                "sudo pinetd status --json | jq '.services[] | {name, clients}'",
+                "The same, for a script.",
+            ),
+        ],
+        see_also: &["pinetd(1)", "systemctl(1)", "journalctl(1)"],
+    },
+    Notes {
         name: "chat",
         exit: &[
             (
@@ -428,6 +455,11 @@ fn environment(page: &mut Sections) {
              it), and pings the watchdog every half WatchdogSec.",
         )
         .item(
+            "RUNTIME_DIRECTORY",
+            "Set by systemd for the unit's RuntimeDirectory=: where [daemon] control_socket \
+             is unset, the daemon serves pinetd status at control.sock in it.",
+        )
+        .item(
             "JOURNAL_STREAM",
             "Set by systemd when stderr goes to the journal: log lines then carry no \
              timestamps or colours.",
@@ -446,6 +478,11 @@ fn files(page: &mut Sections) {
             "/usr/lib/systemd/system/pinetd.service",
             "The systemd unit: pinetd --config /etc/pinetd/pinetd.toml, hardened, \
              LimitNOFILE=65536.",
+        )
+        .item(
+            "/run/pinetd/control.sock",
+            "Where pinetd status asks the daemon the unit runs (mode 0660, in a directory \
+             of mode 0750 made by systemd for the daemon's own user and group).",
         )
         .item(
             "/usr/share/doc/pinetd/README.md",
