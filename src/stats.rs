@@ -1,4 +1,6 @@
-//! Live counters, shared by the services and read for systemd's STATUS= line.
+//! Live counters, shared by the services and read for systemd's STATUS= line
+//! (and, at each scrape, by the Prometheus metrics: `observe::metrics`).
+//! Plain relaxed atomics: counting costs a hot path next to nothing.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -76,6 +78,70 @@ impl Refusal {
     }
 }
 
+/// Why a connection closed, as the metrics count it: a few kinds, fixed,
+/// so every label exists from the start (the log keeps the words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The client closed it, said bye, or (web) ended its requests.
+    Client,
+    /// The server is shutting down.
+    Shutdown,
+    /// The client read or sent nothing for too long.
+    Timeout,
+    /// A chat client fell too far behind (`on_lag = "disconnect"`).
+    Lagging,
+    /// It sent what the service does not take.
+    BadInput,
+    /// The connection failed (reset, broken pipe).
+    Error,
+    /// Dropped before it ended (the drain's deadline, a failed service).
+    Aborted,
+    /// A reason not known here.
+    Other,
+}
+
+impl Close {
+    pub const ALL: [Close; 8] = [
+        Close::Client,
+        Close::Shutdown,
+        Close::Timeout,
+        Close::Lagging,
+        Close::BadInput,
+        Close::Error,
+        Close::Aborted,
+        Close::Other,
+    ];
+
+    /// The kind of the reason a service gave for the log.
+    pub fn of(reason: &str) -> Close {
+        match reason {
+            "closed by the client" | "said bye" | "closed" => Close::Client,
+            "server shutting down" => Close::Shutdown,
+            "took nothing for write_timeout" | "idle for idle_timeout" | "header timeout" => {
+                Close::Timeout
+            }
+            "bad input" | "bad request" => Close::BadInput,
+            "connection failed" => Close::Error,
+            r if r.starts_with("fell too far behind") => Close::Lagging,
+            _ => Close::Other,
+        }
+    }
+
+    /// Its name as a label value.
+    pub fn key(self) -> &'static str {
+        match self {
+            Close::Client => "client",
+            Close::Shutdown => "shutdown",
+            Close::Timeout => "timeout",
+            Close::Lagging => "lagging",
+            Close::BadInput => "bad_input",
+            Close::Error => "error",
+            Close::Aborted => "aborted",
+            Close::Other => "other",
+        }
+    }
+}
+
 /// What a service's counters mean, for the status line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
@@ -110,7 +176,20 @@ pub struct ServiceStats {
     /// Chat lines and notices the NATS bridge could not pass on (NATS away,
     /// or its queue full): they reached this hub's room only.
     pub not_bridged: AtomicU64,
+    /// Messages the NATS bridge published, and took from other hubs.
+    pub bridge_sent: AtomicU64,
+    pub bridge_received: AtomicU64,
+    /// Chat lines handed to the room's readers (lines times readers).
+    pub deliveries: AtomicU64,
+    /// Chat lines readers skipped for falling behind.
+    pub skipped: AtomicU64,
+    /// Connections let in, ever (TCP services).
+    pub accepted: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
+    closed: [AtomicU64; Close::ALL.len()],
+    /// Announcements sent and failed by interface (`default` for the
+    /// kernel's choice): a handful of names, written once a second at most.
+    by_interface: Mutex<BTreeMap<String, (u64, u64)>>,
 }
 
 impl ServiceStats {
@@ -128,6 +207,50 @@ impl ServiceStats {
 
     pub fn refused_total(&self) -> u64 {
         self.refused.iter().map(|r| r.load(Relaxed)).sum()
+    }
+
+    /// A connection let in: counted now and ever.
+    pub fn connected(&self) {
+        self.clients.fetch_add(1, Relaxed);
+        self.accepted.fetch_add(1, Relaxed);
+    }
+
+    /// A connection gone (served or not).
+    pub fn disconnected(&self) {
+        self.clients.fetch_sub(1, Relaxed);
+    }
+
+    /// A connection served closed, for this reason.
+    pub fn close(&self, why: Close) {
+        self.closed[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn closed(&self, why: Close) -> u64 {
+        self.closed[why as usize].load(Relaxed)
+    }
+
+    /// An interface announcements go out of, counted from 0 from now on.
+    pub fn expect_interface(&self, name: &str) {
+        let mut by_interface = self.by_interface.lock().unwrap_or_else(|e| e.into_inner());
+        by_interface.entry(name.to_owned()).or_default();
+    }
+
+    /// An announcement sent (or not) out of `interface`.
+    pub fn announced(&self, interface: &str, sent: bool) {
+        let mut by_interface = self.by_interface.lock().unwrap_or_else(|e| e.into_inner());
+        let (ok, failed) = match by_interface.get_mut(interface) {
+            Some(counts) => counts,
+            None => by_interface.entry(interface.to_owned()).or_default(),
+        };
+        *(if sent { ok } else { failed }) += 1;
+    }
+
+    /// Announcements sent and failed, by interface.
+    pub fn interfaces(&self) -> Vec<(String, u64, u64)> {
+        let by_interface = self.by_interface.lock().unwrap_or_else(|e| e.into_inner());
+        (by_interface.iter())
+            .map(|(name, &(ok, failed))| (name.clone(), ok, failed))
+            .collect()
     }
 
     pub fn message(&self) {
@@ -237,5 +360,36 @@ mod tests {
         );
         stats.service("chat").not_bridged.fetch_add(7, Relaxed);
         assert!(stats.to_string().ends_with(", not bridged 7"));
+    }
+
+    #[test]
+    fn every_reason_a_service_gives_has_its_kind() {
+        let kinds = [
+            ("closed by the client", Close::Client),
+            ("said bye", Close::Client),
+            ("closed", Close::Client),
+            ("server shutting down", Close::Shutdown),
+            ("took nothing for write_timeout", Close::Timeout),
+            ("idle for idle_timeout", Close::Timeout),
+            ("header timeout", Close::Timeout),
+            (
+                "fell too far behind (on_lag = \"disconnect\")",
+                Close::Lagging,
+            ),
+            ("bad input", Close::BadInput),
+            ("bad request", Close::BadInput),
+            ("connection failed", Close::Error),
+            ("something new", Close::Other),
+        ];
+        for (reason, kind) in kinds {
+            assert_eq!(Close::of(reason), kind, "{reason}");
+        }
+        let stats = ServiceStats::default();
+        stats.connected();
+        stats.close(Close::Timeout);
+        stats.disconnected();
+        assert_eq!(stats.closed(Close::Timeout), 1);
+        assert_eq!(stats.clients.load(Relaxed), 0);
+        assert_eq!(stats.accepted.load(Relaxed), 1);
     }
 }

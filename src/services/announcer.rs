@@ -34,6 +34,8 @@ use crate::services::{BindContext, Registered, Service, ServiceFuture};
 use crate::stats::{Counts, ServiceStats};
 
 const NAME: &str = AnnouncerConfig::NAME;
+/// The interface of an explicit `to`, as counted: the one the kernel routes it out of.
+const KERNEL_ROUTE: &str = "default";
 
 pub struct Announcer {
     config: AnnouncerConfig,
@@ -69,6 +71,16 @@ impl Announcer {
             Ok(Some(socket))
         };
         let explicit = || config.to.iter().filter(|to| !every_interface(to));
+        // Counted from 0 from the start: the kernel's choice and the named interfaces.
+        if explicit().next().is_some() {
+            stats.expect_interface(KERNEL_ROUTE);
+        }
+        if config.to.iter().any(every_interface) {
+            config
+                .interfaces
+                .iter()
+                .for_each(|i| stats.expect_interface(i));
+        }
         Ok(Self {
             v4: sender(
                 explicit().any(SocketAddr::is_ipv4),
@@ -103,19 +115,22 @@ impl Announcer {
             if every_interface(&to) {
                 for (interface, outlet) in &outlets.open {
                     let result = outlet.socket.send_to(&payload, to).await;
-                    self.sent(failing, &format!("{to} on {interface}"), result);
+                    let to = format!("{to} on {interface}");
+                    self.sent(failing, interface, &to, result);
                 }
                 continue;
             }
             let socket = if to.is_ipv4() { &self.v4 } else { &self.v6 };
             let Some(socket) = socket else { continue };
             let result = socket.send_to(&payload, to).await;
-            self.sent(failing, &to.to_string(), result);
+            self.sent(failing, KERNEL_ROUTE, &to.to_string(), result);
         }
     }
 
-    /// Counts a send to `to`, and logs a failure once, not every tick.
-    fn sent(&self, failing: &mut Failing, to: &str, result: io::Result<usize>) {
+    /// Counts a send to `to` out of `interface`, and logs a failure once,
+    /// not every tick.
+    fn sent(&self, failing: &mut Failing, interface: &str, to: &str, result: io::Result<usize>) {
+        self.stats.announced(interface, result.is_ok());
         match result {
             Ok(_) => {
                 self.stats.message();

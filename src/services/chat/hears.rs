@@ -66,6 +66,7 @@ impl Member {
         seen.heard.store(self.next_line, Relaxed);
         if skipped > 0 {
             seen.skipped.fetch_add(skipped, Relaxed);
+            self.hub.stats.skipped.fetch_add(skipped, Relaxed);
         }
         if skipped > 0 && self.config.on_lag == OnLag::Skip {
             self.tell(notices::skipped(skipped));

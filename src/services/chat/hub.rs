@@ -260,14 +260,18 @@ impl Hub {
             Speaker::Client(id) => Some(id),
         };
         self.window.said(&lines, first, count, speaker);
+        let own = matches!(from, Speaker::Client(_)) && !self.settings.borrow().echo_self;
         // An error only means nobody is listening.
-        let _ = self.tx.send(Item {
+        let readers = self.tx.send(Item {
             from,
             lines,
             first,
             count,
             joined,
         });
+        // One count a message, not a reader: the readers never touch it.
+        let others = readers.map_or(0, |n| n.saturating_sub(usize::from(own)));
+        (self.stats.deliveries).fetch_add(count * others as u64, Relaxed);
     }
 
     /// A new client's place in the room, and the number of the first

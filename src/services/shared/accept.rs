@@ -9,7 +9,6 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,7 @@ use crate::logging::peer_line;
 use crate::net::{BindError, Sockets, allowed, local_addrs, source_of};
 use crate::observe::{Door, Event, Window};
 use crate::services::Reconfigured;
+use crate::services::shared::closing::closing;
 use crate::stats::{Refusal, ServiceStats};
 
 /// After an accept error (out of file descriptors, say), wait this long.
@@ -94,7 +94,7 @@ pub(crate) struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.gate.stats.clients.fetch_sub(1, Relaxed);
+        self.gate.stats.disconnected();
         let mut state = self.gate.state();
         state.total -= 1;
         if let Some(count) = state.by_source.get_mut(&self.source) {
@@ -190,7 +190,7 @@ impl Gate {
         }
         *count += 1;
         state.total += 1;
-        self.stats.clients.fetch_add(1, Relaxed);
+        self.stats.connected();
         Ok(Ticket {
             gate: self.clone(),
             source,
@@ -422,12 +422,7 @@ impl<C: Send + Sync + 'static> Listeners<C> {
                     let settings = self.settings.borrow().clone();
                     let served = handle(&settings, stream, peer);
                     let served = Counted {
-                        served: Box::pin(async move {
-                            let reason = served.await;
-                            if peer_line(peer.ip()) {
-                                info!(reason, "closed");
-                            }
-                        }),
+                        served: Box::pin(closing(served, peer.ip(), gate.stats.clone())),
                         _ticket: ticket,
                     };
                     connections.spawn(served.instrument(span));
@@ -576,6 +571,8 @@ impl<F: Future<Output = ()>> Future for Counted<F> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
     use super::*;
 
     fn gate(max: usize, per_source: usize) -> Arc<Gate> {

@@ -1,6 +1,7 @@
 //! Plumbing the services share, no service itself: how a TCP service takes
-//! its connections ([`accept`]) and how a UDP service judges and answers
+//! its connections ([`accept`], counting why each closed in `closing`) and how a UDP service judges and answers
 //! its datagrams ([`datagram`]).
 
 pub mod accept;
+mod closing;
 pub mod datagram;

@@ -203,6 +203,16 @@ impl Link {
         self.stats.not_bridged.fetch_add(lines, Relaxed);
     }
 
+    /// A message published to NATS.
+    pub fn sent(&self) {
+        self.stats.bridge_sent.fetch_add(1, Relaxed);
+    }
+
+    /// A message from another hub taken from NATS (refused or not).
+    pub fn received(&self) {
+        self.stats.bridge_received.fetch_add(1, Relaxed);
+    }
+
     /// Lines not bridged, ever.
     pub fn not_bridged_total(&self) -> u64 {
         self.stats.not_bridged.load(Relaxed)

@@ -452,7 +452,9 @@ impl Session {
             Outgoing::Renamed(old, new) => ("renamed", Bytes::from(format!("{old}\n{new}"))),
         };
         let sent = self.publish(client, kind, payload).await;
-        if !sent {
+        if sent {
+            self.link.sent();
+        } else {
             self.link.not_bridged(lines);
         }
         sent
@@ -498,6 +500,7 @@ impl Session {
         if id == self.info.instance() {
             return false;
         }
+        self.link.received();
         if message.payload.len() > MAX_PAYLOAD {
             self.link.refuse(Refusal::OverLimit);
             return false;
