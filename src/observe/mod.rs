@@ -17,6 +17,7 @@
 //! hide a problem.
 
 mod conns;
+pub mod metrics;
 mod rates;
 pub mod shown;
 pub mod status;

@@ -17,6 +17,7 @@ use super::views::{
     Class, activity_view, conn_page, heard_view, room_view, status_view, window_of,
 };
 use crate::config::WebConfig;
+use crate::observe::metrics::{Metrics, OPENMETRICS_TYPE, TEXT_TYPE};
 
 /// What every handler can read.
 #[derive(Clone)]
@@ -29,6 +30,8 @@ pub struct State {
     pub shutdown: CancellationToken,
     /// Requests a second per source.
     pub requests: Arc<std::sync::Mutex<crate::limit::RateLimiter>>,
+    /// The counters for Prometheus.
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::ops::Deref for State {
@@ -60,6 +63,23 @@ pub async fn not_found() -> Response {
 
 pub async fn status(Extract(state): Extract<State>) -> Response {
     fresh(status_view(&state))
+}
+
+/// Every counter, for Prometheus: OpenMetrics to whoever asks for it (as
+/// Prometheus does), the Prometheus text format to the others.
+pub async fn metrics(Extract(state): Extract<State>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok());
+    let (content_type, body) = if accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+    {
+        (OPENMETRICS_TYPE, state.metrics.openmetrics())
+    } else {
+        (TEXT_TYPE, state.metrics.text())
+    };
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    (headers, body).into_response()
 }
 
 /// 200 when every enabled service runs; 503 naming those that do not.

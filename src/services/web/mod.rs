@@ -11,8 +11,8 @@
 //! costs one connection of its own.
 //!
 //! The parts: [`assets`] (the page, its language), [`views`] (what the
-//! page and the API show), [`api`] (the JSON endpoints), [`live`] (the
-//! snapshots pages stream) and [`stream`] (a page's stream),
+//! page and the API show), [`api`] (the JSON endpoints and `/metrics`),
+//! [`live`] (the snapshots pages stream) and [`stream`] (a page's stream),
 //! [`chatbox`] (the WebSocket into the room), [`heard`] (the Pis heard
 //! announcing).
 
@@ -45,6 +45,7 @@ use tracing::{Instrument, debug};
 use crate::config::{Config, TableIn, WebConfig};
 use crate::describe::SelfInfo;
 use crate::net::{BindError, Sockets};
+use crate::observe::metrics::Metrics;
 use crate::observe::{Observatory, Window};
 use crate::services::shared::accept::{Gate, Listeners, Policy, Refusals};
 use crate::services::{
@@ -143,6 +144,7 @@ impl Service for Web {
                 snapshots: snapshots.clone(),
                 settings: self.listeners.settings(),
                 shutdown: shutdown.clone(),
+                metrics: Arc::new(Metrics::new(self.observatory.clone())),
                 class,
             };
             let router = router(state);
@@ -186,6 +188,7 @@ fn router(state: api::State) -> Router {
         .route("/", get(assets::index))
         .route("/assets/{*file}", get(assets::file))
         .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/connections", get(api::connections))
         .route("/api/v1/activity", get(api::activity))
