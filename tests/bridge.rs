@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::chat::hub;
 use common::peer::{Peer, numbered_lines};
-use common::{HANG, Proc, skip, temp_dir, write_config};
+use common::{HANG, Proc, temp_dir, write_config};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
 use pinetd::describe::Description;
@@ -25,24 +25,7 @@ struct Nats {
 impl Nats {
     /// The server's program, or None (the test is skipped, saying why).
     fn program() -> Option<String> {
-        let found = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .into_iter()
-            .map(str::to_owned)
-            .find(|p| std::path::Path::new(p).exists())
-            .or_else(|| {
-                let out = Command::new("sh")
-                    .args(["-c", "command -v nats-server"])
-                    .output()
-                    .ok()?;
-                let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-                (!path.is_empty()).then_some(path)
-            });
-        if found.is_none() {
-            skip(format_args!(
-                "nats-server is not installed (apt-get install nats-server)"
-            ));
-        }
-        found
+        common::program("nats-server", "nats-server")
     }
 
     /// Starts it on `port` (0: one of the kernel's choosing); ready once it

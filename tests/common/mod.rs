@@ -312,6 +312,29 @@ pub fn skip(why: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "skipped: {why}");
 }
 
+/// Where the outside program `name` is (`/usr/sbin`, `/usr/bin`, else the
+/// `PATH`), or None after a [`skip`] naming the Debian `package` to install.
+pub fn program(name: &str, package: &str) -> Option<String> {
+    let found = ["/usr/sbin", "/usr/bin"]
+        .into_iter()
+        .map(|dir| format!("{dir}/{name}"))
+        .find(|p| Path::new(p).exists())
+        .or_else(|| {
+            let out = Command::new("sh")
+                .args(["-c", &format!("command -v {name}")])
+                .output()
+                .ok()?;
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            (!path.is_empty()).then_some(path)
+        });
+    if found.is_none() {
+        skip(format_args!(
+            "{name} is not installed (apt-get install {package})"
+        ));
+    }
+    found
+}
+
 /// `PINETD_REQUIRE_ALL` is set to anything but "" or "0".
 pub fn require_all() -> bool {
     std::env::var("PINETD_REQUIRE_ALL").is_ok_and(|v| !v.is_empty() && v != "0")
