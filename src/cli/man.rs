@@ -341,8 +341,9 @@ fn main_description() -> Roff {
         .item(
             "web (8080/tcp)",
             "The live page of the class, for a browser: every service, the chat room with a \
-             chat box, each JSON error and refused datagram in words, and a JSON API under \
-             /api/v1/. It shows what students sent: reachable only where its allow says.",
+             chat box, each JSON error and refused datagram in words, a JSON API under \
+             /api/v1/, and /metrics for Prometheus. It shows what students sent: reachable only \
+             where its allow says.",
         )
         .para(
             "Without --config, every service is reachable from this machine only: chat, JSON \
