@@ -169,6 +169,19 @@ fn zero_from_the_start() -> Vec<String> {
     keys
 }
 
+/// Every family of `samples` has its HELP in `text`, and is typed a
+/// counter exactly when its name ends in `_total`.
+fn every_family_is_described(text: &str, samples: &BTreeMap<String, f64>) {
+    for name in samples.keys().map(|k| k.split('{').next().unwrap()) {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP"
+        );
+        let typed = format!("# TYPE {name} counter");
+        assert_eq!(text.contains(&typed), name.ends_with("_total"), "{name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_family_and_label_set_is_there_at_zero_from_the_start() {
     let (daemon, web, _heard) = daemon().await;
@@ -210,16 +223,7 @@ async fn every_family_and_label_set_is_there_at_zero_from_the_start() {
     let web_now = key("pinetd_connections", &[("service", "web")]);
     assert_eq!(value(&samples, &web_now), 1.0);
     assert!(value(&samples, "pinetd_web_requests_total") >= 1.0);
-    // Every family says what it is, and a counter's name ends in _total.
-    let text = answer.text();
-    for name in samples.keys().map(|k| k.split('{').next().unwrap()) {
-        assert!(
-            text.contains(&format!("# HELP {name} ")),
-            "{name} has no HELP"
-        );
-        let typed = format!("# TYPE {name} counter");
-        assert_eq!(text.contains(&typed), name.ends_with("_total"), "{name}");
-    }
+    every_family_is_described(&answer.text(), &samples);
     // Prometheus asks for OpenMetrics, and gets it.
     let accept = [("Accept", "application/openmetrics-text;version=1.0.0")];
     let open = get_with(web, "/metrics", &accept).await;
@@ -249,12 +253,16 @@ async fn chat_talks(chat: SocketAddr, lines: usize) -> (TcpStream, TcpStream) {
     (speaker, listener)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counters_rise_as_clients_talk() {
-    let (daemon, web, heard) = daemon().await;
+/// Three chat lines (the speaker and a listener stay), two JSON values
+/// answered (that client stays) and one error, a datagram echoed, a probe
+/// answered, an announcement heard on `heard`.
+async fn some_of_everything(
+    daemon: &Daemon,
+    heard: &UdpSocket,
+) -> (TcpStream, TcpStream, TcpStream) {
     let (chat, json) = (daemon.addrs("chat")[0], daemon.addrs("json_echo")[0]);
     let (udp, discovery) = (daemon.addrs("udp_echo")[0], daemon.addrs("discovery")[0]);
-    let (mut speaker, listener) = chat_talks(chat, 3).await;
+    let (speaker, listener) = chat_talks(chat, 3).await;
     let mut values = TcpStream::connect(json).await.unwrap();
     values
         .write_all(br#"{"name": "jung", "count": 3} [1, 2]"#)
@@ -279,6 +287,13 @@ async fn counters_rise_as_clients_talk() {
     );
     let mut announcement = [0u8; 2048];
     heard.recv_from(&mut announcement).await.unwrap();
+    (speaker, listener, values)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_rise_as_clients_talk() {
+    let (daemon, web, heard) = daemon().await;
+    let (mut speaker, listener, values) = some_of_everything(&daemon, &heard).await;
     speaker.write_all(b"bye\n").await.unwrap();
     let closed = |service, reason| {
         let labels = [("service", service), ("reason", reason)];
