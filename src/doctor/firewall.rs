@@ -68,7 +68,9 @@ pub struct Chain {
 /// The input chains of `nft -j list ruleset`.
 pub fn parse_nft(json: &str) -> Result<Vec<Chain>, String> {
     let value: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    let items = value["nftables"].as_array().ok_or("no \"nftables\" array")?;
+    let items = value["nftables"]
+        .as_array()
+        .ok_or("no \"nftables\" array")?;
     let mut chains: Vec<(String, String, String, Chain)> = Vec::new();
     for chain in items.iter().filter_map(|i| i.get("chain")) {
         if chain["hook"] != "input" {
@@ -81,7 +83,12 @@ pub fn parse_nft(json: &str) -> Result<Vec<Chain>, String> {
             text("table"),
             text("name"),
             Chain {
-                name: format!("nftables {} {} {}", text("family"), text("table"), text("name")),
+                name: format!(
+                    "nftables {} {} {}",
+                    text("family"),
+                    text("table"),
+                    text("name")
+                ),
                 policy_drops: chain["policy"] == "drop",
                 v4,
                 v6,
@@ -299,7 +306,11 @@ fn judge(chains: &[Chain], listener: &Listener) -> Option<Check> {
     for chain in chains.iter().filter(|c| if v4 { c.v4 } else { c.v6 }) {
         let mut partial = None;
         let mut decided = false;
-        for rule in chain.rules.iter().filter(|r| r.decides(transport, port, v4)) {
+        for rule in chain
+            .rules
+            .iter()
+            .filter(|r| r.decides(transport, port, v4))
+        {
             match (rule.verdict, rule.partial) {
                 (Verdict::Accept, false) => {
                     decided = true;
@@ -311,7 +322,11 @@ fn judge(chains: &[Chain], listener: &Listener) -> Option<Check> {
                         format!(
                             "firewall: {} {} port {what}: nobody can reach it",
                             rule.name,
-                            if rule.verdict == Verdict::Drop { "drops" } else { "rejects" }
+                            if rule.verdict == Verdict::Drop {
+                                "drops"
+                            } else {
+                                "rejects"
+                            }
                         ),
                         format!(
                             "{} (and take it out of the file that loads it, like /etc/nftables.conf)",
@@ -327,7 +342,10 @@ fn judge(chains: &[Chain], listener: &Listener) -> Option<Check> {
         if let Some(rule) = partial {
             return Some(Check::warn(
                 format!("firewall: {} drops port {what} for some peers", rule.name),
-                format!("check that it spares the students' networks; {} removes it", rule.delete),
+                format!(
+                    "check that it spares the students' networks; {} removes it",
+                    rule.delete
+                ),
             ));
         }
         if !decided && chain.policy_drops {
@@ -336,7 +354,9 @@ fn judge(chains: &[Chain], listener: &Listener) -> Option<Check> {
                     "firewall: {}'s policy is drop and no rule of it accepts port {what}",
                     chain.name
                 ),
-                format!("add a rule that accepts {transport} port {port}, like `{transport} dport {port} accept`"),
+                format!(
+                    "add a rule that accepts {transport} port {port}, like `{transport} dport {port} accept`"
+                ),
             ));
         }
     }
@@ -456,7 +476,10 @@ mod tests {
             (rules[0].transport, &rules[0].ports[..], rules[0].verdict),
             (Some(Transport::Tcp), &[(9000, 9000)][..], Verdict::Drop)
         );
-        assert_eq!(rules[0].delete, "sudo nft delete rule inet filter input handle 2");
+        assert_eq!(
+            rules[0].delete,
+            "sudo nft delete rule inet filter input handle 2"
+        );
         assert_eq!(rules[1].ports, [(20001, 20001), (37021, 37021)]);
         assert_eq!(rules[1].verdict, Verdict::Reject);
         assert_eq!(rules[2].ports, [(9990, 9999)]);
@@ -470,16 +493,30 @@ mod tests {
             check.text,
             "firewall: nftables inet filter input rule handle 2 drops port 9000/tcp (json_echo): nobody can reach it"
         );
-        assert!(check.fix.unwrap().starts_with("sudo nft delete rule inet filter input handle 2"));
+        assert!(
+            check
+                .fix
+                .unwrap()
+                .starts_with("sudo nft delete rule inet filter input handle 2")
+        );
         // UDP on 9000 is not the TCP rule's.
         assert!(judge(&chains, &listener("x", Transport::Udp, "0.0.0.0:9000")).is_none());
         // The range catches 9999 before the partial rule does.
         let chat = judge(&chains, &listener("chat", Transport::Tcp, "[::]:9999")).unwrap();
-        assert!(chat.text.contains("handle 5 drops port 9999/tcp"), "{}", chat.text);
-        assert!(judge(&chains, &listener("udp_echo", Transport::Udp, "0.0.0.0:20001"))
+        assert!(
+            chat.text.contains("handle 5 drops port 9999/tcp"),
+            "{}",
+            chat.text
+        );
+        assert!(
+            judge(
+                &chains,
+                &listener("udp_echo", Transport::Udp, "0.0.0.0:20001")
+            )
             .unwrap()
             .text
-            .contains("rejects port 20001/udp"));
+            .contains("rejects port 20001/udp")
+        );
         assert!(judge(&chains, &listener("web", Transport::Tcp, "0.0.0.0:8080")).is_none());
     }
 
@@ -531,7 +568,10 @@ mod tests {
         );
         assert_eq!(
             marks(&checks(&[], "nftables", &web)),
-            [(Mark::Pass, "firewall (nftables) drops none of the services' ports")]
+            [(
+                Mark::Pass,
+                "firewall (nftables) drops none of the services' ports"
+            )]
         );
         assert!(parse_nft("not json").is_err());
     }
@@ -547,7 +587,12 @@ mod tests {
         let ssh = listener("ssh", Transport::Tcp, "0.0.0.0:22");
         assert!(judge(&chains, &ssh).is_none());
         let chat = listener("chat", Transport::Tcp, "0.0.0.0:9999");
-        assert!(judge(&chains, &chat).unwrap().text.contains("drops port 9999/tcp"));
+        assert!(
+            judge(&chains, &chat)
+                .unwrap()
+                .text
+                .contains("drops port 9999/tcp")
+        );
     }
 
     /// `iptables-save` (1.8.9) after `-A INPUT -p tcp --dport 9000 -j DROP`
@@ -568,7 +613,10 @@ mod tests {
         assert!(!chain.policy_drops);
         assert_eq!(chain.rules.len(), 3, "{:?}", chain.rules);
         assert_eq!(chain.rules[0].ports, [(9000, 9000)]);
-        assert_eq!(chain.rules[0].delete, "sudo iptables -D INPUT -p tcp -m tcp --dport 9000 -j DROP");
+        assert_eq!(
+            chain.rules[0].delete,
+            "sudo iptables -D INPUT -p tcp -m tcp --dport 9000 -j DROP"
+        );
         assert_eq!(chain.rules[1].ports, [(20001, 20001), (37021, 37021)]);
         assert_eq!(chain.rules[1].verdict, Verdict::Reject);
         assert!(!chain.rules[1].partial);

@@ -88,7 +88,10 @@ mod tests {
     #[test]
     fn the_side_comes_from_the_arguments_then_the_machine() {
         let never = || panic!("not asked");
-        assert_eq!(side(None, Some("pi".into()), false, never), Side::Host("pi".into()));
+        assert_eq!(
+            side(None, Some("pi".into()), false, never),
+            Side::Host("pi".into())
+        );
         assert_eq!(
             side(Some("f.toml".into()), None, false, never),
             Side::Pi(Some("f.toml".into()))

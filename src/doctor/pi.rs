@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::firewall;
 use super::probe::{self, Heard, ProbeError};
 use super::report::{Check, Report};
 use super::system::{self, Network};
-use super::firewall;
 use crate::client::status::config_of;
 use crate::config::{Config, Table};
 use crate::control::{self, QueryError};
@@ -77,12 +77,18 @@ async fn status(config: &Config, name: &str, report: &mut Report) -> Option<Daem
                     "start it: `sudo systemctl start pinetd` (or `pinetd --config {name}`); `journalctl -u pinetd -n 50` says why it stopped"
                 ),
             };
-            report.add(Check::fail(format!("the daemon does not answer status: {e}"), fix));
+            report.add(Check::fail(
+                format!("the daemon does not answer status: {e}"),
+                fix,
+            ));
             return None;
         }
     };
     let daemon = Daemon {
-        pid: answer["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+        pid: answer["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0),
         under_systemd: answer["under_systemd"].as_bool() == Some(true),
     };
     let up = answer["uptime_text"].as_str().unwrap_or("?");
@@ -96,7 +102,11 @@ async fn status(config: &Config, name: &str, report: &mut Report) -> Option<Daem
         )));
     } else {
         report.add(Check::fail(
-            format!("the daemon (pid {}) answers, but: {}", daemon.pid, reasons.join("; ")),
+            format!(
+                "the daemon (pid {}) answers, but: {}",
+                daemon.pid,
+                reasons.join("; ")
+            ),
             "`sudo pinetd status` shows its last problems, `journalctl -u pinetd` all of them",
         ));
     }
@@ -170,7 +180,10 @@ fn unreachable_by_students(
         let at: Vec<String> = listen.iter().map(ToString::to_string).collect();
         let port = listen.first().map_or(0, SocketAddr::port);
         return Some(Check::warn(
-            format!("{on} cannot reach {service}: it listens on {} only", at.join(" ")),
+            format!(
+                "{on} cannot reach {service}: it listens on {} only",
+                at.join(" ")
+            ),
             format!(
                 "set [{service}] listen = [\"0.0.0.0:{port}\", \"[::]:{port}\"] in {name}, then `sudo systemctl reload pinetd`"
             ),
@@ -180,7 +193,9 @@ fn unreachable_by_students(
     if !allow.is_empty() && allow.iter().all(|net| net.network().is_loopback()) {
         return Some(Check::warn(
             format!("{on} cannot reach {service}: its allow is loopback only"),
-            format!("set [{service}] allow = [] in {name} (its default allows loopback only), then `sudo systemctl reload pinetd`"),
+            format!(
+                "set [{service}] allow = [] in {name} (its default allows loopback only), then `sudo systemctl reload pinetd`"
+            ),
         ));
     }
     None
@@ -250,7 +265,9 @@ fn heard_on(to: &SocketAddr, names: &[String], heard: &[Heard], wait: Duration) 
     let networks: Vec<Network> = system::networks()
         .into_iter()
         .filter(|n| match to.ip() {
-            _ if broadcast => n.broadcast.is_some() && (names.is_empty() || names.contains(&n.name)),
+            _ if broadcast => {
+                n.broadcast.is_some() && (names.is_empty() || names.contains(&n.name))
+            }
             IpAddr::V4(ip) => n.broadcast == Some(ip),
             IpAddr::V6(_) => false,
         })
@@ -258,7 +275,10 @@ fn heard_on(to: &SocketAddr, names: &[String], heard: &[Heard], wait: Duration) 
     if networks.is_empty() {
         // Loopback, or one address: any announcement heard will do.
         return vec![match heard.iter().find(pinetd) {
-            Some(h) => Check::pass(format!("announcements to {to} heard (from {})", h.from.ip())),
+            Some(h) => Check::pass(format!(
+                "announcements to {to} heard (from {})",
+                h.from.ip()
+            )),
             None => no_announcement(format!("to {to}"), wait),
         }];
     }
@@ -266,7 +286,11 @@ fn heard_on(to: &SocketAddr, names: &[String], heard: &[Heard], wait: Duration) 
         .iter()
         .map(|network| {
             let on = format!("on {} ({}/{})", network.name, network.ip, network.prefix);
-            match heard.iter().filter(pinetd).find(|h| network.holds(h.from.ip())) {
+            match heard
+                .iter()
+                .filter(pinetd)
+                .find(|h| network.holds(h.from.ip()))
+            {
                 Some(h) => Check::pass(format!("announcements heard {on}, from {}", h.from.ip())),
                 None => no_announcement(on, wait),
             }

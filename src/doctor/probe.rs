@@ -55,9 +55,7 @@ impl From<io::Error> for ProbeError {
 }
 
 /// `work` within [`PATIENCE`].
-async fn within<T>(
-    work: impl Future<Output = Result<T, ProbeError>>,
-) -> Result<T, ProbeError> {
+async fn within<T>(work: impl Future<Output = Result<T, ProbeError>>) -> Result<T, ProbeError> {
     timeout(PATIENCE, work)
         .await
         .unwrap_or(Err(ProbeError::Timeout(PATIENCE)))
@@ -80,7 +78,10 @@ pub async fn chat(at: SocketAddr) -> Result<String, ProbeError> {
         for client in [&mut sender, &mut hearer] {
             let _ = client.get_mut().write_all(b"bye\n").await;
         }
-        Ok(format!("a line relayed between two clients ({})", heard.trim_end()))
+        Ok(format!(
+            "a line relayed between two clients ({})",
+            heard.trim_end()
+        ))
     })
     .await
 }
@@ -203,7 +204,9 @@ pub async fn web(at: SocketAddr) -> Result<String, ProbeError> {
         } else if status.is_empty() {
             Err(ProbeError::Wrong("closed without an answer".into()))
         } else {
-            Err(ProbeError::Wrong(format!("GET /healthz answered {status:?}")))
+            Err(ProbeError::Wrong(format!(
+                "GET /healthz answered {status:?}"
+            )))
         }
     })
     .await
@@ -223,9 +226,9 @@ pub async fn round_trip(
         "chat" => chat(at).await,
         "json_echo" => json_echo(at).await,
         "udp_echo" => udp_echo(at, udp_reply.as_deref()).await,
-        "discovery" => discovery(at).await.map(|d| {
-            format!("a probe answered by {} (pinetd {})", d.host, d.version)
-        }),
+        "discovery" => discovery(at)
+            .await
+            .map(|d| format!("a probe answered by {} (pinetd {})", d.host, d.version)),
         "web" => web(at).await,
         other => Err(ProbeError::Wrong(format!("{other} has no round trip"))),
     }

@@ -97,7 +97,10 @@ async fn discovery(ip: IpAddr, report: &mut Report) -> Option<Description> {
         Err(e) => {
             report.add(Check::fail(
                 format!("discovery at {at}: {e}"),
-                format!("{} (the course's ports are tried below)", fix("discovery", ip, &e)),
+                format!(
+                    "{} (the course's ports are tried below)",
+                    fix("discovery", ip, &e)
+                ),
             ));
             None
         }
@@ -174,12 +177,13 @@ fn fix(service: &str, ip: IpAddr, e: &ProbeError) -> String {
         ProbeError::Unreachable(_) => format!(
             "this machine has no way to {ip}: is it on the Pi's network (the same Wi-Fi)? `ip route` shows where it can go"
         ),
-        ProbeError::Wrong(_) => format!(
-            "something else answers there: is {ip} the Pi? `sudo pinetd doctor` on the Pi"
-        ),
+        ProbeError::Wrong(_) => {
+            format!("something else answers there: is {ip} the Pi? `sudo pinetd doctor` on the Pi")
+        }
         ProbeError::Io(_) => "`sudo pinetd doctor` on the Pi may say more".into(),
     }
 }
 
 /// Not a problem with the network: the words for a student whose checks all pass.
-pub const ALL_WELL: &str = "the Pi and the network are fine: if your program still fails, the problem is in your program";
+pub const ALL_WELL: &str =
+    "the Pi and the network are fine: if your program still fails, the problem is in your program";

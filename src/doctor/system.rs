@@ -27,7 +27,10 @@ async fn systemctl(arg: &str) -> Option<String> {
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(SYSTEMCTL_PATIENCE, run).await.ok()?.ok()?;
+    let out = tokio::time::timeout(SYSTEMCTL_PATIENCE, run)
+        .await
+        .ok()?
+        .ok()?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     Some(text.trim().to_owned())
@@ -73,7 +76,10 @@ pub async fn unit(outside: Option<u32>) -> Vec<Check> {
         Check::pass(format!("unit {UNIT} is enabled"))
     } else {
         Check::fail(
-            format!("unit {UNIT} is {}, not enabled: it will not start at boot", first_word(&enabled)),
+            format!(
+                "unit {UNIT} is {}, not enabled: it will not start at boot",
+                first_word(&enabled)
+            ),
             format!("sudo systemctl enable --now {UNIT}"),
         )
     }];
@@ -179,7 +185,11 @@ fn socket_owners() -> BTreeMap<u64, u32> {
         return owners;
     };
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
