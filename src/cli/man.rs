@@ -98,7 +98,12 @@ pub(super) const NOTES: &[Notes] = &[
                 "On a student's machine: every pinetd that answers discovery.",
             ),
         ],
-        see_also: &["pinetd(1)", "pinetd-status(1)", "nft(8)", "iptables-save(8)"],
+        see_also: &[
+            "pinetd(1)",
+            "pinetd-status(1)",
+            "nft(8)",
+            "iptables-save(8)",
+        ],
     },
     Notes {
         name: "chat",
