@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Proc;
@@ -117,7 +117,7 @@ impl Class {
     }
 
     /// The daemon on the Pi with `config`, once it has started.
-    fn daemon(&self, config: &PathBuf) -> Proc {
+    fn daemon(&self, config: &Path) -> Proc {
         let mut daemon = Proc::spawn(self.pi.exec(
             env!("CARGO_BIN_EXE_pinetd"),
             &["--config", config.to_str().unwrap()],
@@ -127,7 +127,7 @@ impl Class {
     }
 
     /// `pinetd doctor --config FILE` on the Pi: its exit code and stdout.
-    fn on_pi(&self, config: &PathBuf) -> (Option<i32>, String) {
+    fn on_pi(&self, config: &Path) -> (Option<i32>, String) {
         run(self.pi.exec(
             env!("CARGO_BIN_EXE_pinetd"),
             &["doctor", "--config", config.to_str().unwrap()],
@@ -135,7 +135,7 @@ impl Class {
     }
 
     /// `pinetd doctor PI` on the student's machine.
-    fn from_student(&self) -> (Option<i32>, String) {
+    fn on_student(&self) -> (Option<i32>, String) {
         run(self
             .student
             .exec(env!("CARGO_BIN_EXE_pinetd"), &["doctor", PI]))
@@ -191,7 +191,7 @@ fn every_check_passes_on_a_healthy_pi() {
         "{out}"
     );
 
-    let (code, out) = class.from_student();
+    let (code, out) = class.on_student();
     assert_eq!(code, Some(0), "{out}");
     line(&out, &format!("✓ discovery answers at {PI}:37021:"));
     line(
@@ -230,7 +230,7 @@ fn a_disabled_service_fails_on_both_sides() {
     assert!(fix.contains("set [json_echo] enabled = true in"), "{fix}");
     line(&out, &format!("✓ chat answers at {PI}:9999"));
 
-    let (code, out) = class.from_student();
+    let (code, out) = class.on_student();
     assert_eq!(code, Some(1), "{out}");
     let (_, fix) = line(&out, "✗ json_echo does not run on ");
     assert!(fix.contains("[json_echo] enabled = true"), "{fix}");
@@ -256,7 +256,7 @@ fn a_listener_on_loopback_only_is_unreachable_for_students() {
     line(&out, "✓ chat answers at 127.0.0.1:9999");
     assert!(!out.contains(&format!("chat answers at {PI}")), "{out}");
 
-    let (code, out) = class.from_student();
+    let (code, out) = class.on_student();
     assert_eq!(code, Some(1), "{out}");
     let (_, fix) = line(
         &out,
@@ -312,7 +312,7 @@ fn a_firewall_dropping_json_echo_is_found() {
     assert!(fix.contains("firewall"), "{fix}");
     line(&out, &format!("✓ chat answers at {PI}:9999"));
 
-    let (code, out) = class.from_student();
+    let (code, out) = class.on_student();
     assert_eq!(code, Some(1), "{out}");
     let (_, fix) = line(
         &out,
@@ -344,7 +344,7 @@ fn a_stopped_daemon_fails_every_round_trip() {
     assert!(fix.contains("is the daemon running"), "{fix}");
     line(&out, "✗ no announcement heard on eth0 (10.77.0.1/24)");
 
-    let (code, out) = class.from_student();
+    let (code, out) = class.on_student();
     assert_eq!(code, Some(1), "{out}");
     line(&out, &format!("✗ discovery at {PI}:37021: refused"));
     let (_, fix) = line(&out, &format!("✗ chat at {PI}:9999: refused"));
