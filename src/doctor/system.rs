@@ -219,67 +219,94 @@ fn process_name(pid: u32) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The sockets of `/proc/net/NAME` and `/proc/net/NAME6`.
+fn sockets(name: &str) -> Vec<Socket> {
+    ["", "6"]
+        .iter()
+        .flat_map(|v6| {
+            std::fs::read_to_string(format!("/proc/net/{name}{v6}"))
+                .map(|t| parse_net_table(&t))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The pids other than `daemon` holding `listener`'s port (TCP: listening
+/// on it), and whether some socket there has an owner not seen.
+fn holders(
+    sockets: &[Socket],
+    listener: &Listener,
+    owners: &BTreeMap<u64, u32>,
+    daemon: Option<u32>,
+) -> (BTreeSet<u32>, bool) {
+    let mut others = BTreeSet::new();
+    let mut unknown = false;
+    let on_port = (sockets.iter()).filter(|s| s.port == listener.addr.port());
+    for socket in on_port {
+        if listener.transport == Transport::Tcp && !socket.listening {
+            continue;
+        }
+        match owners.get(&socket.inode) {
+            Some(&pid) if Some(pid) != daemon => {
+                others.insert(pid);
+            }
+            Some(_) => {}
+            None => unknown = true,
+        }
+    }
+    (others, unknown)
+}
+
+/// The line for a port held by `pid`, not the daemon.
+fn held(listener: &Listener, pid: u32, daemon: Option<u32>) -> Check {
+    let name = process_name(pid);
+    let whose = match daemon {
+        Some(daemon) => format!("not pinetd (pid {daemon})"),
+        None => "and the daemon does not answer status".to_owned(),
+    };
+    let fix = if name == "pinetd" {
+        format!(
+            "a pinetd that does not answer at this file's control socket: the daemon of another file? Stop it (sudo kill {pid}), or run `sudo pinetd doctor --config` with its file"
+        )
+    } else {
+        format!(
+            "stop that program (sudo kill {pid}), or give [{}] listen another port",
+            listener.service
+        )
+    };
+    Check::fail(
+        format!(
+            "port {}/{} of {} is held by pid {pid} ({name}), {whose}",
+            listener.addr.port(),
+            listener.transport,
+            listener.service
+        ),
+        fix,
+    )
+}
+
 /// Who holds each listener's port besides `daemon` (its pid, when it
 /// answered): one ✓ line when nobody else does, else a ✗ per holder.
 pub fn ports(listeners: &[Listener], daemon: Option<u32>) -> Vec<Check> {
-    let table = |name: &str| {
-        ["", "6"]
-            .iter()
-            .flat_map(|v6| {
-                std::fs::read_to_string(format!("/proc/net/{name}{v6}"))
-                    .map(|t| parse_net_table(&t))
-                    .unwrap_or_default()
-            })
-            .collect::<Vec<Socket>>()
-    };
-    let (tcp, udp) = (table("tcp"), table("udp"));
+    let (tcp, udp) = (sockets("tcp"), sockets("udp"));
     let owners = socket_owners();
     let mut checks = Vec::new();
     let mut unknown = false;
     let mut seen = BTreeSet::new();
     for listener in listeners {
-        let port = listener.addr.port();
-        if !seen.insert((listener.transport.name(), port)) {
+        if !seen.insert((listener.transport.name(), listener.addr.port())) {
             continue;
         }
         let sockets = match listener.transport {
             Transport::Tcp => &tcp,
             Transport::Udp => &udp,
         };
-        let mut others = BTreeSet::new();
-        for socket in sockets.iter().filter(|s| s.port == port) {
-            if listener.transport == Transport::Tcp && !socket.listening {
-                continue;
-            }
-            match owners.get(&socket.inode) {
-                Some(&pid) if Some(pid) != daemon => {
-                    others.insert(pid);
-                }
-                Some(_) => {}
-                None => unknown = true,
-            }
-        }
-        for pid in others {
-            let name = process_name(pid);
-            let whose = match daemon {
-                Some(daemon) => format!("not pinetd (pid {daemon})"),
-                None => "and pinetd does not answer".to_owned(),
-            };
-            checks.push(Check::fail(
-                format!(
-                    "port {port}/{} of {} is held by pid {pid} ({name}), {whose}",
-                    listener.transport, listener.service
-                ),
-                format!(
-                    "stop that program (sudo kill {pid}), or give [{}] listen another port",
-                    listener.service
-                ),
-            ));
-        }
+        let (others, unseen) = holders(sockets, listener, &owners, daemon);
+        unknown |= unseen;
+        checks.extend(others.into_iter().map(|pid| held(listener, pid, daemon)));
     }
     if checks.is_empty() {
-        let ports: Vec<String> = seen
-            .iter()
+        let ports: Vec<String> = (seen.iter())
             .map(|(transport, port)| format!("{port}/{transport}"))
             .collect();
         checks.push(Check::pass(format!(
