@@ -110,14 +110,28 @@ async fn status(config: &Config, name: &str, report: &mut Report) -> Option<Daem
             "`sudo pinetd status` shows its last problems, `journalctl -u pinetd` all of them",
         ));
     }
+    if let Some(check) = another_file(&answer, name) {
+        report.add(check);
+    }
+    Some(daemon)
+}
+
+/// The warning for a daemon that runs another file than the one checked.
+fn another_file(answer: &Value, name: &str) -> Option<Check> {
     let runs = answer["config"].as_str().unwrap_or("the embedded default");
-    if runs != name {
-        report.add(Check::warn(
+    let same = |a: &str, b: &str| {
+        a == b
+            || std::fs::canonicalize(a)
+                .ok()
+                .is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a))
+    };
+    if !same(runs, name) {
+        return Some(Check::warn(
             format!("the daemon runs {runs}, not {name}: these checks are of {name}"),
             format!("`sudo pinetd doctor --config {runs}` checks what runs"),
         ));
     }
-    Some(daemon)
+    None
 }
 
 /// Each service: enabled, reachable by students, and a round trip on
