@@ -66,6 +66,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check everything before class: one ✓/✗ line per check, with the fix.
+    ///
+    /// On the Pi (--config FILE, or no argument where /etc/pinetd/pinetd.toml
+    /// or /run/pinetd/control.sock exists): the config is valid, the unit is
+    /// enabled and active (a – line where there is no systemd), the daemon
+    /// answers status, no other program holds the ports, the firewall (nft,
+    /// else iptables-save) drops none of them, each enabled service answers a
+    /// round trip with the course's own messages on every address of every
+    /// network, and announcements are heard on each network. From a
+    /// student's machine (HOST, or --lan, or no argument elsewhere): the Pi's
+    /// discovery answers, each of its services answers from here, and its
+    /// announcements arrive. ! is a warning (it works, not for students),
+    /// – a check that does not apply. Each probe gives up after 2 s. Exits 0
+    /// only when every line is ✓ or –, 1 otherwise.
+    Doctor {
+        /// The Pi's config file (on the Pi): by default /etc/pinetd/pinetd.toml, else the embedded default.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["host", "lan"])]
+        config: Option<PathBuf>,
+        /// The Pi to check from this machine (a name or an address).
+        #[arg(conflicts_with = "lan")]
+        host: Option<String>,
+        /// From this machine, check every pinetd that answers discovery on its networks.
+        #[arg(long)]
+        lan: bool,
+    },
     /// Chat: lines from stdin to the hub, the hub's lines to stdout; bye leaves.
     ///
     /// Each line typed (or piped) goes to the hub; what the hub sends is

@@ -214,7 +214,15 @@ impl Daemon {
         // and never close; a new address may overlap one of the old ones.
         let (config, observatory, info) = (&self.config, &self.observatory, &self.info);
         let rebound = bind(entry, config, &mut self.sockets, observatory, info).or_else(|_| {
-            let aside = self.sockets.take_unused();
+            let mut aside = self.sockets.take_unused();
+            // Its old sockets on a port it now binds elsewhere on (0.0.0.0:P
+            // to 127.0.0.1:P) are closed, not set aside: the kernel refuses
+            // the new address while they are open.
+            let ports: Vec<u16> = (config.listeners().iter())
+                .filter(|l| l.service == name)
+                .map(|l| l.addr.port())
+                .collect();
+            aside.close_ports(name, &ports);
             let retried = bind(entry, config, &mut self.sockets, observatory, info);
             if retried.is_err() {
                 self.sockets.put_back(aside);

@@ -36,6 +36,8 @@
 //! - [`daemon`]: describe, bind, run; reload by table; drain on shutdown.
 //! - [`process`]: signals and systemd notifications around a [`daemon::Daemon`].
 //! - [`cli`], [`client`]: the command line and the client subcommands.
+//! - [`doctor`]: `pinetd doctor`, every check before class, on the Pi or
+//!   from a student's machine.
 
 pub mod batch;
 pub mod chatline;
@@ -45,6 +47,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod describe;
+pub mod doctor;
 mod jsonerror;
 pub mod jsonstream;
 pub mod limit;

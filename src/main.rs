@@ -23,6 +23,11 @@ fn main() -> ExitCode {
             logging::init("warn");
             client_runtime(async move { client::status::main(config, json).await })
         }
+        Some(Command::Doctor { config, host, lan }) => {
+            logging::init("warn");
+            let side = pinetd::doctor::side(config, host, lan, pinetd::doctor::looks_like_a_pi);
+            client_runtime(pinetd::doctor::main(side))
+        }
         Some(Command::Chat { host, port, name }) => {
             logging::init("warn");
             client_runtime(async move { client::chat::main(&host, port, name).await })

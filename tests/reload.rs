@@ -170,3 +170,41 @@ async fn a_discovery_table_that_cannot_bind_keeps_its_port_but_takes_the_new_ttl
     assert_eq!(probe(&prober, discovery).await.ttl, 12);
     daemon.shutdown().await;
 }
+
+/// A reload that moves chat from 0.0.0.0:P to 127.0.0.1:P (the same port,
+/// an overlapping address) closes the old listener before binding the new
+/// one: it used to fail with "Address already in use" and keep the old.
+/// In a network namespace of its own (as root), so 0.0.0.0 is no LAN.
+#[test]
+fn chat_moves_from_every_address_to_loopback_on_the_same_port() {
+    let Some(prefix) = common::netns::prefix() else {
+        return;
+    };
+    let ns = common::netns::Netns::add(format!("{prefix}-reload"));
+    ns.enter(|| {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let everywhere = config(|c| {
+                c.chat.enabled = true;
+                c.chat.listen = vec!["0.0.0.0:9999".parse().unwrap()];
+            });
+            let mut daemon = start(everywhere.clone());
+            let mut loopback = everywhere.clone();
+            loopback.chat.listen = vec!["127.0.0.1:9999".parse().unwrap()];
+            daemon.reload(loopback).await;
+            assert_eq!(daemon.addrs("chat"), ["127.0.0.1:9999".parse().unwrap()]);
+            assert_eq!(
+                daemon.config().chat.listen,
+                ["127.0.0.1:9999".parse::<SocketAddr>().unwrap()],
+                "the new table runs, not the old one kept"
+            );
+            tokio::net::TcpStream::connect("127.0.0.1:9999")
+                .await
+                .expect("chat on loopback");
+            // And back.
+            daemon.reload(everywhere).await;
+            assert_eq!(daemon.addrs("chat"), ["0.0.0.0:9999".parse().unwrap()]);
+            daemon.shutdown().await;
+        });
+    });
+}

@@ -69,6 +69,43 @@ pub(super) const NOTES: &[Notes] = &[
         see_also: &["pinetd(1)", "systemctl(1)", "journalctl(1)"],
     },
     Notes {
+        name: "doctor",
+        exit: &[
+            (
+                "0",
+                "Every check passed (✓), or did not apply here (–: no systemd, the web page \
+                 disabled).",
+            ),
+            (
+                "1",
+                "A check failed (✗) or warned (!: it works, but students cannot reach it); \
+                 each such line is followed by its fix.",
+            ),
+            USAGE_ERROR,
+        ],
+        examples: &[
+            (
+                "sudo pinetd doctor",
+                "On the Pi, before class: the packaged file, the unit, the daemon, the \
+                 ports, the firewall, every service on every address, the announcements.",
+            ),
+            (
+                "pinetd doctor raspberrypi.local",
+                "On a student's machine: every service of that Pi, from here.",
+            ),
+            (
+                "pinetd doctor --lan",
+                "On a student's machine: every pinetd that answers discovery.",
+            ),
+        ],
+        see_also: &[
+            "pinetd(1)",
+            "pinetd-status(1)",
+            "nft(8)",
+            "iptables-save(8)",
+        ],
+    },
+    Notes {
         name: "chat",
         exit: &[
             (

@@ -92,6 +92,18 @@ impl Sockets {
         Sockets { tcp, udp }
     }
 
+    /// Closes `service`'s sockets bound to one of `ports`: an old listener
+    /// on 0.0.0.0:P must be closed before 127.0.0.1:P can be bound.
+    pub fn close_ports(&mut self, service: &str, ports: &[u16]) {
+        let on = |name: &str, port: Option<u16>| {
+            name == service && port.is_some_and(|p| ports.contains(&p))
+        };
+        self.tcp
+            .retain(|(name, _), l| !on(name, l.local_addr().ok().map(|a| a.port())));
+        self.udp
+            .retain(|(name, _), s| !on(name, s.local_addr().ok().map(|a| a.port())));
+    }
+
     pub fn put_back(&mut self, aside: Sockets) {
         self.tcp.extend(aside.tcp);
         self.udp.extend(aside.udp);
