@@ -48,6 +48,22 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule not yet read: every transport and family, no port, no
+    /// conditions; the parsers fill it in from its text.
+    fn any() -> Self {
+        Rule {
+            transport: None,
+            ports: Vec::new(),
+            negated: false,
+            v4: true,
+            v6: true,
+            partial: false,
+            verdict: Verdict::Accept,
+            name: String::new(),
+            delete: String::new(),
+        }
+    }
+
     fn decides(&self, transport: Transport, port: u16, v4: bool) -> bool {
         let family = if v4 { self.v4 } else { self.v6 };
         let listed = self.ports.iter().any(|&(a, b)| (a..=b).contains(&port));
@@ -129,17 +145,7 @@ fn families(family: &str) -> (bool, bool) {
 
 /// One rule's expressions; None when it names no port or has no verdict.
 fn nft_rule(exprs: &[Value]) -> Option<Rule> {
-    let mut rule = Rule {
-        transport: None,
-        ports: Vec::new(),
-        negated: false,
-        v4: true,
-        v6: true,
-        partial: false,
-        verdict: Verdict::Accept,
-        name: String::new(),
-        delete: String::new(),
-    };
+    let mut rule = Rule::any();
     let (mut named_port, mut verdict) = (false, None);
     for expr in exprs {
         if let Some(m) = expr.get("match") {
@@ -229,17 +235,7 @@ pub fn parse_iptables_save(text: &str, v4: bool) -> Chain {
 
 /// One `-A INPUT` rule's options; None when it names no port or has no verdict.
 fn iptables_rule(spec: &str) -> Option<Rule> {
-    let mut rule = Rule {
-        transport: None,
-        ports: Vec::new(),
-        negated: false,
-        v4: true,
-        v6: true,
-        partial: false,
-        verdict: Verdict::Accept,
-        name: String::new(),
-        delete: String::new(),
-    };
+    let mut rule = Rule::any();
     let (mut named_port, mut verdict, mut negate) = (false, None, false);
     let mut words = spec.split_whitespace();
     while let Some(word) = words.next() {
