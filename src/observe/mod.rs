@@ -126,6 +126,7 @@ impl Observatory {
                     room_lines: AtomicU64::new(0),
                     heard: Mutex::default(),
                     door: Mutex::default(),
+                    moderator: Mutex::default(),
                     bridge: Mutex::default(),
                     ordinary_budget: AtomicU64::new(0),
                     problem_budget: AtomicU64::new(0),
@@ -287,6 +288,25 @@ pub trait Door: Send + Sync {
     fn enter(&self, stream: TcpStream, peer: SocketAddr) -> Result<(), Bytes>;
 }
 
+/// The teacher's hand on the chat room: the chat service sets it in its
+/// window ([`Window::set_moderator`]), the web service's teacher actions use
+/// it. `id` is a connection's id as the window shows it ([`ConnView::id`]).
+/// Each answers why not when it cannot (no such client, a name taken).
+pub trait Moderator: Send + Sync {
+    /// Tells client `id` `*** removed by the teacher` and closes it; the
+    /// lines it sent before are relayed first, as for any close.
+    fn kick(&self, id: u64) -> Result<(), String>;
+    /// Refuses client `id`'s lines, each with a notice, for `time`; it
+    /// stays and reads. `Duration::ZERO` lifts a mute.
+    fn mute(&self, id: u64, time: Duration) -> Result<(), String>;
+    /// Renames client `id` to `name`, told to it and to the room; its old
+    /// name.
+    fn rename(&self, id: u64, name: &str) -> Result<String, String>;
+    /// Says `text` to the whole room (and across the bridge) as
+    /// `*** teacher: text`.
+    fn say(&self, text: &str) -> Result<(), String>;
+}
+
 /// One service's window.
 pub struct Window {
     pub name: &'static str,
@@ -300,6 +320,7 @@ pub struct Window {
     room_lines: AtomicU64,
     heard: Mutex<BTreeMap<String, Heard>>,
     door: Mutex<Option<Arc<dyn Door>>>,
+    moderator: Mutex<Option<Arc<dyn Moderator>>>,
     bridge: Mutex<Option<serde_json::Value>>,
     /// The second now (high bits) and the answers shown in it.
     ordinary_budget: AtomicU64,
@@ -505,6 +526,16 @@ impl Window {
 
     pub fn door(&self) -> Option<Arc<dyn Door>> {
         lock(&self.door).clone()
+    }
+
+    /// The chat sets how the teacher acts on its room.
+    pub fn set_moderator(&self, moderator: Arc<dyn Moderator>) {
+        *lock(&self.moderator) = Some(moderator);
+    }
+
+    /// How the teacher acts on the room, once the chat has set it.
+    pub fn moderator(&self) -> Option<Arc<dyn Moderator>> {
+        lock(&self.moderator).clone()
     }
 
     /// What the service says of its links elsewhere (the chat's bridge).
