@@ -4,7 +4,8 @@
 //! each service gets its own [`Window`] at bind, beside its counters, and
 //! writes to it: its open connections ([`Visit`], dropped when one closes,
 //! with the reason), its recent activity, the chat's room, the announcements
-//! heard, and a [`Door`] through which the web's chat box joins the room.
+//! heard, and a [`Door`] through which the web's chat box joins the room;
+//! and the [`teacher`]'s blocks, which every service's gate reads.
 //!
 //! Everything kept is bounded by `[web]`'s sizes (rings: the oldest goes).
 //! What a service records for every message it serves (an answered JSON
@@ -21,6 +22,7 @@ pub mod metrics;
 mod rates;
 pub mod shown;
 pub mod status;
+pub mod teacher;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -40,6 +42,7 @@ pub use conns::{ConnView, Seen, Visit};
 use rates::Rates;
 pub use rates::SAMPLE_EVERY;
 pub use shown::Shown;
+use teacher::Teacher;
 
 /// Events shown a second per service, at most: a flood (of refused
 /// datagrams, of answered ones while a page is open) costs a few.
@@ -69,6 +72,8 @@ struct Shared {
     sizes: Sizes,
     /// Pages (live streams) open now.
     watchers: AtomicUsize,
+    /// The teacher's blocks and actions, which every service's gate reads.
+    teacher: Teacher,
 }
 
 /// Every service's window, the config as loaded, and where each listens.
@@ -97,6 +102,7 @@ impl Observatory {
                     closed: AtomicUsize::new(web.closed as usize),
                 },
                 watchers: AtomicUsize::new(0),
+                teacher: Teacher::default(),
             }),
             stats,
             windows: Mutex::default(),
@@ -233,6 +239,11 @@ impl Observatory {
     pub fn watch(&self) -> Watching {
         self.shared.watchers.fetch_add(1, Relaxed);
         Watching(self.shared.clone())
+    }
+
+    /// The teacher's blocks, actions and refusals.
+    pub fn teacher(&self) -> &Teacher {
+        &self.shared.teacher
     }
 
     /// Pages open now.
@@ -421,6 +432,11 @@ impl Window {
     /// A page is open: record everything.
     pub fn watched(&self) -> bool {
         self.shared.watchers.load(Relaxed) > 0
+    }
+
+    /// The teacher's blocks: the service's gate asks them.
+    pub fn teacher(&self) -> &Teacher {
+        &self.shared.teacher
     }
 
     /// Whether one more ordinary event (an answer) may be shown now: at
