@@ -260,7 +260,7 @@ impl Observatory {
             .values()
             .map(|w| w.stats.messages.load(Relaxed) + w.stats.refused_total())
             .sum();
-        changes.wrapping_add(stats)
+        (changes.wrapping_add(stats)).wrapping_add(self.shared.teacher.changes())
     }
 }
 

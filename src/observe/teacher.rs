@@ -92,6 +92,8 @@ pub struct Teacher {
     blocked: AtomicUsize,
     actions: Mutex<VecDeque<Action>>,
     refused: [AtomicU64; Refused::ALL.len()],
+    /// Moves at every change, so the page's stream sends it.
+    changes: AtomicU64,
 }
 
 impl Teacher {
@@ -110,6 +112,7 @@ impl Teacher {
         };
         blocks.insert(addr, block);
         self.blocked.store(blocks.len(), Relaxed);
+        self.changes.fetch_add(1, Relaxed);
         Ok(())
     }
 
@@ -117,6 +120,7 @@ impl Teacher {
     pub fn unblock(&self, addr: IpAddr) -> bool {
         let mut blocks = lock(&self.blocks);
         let had = blocks.remove(&addr.to_canonical()).is_some();
+        self.changes.fetch_add(1, Relaxed);
         prune(&mut blocks);
         self.blocked.store(blocks.len(), Relaxed);
         had
@@ -149,6 +153,7 @@ impl Teacher {
 
     /// Keeps `action` among the last [`ACTIONS_MAX`].
     pub fn acted(&self, by: IpAddr, what: &'static str, whom: String) {
+        self.changes.fetch_add(1, Relaxed);
         let mut actions = lock(&self.actions);
         if actions.len() >= ACTIONS_MAX {
             actions.pop_front();
@@ -164,6 +169,11 @@ impl Teacher {
     /// The last actions, newest first.
     pub fn actions(&self) -> Vec<Action> {
         lock(&self.actions).iter().rev().cloned().collect()
+    }
+
+    /// A number that moves whenever a block or an action does.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Relaxed) + self.blocked.load(Relaxed) as u64
     }
 
     pub fn refuse(&self, why: Refused) {
