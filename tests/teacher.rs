@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use common::web::{Answer, TcpChat, get, get_json, poll_json, post};
+use common::web::{Answer, TcpChat, WebSocket, get, get_json, poll_json, post};
 use common::{HANG, config, start, temp_dir};
 use pinetd::config::Config;
 use pinetd::daemon::Daemon;
@@ -288,6 +288,12 @@ async fn a_block_is_shown_with_its_time_left_and_lifted_by_hand() {
             .as_str()
             .unwrap()
             .contains("blocked by the teacher")
+    );
+    let mut chat_box = WebSocket::join(web).await;
+    let told = chat_box.line().await.unwrap();
+    assert!(
+        told.starts_with("*** your address is blocked by the teacher"),
+        "the page's chat box: {told:?}"
     );
     let listed = blocks(web).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
