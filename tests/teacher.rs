@@ -418,10 +418,16 @@ async fn kick_mute_rename_and_say_on_tcp_chat_clients() {
     assert_eq!(act(web, token, "rename", &body).await.status, 200);
     lee.until("polite").await;
     kim.until("polite").await;
+    let kim_id = id_of(web, &kim).await;
+    let taken = format!(r#"{{"id": {kim_id}, "name": "polite"}}"#);
+    let answer = act(web, token, "rename", &taken).await;
+    assert_eq!(answer.status, 409, "a name taken: {}", answer.text());
+    let nobody = act(web, token, "kick", r#"{"id": 999999}"#).await;
+    assert_eq!(nobody.status, 404, "{}", nobody.text());
     let body = format!(r#"{{"id": {lee_id}, "seconds": 600}}"#);
     assert_eq!(act(web, token, "mute", &body).await.status, 200);
     lee.send(b"can anyone hear me\n").await;
-    lee.until("***").await;
+    lee.until("*** you are muted by the teacher").await;
     let body = format!(r#"{{"id": {lee_id}, "seconds": 0}}"#);
     assert_eq!(act(web, token, "mute", &body).await.status, 200);
     lee.send(b"back again\n").await;
@@ -432,7 +438,6 @@ async fn kick_mute_rename_and_say_on_tcp_chat_clients() {
     );
     kim.send(b"last words\n").await;
     lee.until("last words").await;
-    let kim_id = id_of(web, &kim).await;
     let body = format!(r#"{{"id": {kim_id}}}"#);
     assert_eq!(act(web, token, "kick", &body).await.status, 200);
     kim.until("*** removed by the teacher").await;

@@ -251,7 +251,7 @@ async fn the_teacher_kicks_and_mutes_from_the_page() {
         .await
         .unwrap();
     lee.send("can anyone hear me\n").await;
-    lee.until("***").await;
+    lee.until("*** you are muted by the teacher").await;
 
     on_member(&browser, "kim", "button.kick", "control.click();").await;
     kim.until("*** removed by the teacher").await;
