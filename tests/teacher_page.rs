@@ -134,43 +134,9 @@ async fn the_teacher_signs_in_and_blocks_and_unblocks_from_the_page() {
         "read-only: no controls"
     );
 
-    submit(&browser, "#teacher-token", "not-the-token").await;
-    browser
-        .wait_for_text("#teacher-message", "Wrong token", SEEN)
-        .await
-        .unwrap();
-    assert_eq!(count(&browser, "#members button.kick").await, 0);
-    submit(&browser, "#teacher-token", TOKEN).await;
-    browser
-        .wait_for("#members tbody tr[data-id] button.kick", SEEN)
-        .await
-        .unwrap();
-    assert_eq!(count(&browser, "#members button.kick").await, 3);
+    sign_in(&browser).await;
 
-    submit(&browser, "#teacher-block-addr", "127.0.0.9").await;
-    browser
-        .wait_for_text("#teacher-blocks td.addr", "127.0.0.9", SEEN)
-        .await
-        .unwrap();
-    browser
-        .wait_for_text("#teacher-blocks td.left", "m", SEEN)
-        .await
-        .unwrap();
-    let js = "document.getElementById('teacher-block-time').value = '3600'; return true;";
-    browser.eval(js).await;
-    submit(&browser, "#teacher-block-addr", "127.0.0.10").await;
-    browser
-        .wait_for_text("#teacher-actions .whom", "127.0.0.10 for 60 minutes", SEEN)
-        .await
-        .unwrap();
-    let mut blocked = common::web::connect_from("127.0.0.9", chat).await.unwrap();
-    let mut told = String::new();
-    blocked.read_to_string(&mut told).await.unwrap();
-    assert!(
-        told.starts_with("*** your address is blocked by the teacher for "),
-        "{told:?}"
-    );
-
+    block_two(&browser, chat).await;
     screenshot(&browser).await;
     let unblock = "#teacher-blocks tbody tr:first-child button";
     browser
@@ -202,14 +168,64 @@ async fn the_teacher_signs_in_and_blocks_and_unblocks_from_the_page() {
         0,
         "signed out: no controls"
     );
-    // The browser logs the wrong token's 401 itself; nothing else.
+    no_console_errors(&browser).await;
+    browser.close().await;
+    assert!(daemon.shutdown().await);
+}
+
+/// A wrong token is told and shows nothing; the right one shows a Kick
+/// button on each of the three members' rows.
+async fn sign_in(browser: &Browser) {
+    submit(browser, "#teacher-token", "not-the-token").await;
+    browser
+        .wait_for_text("#teacher-message", "Wrong token", SEEN)
+        .await
+        .unwrap();
+    assert_eq!(count(browser, "#members button.kick").await, 0);
+    submit(browser, "#teacher-token", TOKEN).await;
+    browser
+        .wait_for("#members tbody tr[data-id] button.kick", SEEN)
+        .await
+        .unwrap();
+    assert_eq!(count(browser, "#members button.kick").await, 3);
+}
+
+/// Blocks 127.0.0.9 for the form's first time and 127.0.0.10 for an hour,
+/// each listed; the first is refused by the chat at `chat`.
+async fn block_two(browser: &Browser, chat: SocketAddr) {
+    submit(browser, "#teacher-block-addr", "127.0.0.9").await;
+    browser
+        .wait_for_text("#teacher-blocks td.addr", "127.0.0.9", SEEN)
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("#teacher-blocks td.left", "m", SEEN)
+        .await
+        .unwrap();
+    let js = "document.getElementById('teacher-block-time').value = '3600'; return true;";
+    browser.eval(js).await;
+    submit(browser, "#teacher-block-addr", "127.0.0.10").await;
+    browser
+        .wait_for_text("#teacher-actions .whom", "127.0.0.10 for 60 minutes", SEEN)
+        .await
+        .unwrap();
+    let mut blocked = common::web::connect_from("127.0.0.9", chat).await.unwrap();
+    let mut told = String::new();
+    blocked.read_to_string(&mut told).await.unwrap();
+    assert!(
+        told.starts_with("*** your address is blocked by the teacher for "),
+        "{told:?}"
+    );
+}
+
+/// Nothing in the browser's log but the wrong token's 401, which the
+/// browser logs itself.
+async fn no_console_errors(browser: &Browser) {
     let errors = browser.console_errors().await;
     let unexpected: Vec<_> = (errors.iter())
         .filter(|e| !e.contains("/api/v1/teacher/signin") || !e.contains("401"))
         .collect();
     assert!(unexpected.is_empty(), "{errors:?}");
-    browser.close().await;
-    assert!(daemon.shutdown().await);
 }
 
 /// The page as a teacher at a projector sees it, 1400 wide, to /tmp/teacher.png.
