@@ -15,7 +15,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::Peer;
 use super::api::{State, problem};
@@ -39,7 +39,14 @@ impl FromRequestParts<State> for Teacher {
         let token = state.settings.borrow().admin_token.clone();
         let refuse = |why: Refused, status: StatusCode, message: &str| {
             state.observatory.teacher().refuse(why);
-            warn!(peer = %addr, reason = why.key(), "teacher request refused");
+            // A guess is worth a line, and there are five a minute at most
+            // from one address; the others, which a script may repeat 50
+            // times a second, are counted only.
+            if matches!(why, Refused::Missing | Refused::Wrong) {
+                warn!(peer = %addr, reason = why.key(), "teacher request refused");
+            } else {
+                debug!(peer = %addr, reason = why.key(), "teacher request refused");
+            }
             problem(status, message.to_owned())
         };
         if !same_origin(&parts.headers) {
