@@ -135,6 +135,9 @@ pub struct ChatConfig {
     pub bridge_subject: String,
     /// Lines a second taken from the other hubs together (0: no limit).
     pub bridge_rate_limit: u32,
+    /// The room's last lines a new client gets first (0: none).
+    #[serde(deserialize_with = "de::chat_history")]
+    pub history: u32,
 }
 
 impl Default for ChatConfig {
@@ -156,6 +159,7 @@ impl Default for ChatConfig {
             bridge_url: String::new(),
             bridge_subject: "pinetd.chat".into(),
             bridge_rate_limit: 5000,
+            history: 20,
         }
     }
 }
