@@ -624,6 +624,10 @@ mod tests {
         assert_eq!(after, next, "nothing was said to the room");
         hub.order(alice, Order::Kick).unwrap();
         assert_eq!(alice_box.orders.try_recv().unwrap(), Order::Kick);
-        assert!(hub.order(99, Order::Kick).unwrap_err().contains("no client 99"));
+        assert!(
+            hub.order(99, Order::Kick)
+                .unwrap_err()
+                .contains("no client 99")
+        );
     }
 }

@@ -203,7 +203,9 @@ impl Member {
         debug!(name = %client.name, "joined");
         client.tell(notices::welcome(&client.name));
         // Then what the room said before, as it was heard; then the live lines.
-        history.into_iter().for_each(|lines| client.conn.push(lines));
+        history
+            .into_iter()
+            .for_each(|lines| client.conn.push(lines));
         let end = client.chat(&shutdown).await;
         client.say_goodbye(&end).await;
         debug!(name = %client.name, "left");

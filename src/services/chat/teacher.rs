@@ -23,7 +23,9 @@ impl Moderation {
     }
 
     fn hub(&self) -> Result<Arc<Hub>, String> {
-        self.0.upgrade().ok_or_else(|| "the chat is not running".into())
+        self.0
+            .upgrade()
+            .ok_or_else(|| "the chat is not running".into())
     }
 }
 

@@ -511,7 +511,8 @@ impl Session {
         let kind = header(KIND).unwrap_or("");
         if kind == "gone" {
             if let Some(online) = self.link.gone(id).filter(|&n| n > 0) {
-                self.room.hear_notice(notices::hub_stopped(online, &host).into());
+                self.room
+                    .hear_notice(notices::hub_stopped(online, &host).into());
             }
             return false;
         }
@@ -541,7 +542,8 @@ impl Session {
             "renamed" => {
                 if let [old, new] = remote_names(&message.payload).as_slice() {
                     if allowed() {
-                        (self.room).hear_notice(notices::renamed_on_other_hub(old, new, &host).into());
+                        (self.room)
+                            .hear_notice(notices::renamed_on_other_hub(old, new, &host).into());
                     }
                 }
             }
