@@ -4,6 +4,9 @@
 //! never copied per receiver) and its last lines ([`History`]), the joins
 //! and leaves still to be told, and the pace of its senders. Every
 //! client's task holds it.
+//!
+//! (A little over 600 lines: a third of them are its tests, which read the
+//! room's channel directly.)
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -17,8 +20,8 @@ use tokio::time::Instant;
 
 use super::bridge::{Link, Outgoing, Room, State};
 use super::history::History;
+use super::mailbox::{NotSent, Order, Post};
 use super::notices;
-use super::orders::{NotSent, Order, Post};
 use super::pace::Pace;
 use crate::chatline::bad_name;
 use crate::config::ChatConfig;
@@ -515,7 +518,7 @@ mod tests {
 
     /// A client joining, with a mailbox nobody reads.
     fn join(hub: &Hub) -> (u64, String) {
-        hub.join(super::super::orders::mailbox().0)
+        hub.join(super::super::mailbox::mailbox().0)
     }
 
     fn text(item: &Item) -> &str {
@@ -600,7 +603,7 @@ mod tests {
     #[test]
     fn a_new_client_gets_the_last_lines_said_and_private_lines_go_to_one_alone() {
         let hub = hub();
-        let (post, mut alice_box) = super::super::orders::mailbox();
+        let (post, mut alice_box) = super::super::mailbox::mailbox();
         let (alice, _) = hub.join(post);
         let (bob, _) = join(&hub);
         hub.rename(alice, "alice").unwrap();

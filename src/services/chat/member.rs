@@ -2,6 +2,10 @@
 //! two directions are independent: its input is read and relayed however
 //! full its output is, and what it hears ([`hears`](super::hears)) goes
 //! out when its socket takes it.
+//!
+//! (A little over 600 lines: the loop and the handling of each line a
+//! client sends read best together; what reaches it alone is in
+//! [`orders`](super::orders), what it hears in `hears`.)
 
 use std::collections::VecDeque;
 use std::io;
@@ -22,8 +26,8 @@ use tracing::{debug, info};
 use super::bridge::Outgoing;
 use super::conn::{Conn, RECV_BUFFER};
 use super::hub::{Hub, Item, Speaker};
+use super::mailbox::{Mailbox, Order, mailbox};
 use super::notices;
-use super::orders::{Mailbox, Order, mailbox};
 use crate::chatline::{Line, Lines, Said, claimed_name, line_text, parse, relay_line};
 use crate::config::{ChatConfig, OnLag};
 use crate::limit::TokenBucket;

@@ -31,8 +31,9 @@
 //!
 //! The parts: [`hub`] (the room, no I/O), its [`pace`] and its
 //! [`history`]; [`member`] (what one client says, and its loop), [`hears`]
-//! (what it hears, and how it falls behind) and [`orders`] (what reaches
-//! it alone: private lines, the teacher's orders); [`conn`] (its socket
+//! (what it hears, and how it falls behind), its [`mailbox`] (what reaches
+//! it alone: private lines, the teacher's orders) and [`orders`] (how it
+//! sends and acts on them); [`conn`] (its socket
 //! and buffers); [`notices`] (every line the hub says); [`teacher`] (the
 //! teacher's hand on the room); [`bridge`] (the room shared with other hubs).
 
@@ -41,6 +42,7 @@ mod conn;
 mod hears;
 mod history;
 mod hub;
+mod mailbox;
 mod member;
 pub mod notices;
 mod orders;

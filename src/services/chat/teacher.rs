@@ -10,8 +10,8 @@ use tracing::info;
 
 use super::bridge::Outgoing;
 use super::hub::{Hub, Speaker};
+use super::mailbox::Order;
 use super::notices;
-use super::orders::Order;
 use crate::observe::Moderator;
 
 /// The room's moderator; it does not keep a room that has stopped alive.
