@@ -368,3 +368,15 @@ fn the_teacher_says_a_line_to_the_room_and_bad_lines_are_refused() {
         assert!(teacher.say(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn a_history_over_a_thousand_is_an_error_naming_file_line_and_key() {
+    let text = "[chat]\nhistory = 1001\n";
+    let error = pinetd::config::Config::parse(text, "test.toml").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "test.toml:2:11: chat.history: 1001 is out of range (0 to 1000)"
+    );
+    let config = pinetd::config::Config::parse("[chat]\nhistory = 1000\n", "test.toml");
+    assert_eq!(config.unwrap().chat.history, 1000);
+}
