@@ -380,3 +380,31 @@ fn a_history_over_a_thousand_is_an_error_naming_file_line_and_key() {
     let config = pinetd::config::Config::parse("[chat]\nhistory = 1000\n", "test.toml");
     assert_eq!(config.unwrap().chat.history, 1000);
 }
+
+/// The course's client, unchanged: it prints whatever one `recv(2048)`
+/// returns, and sends each message with one `send()` and no newline.
+#[test]
+fn the_course_client_gets_the_history_as_ordinary_text_and_still_talks() {
+    let (_rt, _daemon, addr) = hub(|c| c.chat.history = 3);
+    let mut alice = Peer::connect(addr);
+    let mut carol = Peer::connect(addr);
+    alice.send(b"one\ntwo\nthree\nfour\n");
+    carol.until("four");
+    let mut course = TcpStream::connect(addr).unwrap();
+    course.set_read_timeout(Some(common::HANG)).unwrap();
+    let mut printed = String::new();
+    while !printed.contains("[user1] four\n") {
+        let mut buf = [0u8; 2048];
+        let n = std::io::Read::read(&mut course, &mut buf).unwrap();
+        assert!(n > 0, "closed; printed {printed:?}");
+        printed.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+    }
+    assert!(printed.starts_with("*** welcome"), "{printed}");
+    let history = "[user1] two\n[user1] three\n[user1] four\n";
+    assert!(
+        printed.contains(history) && !printed.contains("one"),
+        "{printed}"
+    );
+    course.write_all(b"[minsu] hello").unwrap();
+    assert_eq!(last_until(&mut alice, "hello"), "[minsu] hello\n");
+}
