@@ -408,3 +408,68 @@ fn the_course_client_gets_the_history_as_ordinary_text_and_still_talks() {
     course.write_all(b"[minsu] hello").unwrap();
     assert_eq!(last_until(&mut alice, "hello"), "[minsu] hello\n");
 }
+
+/// A nats-server on a loopback port of the kernel's choosing, stopped by
+/// PID when dropped (as in tests/bridge.rs); None when it is not installed.
+fn nats_server() -> Option<(common::Proc, String)> {
+    let program = common::program("nats-server", "nats-server")?;
+    let mut command = std::process::Command::new(program);
+    command.args(["-a", "127.0.0.1", "-p", "-1", "-m", "0"]);
+    let mut server = common::Proc::spawn(command);
+    let line = server.wait_for("Listening for client connections on");
+    let port = line.rsplit(':').next().unwrap().trim().to_owned();
+    Some((server, format!("nats://127.0.0.1:{port}")))
+}
+
+/// `from` says probes until `to` hears one: the bridge is up that way.
+fn bridged(from: &mut Peer, to: &mut Peer) {
+    to.stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + common::HANG;
+    'probing: for n in 0.. {
+        assert!(Instant::now() < deadline, "the bridge never came up");
+        from.send(format!("probe {n}\n").as_bytes());
+        while let Some(line) = to.line() {
+            if line.contains("probe ") {
+                break 'probing;
+            }
+        }
+    }
+    (to.stream)
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+}
+
+#[test]
+fn the_teachers_line_and_me_cross_the_bridge_and_private_lines_do_not() {
+    let Some((_nats, url)) = nats_server() else {
+        return;
+    };
+    let bridged_hub = || {
+        hub(|c| {
+            c.chat.bridge_url = url.clone();
+            c.chat.bridge_subject = "room.test".into();
+        })
+    };
+    let ((_ra, a, addr_a), (_rb, _b, addr_b)) = (bridged_hub(), bridged_hub());
+    let mut alice = Peer::connect(addr_a);
+    let mut bob = Peer::connect(addr_b);
+    bridged(&mut alice, &mut bob);
+    bob.send(b"/nick bob\n");
+    bob.until("you are now");
+    alice.send(b"/msg bob secret\n/me waves\n");
+    assert_eq!(
+        last_until(&mut alice, "nobody"),
+        "*** nobody called bob is here (private lines reach this hub only); /who lists who is\n"
+    );
+    moderator(&a).say("hello both rooms").unwrap();
+    let heard = bob.until("*** teacher: hello both rooms");
+    assert!(heard.contains(&"* user1 waves\n".to_owned()), "{heard:#?}");
+    assert!(heard.iter().all(|l| !l.contains("secret")), "{heard:#?}");
+    // What crossed is in the other room's history too.
+    let mut late = Peer::connect(addr_b);
+    let history = lines_before_who(&mut late);
+    let tail = &history[history.len() - 2..];
+    assert_eq!(tail, ["* user1 waves\n", "*** teacher: hello both rooms\n"]);
+}
