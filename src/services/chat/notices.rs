@@ -83,7 +83,7 @@ pub fn not_reading(name: &str) -> String {
 
 /// `seconds`, rounded up: "1 second", "42 seconds".
 fn seconds(time: std::time::Duration) -> String {
-    let whole = time.as_secs() + u64::from(time.subsec_nanos() > 0);
+    let whole = (time.as_secs()).saturating_add(u64::from(time.subsec_nanos() > 0));
     format!("{whole} second{}", if whole == 1 { "" } else { "s" })
 }
 

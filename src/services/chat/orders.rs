@@ -14,6 +14,9 @@ use super::member::{End, Goodbye, Member};
 use super::notices;
 use crate::chatline::{Said, action_line, private_line, private_sent};
 
+/// A mute longer than a clock can count lasts this long (a century).
+const MUTE_MAX: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl Member {
     /// Acts on the teacher's `order`; `Some` to close the client.
     pub(super) fn on_order(&mut self, order: Order) -> Option<End> {
@@ -31,7 +34,9 @@ impl Member {
             }
             Order::Mute(time) => {
                 info!(name = %self.name, ?time, "muted by the teacher");
-                self.muted_until = Some(Instant::now() + time);
+                // However long it is asked for, no clock overflows.
+                let now = Instant::now();
+                self.muted_until = Some(now.checked_add(time).unwrap_or(now + MUTE_MAX));
                 self.tell(notices::muted(time));
             }
             Order::Renamed(new) => {
