@@ -475,3 +475,41 @@ fn the_teachers_line_and_me_cross_the_bridge_and_private_lines_do_not() {
     let tail = &history[history.len() - 2..];
     assert_eq!(tail, ["* user1 waves\n", "*** teacher: hello both rooms\n"]);
 }
+
+#[test]
+fn a_private_line_obeys_max_line_bytes() {
+    let (_rt, _daemon, addr) = hub(|c| c.chat.max_line_bytes = 32);
+    let mut alice = Peer::connect(addr);
+    let mut bob = Peer::connect(addr);
+    alice.send(format!("/msg user2 {}\n", "x".repeat(100)).as_bytes());
+    assert_eq!(
+        last_until(&mut alice, "cut"),
+        "*** your line was longer than 32 bytes and was cut\n"
+    );
+    let cut = format!("[user1 → you] {}\n", "x".repeat(32 - "/msg user2 ".len()));
+    assert_eq!(last_until(&mut bob, "→ you"), cut);
+}
+
+/// Private lines to a client that reads nothing pile up to a bound, then
+/// its senders are told; the room goes on.
+#[test]
+fn private_lines_to_a_client_that_never_reads_are_refused_once_it_is_full() {
+    let (_rt, _daemon, addr) = hub(|c| c.chat.rate_limit = 0);
+    let mut alice = Peer::connect(addr);
+    let _deaf = Peer::stingy(addr);
+    let mut carol = Peer::connect(addr);
+    let line = format!("/msg user2 {}\n", "z".repeat(4000));
+    let mut refused = false;
+    for _ in 0..1000 {
+        alice.send(line.as_bytes());
+        alice.send(b"/who\n");
+        let answers = alice.until("*** online (");
+        if answers.iter().any(|l| l.contains("user2 is not reading")) {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "never refused");
+    alice.send(b"the room goes on\n");
+    carol.until("[user1] the room goes on");
+}
