@@ -544,7 +544,8 @@ impl Member {
     /// A line for the room, relayed with the others of this read.
     fn message(&mut self, message: &str) {
         // The first line of a client that has not chosen a name may claim one.
-        let claimed = self.default_name.then(|| claimed_name(message)).flatten();
+        let claimed = (self.default_name.then(|| claimed_name(message)).flatten())
+            .filter(|&claimed| claimed != self.name);
         if let Some(claimed) = claimed.filter(|c| self.hub.rename(self.id, c).is_ok()) {
             self.renamed(claimed, false);
         }
