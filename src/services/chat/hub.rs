@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::bridge::{Link, Outgoing, Room, State};
 use super::history::History;
-use super::mailbox::{NotSent, Order, Post};
+use super::mailbox::{Full, Mailbox, Order};
 use super::notices;
 use super::pace::Pace;
 use crate::chatline::bad_name;
@@ -126,7 +126,7 @@ struct Roster {
 
 struct Present {
     name: String,
-    post: Post,
+    mailbox: Arc<Mailbox>,
 }
 
 /// Why a private line did not go.
@@ -220,9 +220,10 @@ impl Hub {
         self.run.load(Relaxed)
     }
 
-    /// A new client's id and default name, reached alone through `post`;
-    /// its join is told after [`JOIN_GRACE`], or sooner if it speaks.
-    pub fn join(&self, post: Post) -> (u64, String) {
+    /// A new client's id and default name, reached alone through
+    /// `mailbox`; its join is told after [`JOIN_GRACE`], or sooner if it
+    /// speaks.
+    pub fn join(&self, mailbox: &Arc<Mailbox>) -> (u64, String) {
         loop {
             let id = self.next_id.fetch_add(1, Relaxed);
             let name = format!("user{id}");
@@ -232,7 +233,7 @@ impl Hub {
                 roster.ids.insert(name.clone(), id);
                 let present = Present {
                     name: name.clone(),
-                    post: post.clone(),
+                    mailbox: mailbox.clone(),
                 };
                 roster.members.insert(id, present);
                 drop(roster);
@@ -306,10 +307,9 @@ impl Hub {
         let roster = self.roster();
         let id = *roster.ids.get(to).ok_or(NotDelivered::NotHere)?;
         let present = roster.members.get(&id).ok_or(NotDelivered::NotHere)?;
-        match present.post.private(line) {
+        match present.mailbox.private(line) {
             Ok(()) => Ok(id),
-            Err(NotSent::Full) => Err(NotDelivered::Full),
-            Err(NotSent::Gone) => Err(NotDelivered::NotHere),
+            Err(Full) => Err(NotDelivered::Full),
         }
     }
 
@@ -317,10 +317,8 @@ impl Hub {
     pub fn order(&self, id: u64, order: Order) -> Result<(), String> {
         let roster = self.roster();
         let present = (roster.members.get(&id)).ok_or_else(|| no_client(id))?;
-        present.post.order(order).map_err(|e| match e {
-            NotSent::Full => format!("client {id} has orders waiting; try again"),
-            NotSent::Gone => no_client(id),
-        })
+        (present.mailbox.order(order))
+            .map_err(|Full| format!("client {id} has orders waiting; try again"))
     }
 
     /// Client `id` took the name `new`: true if its join is still to be
@@ -518,7 +516,7 @@ mod tests {
 
     /// A client joining, with a mailbox nobody reads.
     fn join(hub: &Hub) -> (u64, String) {
-        hub.join(super::super::mailbox::mailbox().0)
+        hub.join(&Arc::default())
     }
 
     fn text(item: &Item) -> &str {
@@ -603,8 +601,8 @@ mod tests {
     #[test]
     fn a_new_client_gets_the_last_lines_said_and_private_lines_go_to_one_alone() {
         let hub = hub();
-        let (post, mut alice_box) = super::super::mailbox::mailbox();
-        let (alice, _) = hub.join(post);
+        let alice_box = Arc::new(Mailbox::default());
+        let (alice, _) = hub.join(&alice_box);
         let (bob, _) = join(&hub);
         hub.rename(alice, "alice").unwrap();
         hub.send(Speaker::Client(bob), "[user2] one\n[user2] two\n");
@@ -621,12 +619,12 @@ mod tests {
         // A private line: to alice's mailbox alone, not the room.
         let line = Bytes::from_static("[user2 → you] psst\n".as_bytes());
         assert_eq!(hub.private("alice", line.clone()), Ok(alice));
-        assert_eq!(alice_box.private.try_recv().unwrap(), line);
+        assert_eq!(alice_box.next_private().unwrap(), line);
         assert_eq!(hub.private("carol", line), Err(NotDelivered::NotHere));
         let (_, after, _) = hub.subscribe();
         assert_eq!(after, next, "nothing was said to the room");
         hub.order(alice, Order::Kick).unwrap();
-        assert_eq!(alice_box.orders.try_recv().unwrap(), Order::Kick);
+        assert_eq!(alice_box.next_order(), Some(Order::Kick));
         assert!(
             hub.order(99, Order::Kick)
                 .unwrap_err()

@@ -26,7 +26,7 @@ use tracing::{debug, info};
 use super::bridge::Outgoing;
 use super::conn::{Conn, RECV_BUFFER};
 use super::hub::{Hub, Item, Speaker};
-use super::mailbox::{Mailbox, Order, mailbox};
+use super::mailbox::Mailbox;
 use super::notices;
 use crate::chatline::{Line, Lines, Said, claimed_name, line_text, parse, relay_line};
 use crate::config::{ChatConfig, OnLag};
@@ -50,10 +50,8 @@ enum Event {
     Paced,
     /// One of the client's deadlines: see [`Member::next_deadline`].
     Timer,
-    /// The teacher's order.
-    Order(Order),
-    /// A private line for it, formatted.
-    Private(Bytes),
+    /// Its mailbox has something for it.
+    Mail,
 }
 
 /// How a client's connection ends.
@@ -121,7 +119,7 @@ pub(super) struct Member {
     /// Still on its default name (exercise 4-3 clients may claim one).
     default_name: bool,
     /// Private lines and the teacher's orders for it alone.
-    pub(super) mailbox: Mailbox,
+    pub(super) mailbox: Arc<Mailbox>,
     /// Muted by the teacher until then.
     pub(super) muted_until: Option<Instant>,
     /// Has said something to the others (so its join has been told).
@@ -172,8 +170,8 @@ impl Member {
         let conn = Conn::new(stream);
         let (rx, next_line, history) = hub.subscribe();
         let run = hub.run();
-        let (post, mailbox) = mailbox();
-        let (id, name) = hub.join(post);
+        let mailbox = Arc::default();
+        let (id, name) = hub.join(&mailbox);
         let visit = hub.window.arrived(peer, Some(id));
         visit.set_name(&name);
         visit.seen().heard.store(next_line, Relaxed);
@@ -273,10 +271,7 @@ impl Member {
                 }
                 _ = pace_changed, if watch_pace => Event::Paced,
                 _ = &mut timer, if deadline.is_some() => Event::Timer,
-                Some(order) = self.mailbox.orders.recv() => Event::Order(order),
-                Some(line) = self.mailbox.private.recv(), if self.conn.own < OWN_REPLIES => {
-                    Event::Private(line)
-                }
+                _ = self.mailbox.arrived(self.conn.own < OWN_REPLIES) => Event::Mail,
             };
             if let Some(end) = self.on_event(event) {
                 return end;
@@ -329,11 +324,7 @@ impl Member {
             Event::Ready(Ok(_)) => None,
             Event::Ready(Err(_)) => self.on_closed(),
             Event::Timer => self.on_timer(),
-            Event::Order(order) => self.on_order(order),
-            Event::Private(line) => {
-                self.tell(line);
-                None
-            }
+            Event::Mail => self.on_mail(),
         }
     }
 

@@ -10,7 +10,7 @@ use tracing::info;
 
 use super::hub::NotDelivered;
 use super::mailbox::Order;
-use super::member::{End, Goodbye, Member};
+use super::member::{End, Goodbye, Member, OWN_REPLIES};
 use super::notices;
 use crate::chatline::{Said, action_line, private_line, private_sent};
 
@@ -18,8 +18,25 @@ use crate::chatline::{Said, action_line, private_line, private_sent};
 const MUTE_MAX: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl Member {
+    /// Takes the teacher's orders, then the private lines its replies have
+    /// room for; `Some` to close the client.
+    pub(super) fn on_mail(&mut self) -> Option<End> {
+        while let Some(order) = self.mailbox.next_order() {
+            if let Some(end) = self.on_order(order) {
+                return Some(end);
+            }
+        }
+        while self.conn.own < OWN_REPLIES {
+            let Some(line) = self.mailbox.next_private() else {
+                break;
+            };
+            self.tell(line);
+        }
+        None
+    }
+
     /// Acts on the teacher's `order`; `Some` to close the client.
-    pub(super) fn on_order(&mut self, order: Order) -> Option<End> {
+    fn on_order(&mut self, order: Order) -> Option<End> {
         match order {
             Order::Kick => {
                 info!(name = %self.name, "removed by the teacher");
