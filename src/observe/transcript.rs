@@ -221,37 +221,62 @@ impl Day {
 /// `at` in local time: its day, and as `2026-12-06T21:03:04.123+09:00`.
 pub fn local(at: SystemTime) -> (Day, String) {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() as libc::time_t;
-    // SAFETY: an all-zero `tm` is a valid value of the plain C struct
-    // (its zone name a null pointer, never read here).
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: localtime_r reads `secs` and writes only the `tm` it is
-    // given; it is the reentrant one, safe from any thread.
-    let ok = !unsafe { libc::localtime_r(&secs, &mut tm) }.is_null();
-    if !ok {
-        // Out of range for the C library: say it in UTC rather than not at all.
-        tm = libc::tm { tm_gmtoff: 0, ..tm };
+    let second = Second::of(since.as_secs());
+    let text = second.at(since.subsec_millis());
+    (second.day, text)
+}
+
+/// One second of local time, worked out once for every line said in it.
+struct Second {
+    secs: u64,
+    day: Day,
+    /// `2026-12-06T21:03:04`
+    head: String,
+    /// `+09:00`
+    offset: String,
+}
+
+impl Second {
+    fn of(secs: u64) -> Second {
+        let t = secs as libc::time_t;
+        // SAFETY: an all-zero `tm` is a valid value of the plain C struct
+        // (its zone name a null pointer, never read here).
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        // SAFETY: localtime_r reads `t` and writes only the `tm` it is
+        // given; it is the reentrant one, safe from any thread.
+        if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+            // Out of range for the C library: the epoch rather than nothing.
+            tm = libc::tm {
+                tm_year: 70,
+                tm_mday: 1,
+                ..tm
+            };
+        }
+        let day = Day {
+            year: tm.tm_year + 1900,
+            month: (tm.tm_mon + 1).clamp(1, 12) as u32,
+            day: tm.tm_mday.clamp(1, 31) as u32,
+        };
+        let offset = i64::from(tm.tm_gmtoff as i32);
+        let sign = if offset < 0 { '-' } else { '+' };
+        Second {
+            secs,
+            day,
+            head: format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                day.year, day.month, day.day, tm.tm_hour, tm.tm_min, tm.tm_sec
+            ),
+            offset: format!(
+                "{sign}{:02}:{:02}",
+                offset.abs() / 3600,
+                offset.abs() % 3600 / 60
+            ),
+        }
     }
-    let day = Day {
-        year: tm.tm_year + 1900,
-        month: (tm.tm_mon + 1) as u32,
-        day: tm.tm_mday as u32,
-    };
-    let offset = tm.tm_gmtoff as i64;
-    let sign = if offset < 0 { '-' } else { '+' };
-    let text = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}{sign}{:02}:{:02}",
-        day.year,
-        day.month,
-        day.day,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        since.subsec_millis(),
-        offset.abs() / 3600,
-        offset.abs() % 3600 / 60,
-    );
-    (day, text)
+
+    fn at(&self, millis: u32) -> String {
+        format!("{}.{millis:03}{}", self.head, self.offset)
+    }
 }
 
 /// Today's file in `dir`.
@@ -284,6 +309,8 @@ struct Writer {
     /// Written but not synced since then.
     dirty_since: Option<Instant>,
     failing: Option<Failing>,
+    /// The second of the last line taken.
+    second: Option<Second>,
 }
 
 impl Writer {
@@ -296,6 +323,7 @@ impl Writer {
             lines: 0,
             dirty_since: None,
             failing: None,
+            second: None,
         }
     }
 
@@ -360,7 +388,16 @@ impl Writer {
             self.open = None;
             return;
         };
-        let (day, time) = local(entry.at);
+        let since = entry.at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        if self
+            .second
+            .as_ref()
+            .is_none_or(|s| s.secs != since.as_secs())
+        {
+            self.second = Some(Second::of(since.as_secs()));
+        }
+        let Some(second) = &self.second else { return };
+        let (day, time) = (second.day, second.at(since.subsec_millis()));
         let same = (self.open.as_ref()).is_some_and(|o| o.day == day && o.dir == place.dir);
         if !same {
             self.write_out();
@@ -461,9 +498,8 @@ impl Writer {
         if self.dirty_since.take().is_none() {
             return;
         }
-        if let Some(open) = &self.open
-            && let Err(e) = open.file.sync_data()
-        {
+        let Some(open) = &self.open else { return };
+        if let Err(e) = open.file.sync_data() {
             let path = open.dir.join(open.day.file_name());
             self.open = None;
             self.failed(&path, &e);
