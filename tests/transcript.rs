@@ -51,6 +51,15 @@ fn wait_for_line(dir: &Path, name: &str, text: &str) -> String {
     found
 }
 
+/// Stops `daemon` (it exits 0) and reads its whole log: the failure to
+/// write the transcript was told exactly once.
+fn stopped_having_told_once(mut daemon: Proc) {
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_code(HANG), Some(0));
+    let told = (daemon.log.iter()).filter(|l| l.contains("transcript cannot be written"));
+    assert_eq!(told.count(), 1, "{}", daemon.log.join("\n"));
+}
+
 #[test]
 fn the_rooms_lines_are_in_todays_file_and_kept_across_a_restart() {
     let dir = temp_dir("transcript-restart").join("chat");
@@ -113,10 +122,7 @@ fn a_directory_that_cannot_be_made_is_told_once_and_the_room_goes_on() {
     // Once: a last line through the room, then the whole log is read.
     alice.send(b"the end\n");
     bob.until("[alice] the end");
-    daemon.signal("TERM");
-    assert_eq!(daemon.exit_code(HANG), Some(0));
-    let told = (daemon.log.iter()).filter(|l| l.contains("transcript cannot be written"));
-    assert_eq!(told.count(), 1, "{}", daemon.log.join("\n"));
+    stopped_having_told_once(daemon);
 }
 
 /// A small tmpfs mounted at a directory of the test, unmounted on drop.
@@ -164,10 +170,7 @@ fn a_read_only_directory_is_told_once_and_the_room_goes_on() {
     assert!(told.contains("Read-only file system"), "{told}");
     bob.send(b"yes\n");
     alice.until("[bob] yes");
-    daemon.signal("TERM");
-    assert_eq!(daemon.exit_code(HANG), Some(0));
-    let told = (daemon.log.iter()).filter(|l| l.contains("transcript cannot be written"));
-    assert_eq!(told.count(), 1, "{}", daemon.log.join("\n"));
+    stopped_having_told_once(daemon);
 }
 
 #[test]
@@ -212,10 +215,7 @@ fn a_full_file_system_is_told_once_the_room_goes_on_and_writing_resumes() {
     let _alice = talker.join().unwrap();
     let text = wait_for_line(&mnt.0, "alice", "after");
     assert!(text.contains("\talice\tafter "), "{text}");
-    daemon.signal("TERM");
-    assert_eq!(daemon.exit_code(HANG), Some(0));
-    let told = (daemon.log.iter()).filter(|l| l.contains("transcript cannot be written"));
-    assert_eq!(told.count(), 1, "{}", daemon.log.join("\n"));
+    stopped_having_told_once(daemon);
 }
 
 #[test]
