@@ -21,6 +21,7 @@ pub mod metrics;
 mod rates;
 pub mod shown;
 pub mod status;
+pub mod transcript;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -40,6 +41,7 @@ pub use conns::{ConnView, Seen, Visit};
 use rates::Rates;
 pub use rates::SAMPLE_EVERY;
 pub use shown::Shown;
+use transcript::Transcript;
 
 /// Events shown a second per service, at most: a flood (of refused
 /// datagrams, of answered ones while a page is open) costs a few.
@@ -127,6 +129,7 @@ impl Observatory {
                     heard: Mutex::default(),
                     door: Mutex::default(),
                     moderator: Mutex::default(),
+                    transcript: Transcript::default(),
                     bridge: Mutex::default(),
                     ordinary_budget: AtomicU64::new(0),
                     problem_budget: AtomicU64::new(0),
@@ -321,6 +324,8 @@ pub struct Window {
     heard: Mutex<BTreeMap<String, Heard>>,
     door: Mutex<Option<Arc<dyn Door>>>,
     moderator: Mutex<Option<Arc<dyn Moderator>>>,
+    /// What the room heard, written to disk (the chat's, when configured).
+    pub transcript: Transcript,
     bridge: Mutex<Option<serde_json::Value>>,
     /// The second now (high bits) and the answers shown in it.
     ordinary_budget: AtomicU64,
@@ -461,10 +466,17 @@ impl Window {
     pub fn said(&self, lines: &Bytes, first: u64, count: u64, speaker: Option<u64>) {
         let max = self.shared.sizes.history.load(Relaxed);
         self.room_lines.store(first + count, Relaxed);
-        let name = speaker.and_then(|id| self.name_of(id));
+        let at = SystemTime::now();
+        let (addr, name) = match speaker.and_then(|id| self.speaker(id)) {
+            Some((addr, name)) => (Some(addr), name),
+            None => (None, None),
+        };
+        if self.transcript.on() {
+            self.transcript.said(at, addr, name.clone(), lines);
+        }
         lock(&self.room).push(max, |seq| RoomLine {
             seq,
-            at: SystemTime::now(),
+            at,
             notice: speaker.is_none(),
             name,
             lines: lines.clone(),

@@ -65,6 +65,7 @@ use self::member::Member;
 use crate::config::{ChatConfig, Config, TableIn};
 use crate::describe::SelfInfo;
 use crate::net::{BindError, Sockets};
+use crate::observe::transcript::Place;
 use crate::services::shared::accept::{Gate, Listeners, Policy, Refusals};
 use crate::services::{
     BindContext, Reconfigured, Registered, Service, ServiceFuture, first_failure,
@@ -80,6 +81,8 @@ const NOTICE_EVERY: Duration = Duration::from_millis(100);
 const NOTICE_COST: Duration = Duration::from_micros(100);
 /// The web page's view of the bridge is this fresh.
 const SHOW_BRIDGE_EVERY: Duration = Duration::from_secs(1);
+/// On shutdown, the transcript's last lines are synced within this long.
+const TRANSCRIPT_WITHIN: Duration = Duration::from_secs(2);
 
 pub struct Chat {
     listeners: Listeners<ChatConfig>,
@@ -89,6 +92,15 @@ pub struct Chat {
     queue: u32,
     /// For the NATS bridge: who this hub is.
     info: Arc<SelfInfo>,
+}
+
+/// Where the room's transcript is written, if anywhere.
+fn transcript(config: &ChatConfig) -> Option<Place> {
+    (!config.transcript.is_empty()).then(|| Place {
+        dir: config.transcript.clone().into(),
+        days: config.transcript_days,
+        prefix: config.prefix.clone(),
+    })
 }
 
 fn policy(config: &ChatConfig) -> Policy {
@@ -121,6 +133,7 @@ impl Registered for Chat {
         let link = Arc::new(Link::new(stats.clone()));
         let window = context.window;
         window.set_door(listeners.door(&gate));
+        window.transcript.configure(transcript(table));
         let hub = Arc::new(Hub::new(
             table.queue as usize,
             stats,
@@ -170,8 +183,13 @@ impl Service for Chat {
             tasks.spawn(infallible(bridge).in_current_span());
             tasks.spawn(infallible(notices).in_current_span());
             tasks.spawn(infallible(shown).in_current_span());
+            let hub = self.hub.clone();
             tasks.spawn(async move { self.serve(&shutdown).await }.in_current_span());
-            first_failure(&mut tasks).await
+            let ended = first_failure(&mut tasks).await;
+            // What the room said last is on disk before the daemon exits.
+            let finish = move || hub.window.transcript.finish(TRANSCRIPT_WITHIN);
+            let _ = tokio::task::spawn_blocking(finish).await;
+            ended
         })
     }
 
@@ -181,6 +199,7 @@ impl Service for Chat {
         sockets: &mut Sockets,
     ) -> Option<Result<Reconfigured, BindError>> {
         let table = &config.chat;
+        self.hub.window.transcript.configure(transcript(table));
         if table.queue != self.queue {
             info!(
                 running = self.queue,
