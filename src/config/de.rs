@@ -173,6 +173,12 @@ pub fn host_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
     Ok(names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
 }
 
+/// The chat room's lines given to a new client: 0 (none) to 1,000 (each
+/// joiner is sent them all; the room keeps the items that hold them).
+pub fn chat_history<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded_u32(d, 0, 1_000)
+}
+
 /// What the web page keeps of a kind (lines, events, connections): 0 to
 /// 2,000 (each is held in memory, up to a few kilobytes, for every service).
 pub fn kept<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {

@@ -142,6 +142,9 @@ pub struct ChatConfig {
     /// Days of transcript kept, today's included; older files are removed.
     #[serde(deserialize_with = "de::transcript_days")]
     pub transcript_days: u32,
+    /// The room's last lines a new client gets first (0: none).
+    #[serde(deserialize_with = "de::chat_history")]
+    pub history: u32,
 }
 
 impl Default for ChatConfig {
@@ -165,6 +168,7 @@ impl Default for ChatConfig {
             bridge_rate_limit: 5000,
             transcript: String::new(),
             transcript_days: 30,
+            history: 20,
         }
     }
 }

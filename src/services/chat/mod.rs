@@ -24,18 +24,30 @@
 //! A reload hands the hub new settings in place: every client takes them
 //! from its next line on, and nobody is dropped.
 //!
-//! The parts: [`hub`] (the room, no I/O) and its [`pace`]; [`member`] (what
-//! one client says, and its loop) and [`hears`] (what it hears, and how it
-//! falls behind); [`conn`] (its socket and buffers); [`notices`] (every
-//! line the hub says); [`bridge`] (the room shared with other hubs).
+//! A client that joins first gets the room's last `history` lines, then
+//! the live ones. `/msg` reaches one client alone, on this hub; the teacher
+//! (through the web page) kicks, mutes and renames a client, and says a
+//! line to the room.
+//!
+//! The parts: [`hub`] (the room, no I/O), its [`pace`] and its
+//! [`history`]; [`member`] (what one client says, and its loop), [`hears`]
+//! (what it hears, and how it falls behind), its [`mailbox`] (what reaches
+//! it alone: private lines, the teacher's orders) and [`orders`] (how it
+//! sends and acts on them); [`conn`] (its socket
+//! and buffers); [`notices`] (every line the hub says); [`teacher`] (the
+//! teacher's hand on the room); [`bridge`] (the room shared with other hubs).
 
 pub mod bridge;
 mod conn;
 mod hears;
+mod history;
 mod hub;
+mod mailbox;
 mod member;
 pub mod notices;
+mod orders;
 mod pace;
+mod teacher;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,13 +134,14 @@ impl Registered for Chat {
         let window = context.window;
         window.set_door(listeners.door(&gate));
         window.transcript.configure(transcript(table));
-        let hub = Hub::new(
+        let hub = Arc::new(Hub::new(
             table.queue as usize,
             stats,
             link,
             listeners.settings(),
-            window,
-        );
+            window.clone(),
+        ));
+        window.set_moderator(Arc::new(teacher::Moderation::new(&hub)));
         // The description names the room from the moment the hub is bound,
         // not once the bridge task first runs: a probe answered in between
         // would say the hub is in no room.
@@ -138,7 +151,7 @@ impl Registered for Chat {
         Ok(Self {
             listeners,
             gate,
-            hub: Arc::new(hub),
+            hub,
             queue: table.queue,
             info: context.info,
         })
