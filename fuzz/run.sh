@@ -25,16 +25,32 @@ cargo fuzz build >/dev/null 2>"$scratch/build.log" || {
   cat "$scratch/build.log" >&2
   exit 1
 }
-for target in "${targets[@]}"; do
+# One target per core at once: each fuzzer is a single process.
+fuzz_one() { # fuzz_one TARGET: runs it, then prints its line or its failure
+  local target=$1 runs cov
   mkdir -p "$scratch/$target"
   if ! cargo fuzz run "$target" "$scratch/$target" "fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     >"$scratch/$target.log" 2>&1; then
     tail -n 60 "$scratch/$target.log" >&2
     echo "fuzz/run.sh: $target failed; its input is in fuzz/artifacts/$target/" >&2
-    exit 1
+    return 1
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$scratch/$target.log")
   cov=$(grep -o 'cov: [0-9]*' "$scratch/$target.log" | tail -n 1)
   echo "fuzz $target: ${runs:-?} inputs in ${seconds}s, $cov, no failure"
+}
+jobs=$(nproc 2>/dev/null || echo 1)
+running=() failed=0
+for target in "${targets[@]}"; do
+  fuzz_one "$target" &
+  running+=("$!")
+  if [ ${#running[@]} -ge "$jobs" ]; then
+    wait "${running[0]}" || failed=1
+    running=("${running[@]:1}")
+  fi
 done
+for pid in "${running[@]}"; do
+  wait "$pid" || failed=1
+done
+exit "$failed"

@@ -355,6 +355,14 @@ status_refuses_others() { # as nobody: exit 1, permission denied
   grep -q "permission denied at /run/pinetd/control.sock" <<<"$out" || { echo "$out"; return 1; }
 }
 runtime_dir_gone() { in_system test ! -e /run/pinetd; }
+transcript_written() { # today's transcript has the lines the clients said
+  local _
+  for _ in $(seq 20); do
+    in_system sh -c 'grep -q "	b	hello from b" "/var/lib/pinetd/chat/$(date +%F).tsv"' && return
+    sleep 0.5
+  done
+  return 1
+}
 udp_replies() { # TEXT: the UDP echo answers TEXT, within 10 s
   local _
   for _ in $(seq 20); do
@@ -382,6 +390,7 @@ if check "systemd boots in the root" boot_system; then
   check "pinetd status is refused to other users" status_refuses_others
   chat=9999 json=9000 udp=20001 discovery=37021 web=
   check "the packaged config answers the installed clients" talk_to "${system[@]}" pinetd
+  check "the chat's transcript is written in its StateDirectory" transcript_written
   before=$(main_pid)
   # A teacher's edit: the course server's fixed UDP reply.
   in_system sed -i '/^\[udp_echo\]/,/^\[/ s/^reply = ""/reply = "Hello UDP Client"/' /etc/pinetd/pinetd.toml

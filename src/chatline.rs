@@ -170,6 +170,10 @@ pub enum Said<'a> {
     Nick(&'a str),
     Who,
     Help,
+    /// `/msg NAME text`: a private line; empty `text` when none was given.
+    Msg(&'a str, &'a str),
+    /// `/me text`: an action, `* name text`; empty when none was given.
+    Me(&'a str),
     Unknown(&'a str),
     Nothing,
 }
@@ -192,6 +196,12 @@ pub fn parse(text: &str) -> Said<'_> {
         "nick" => Said::Nick(rest.trim()),
         "who" => Said::Who,
         "help" => Said::Help,
+        "msg" => {
+            let rest = rest.trim_start();
+            let (to, text) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            Said::Msg(to, text.trim())
+        }
+        "me" => Said::Me(rest.trim()),
         _ => Said::Unknown(word),
     }
 }
@@ -216,6 +226,21 @@ pub fn relay_line(prefix: &str, name: &str, text: &str) -> String {
     line.push_str(text);
     line.push('\n');
     line
+}
+
+/// A `/me` action as the room hears it: `* alice waves`.
+pub fn action_line(name: &str, text: &str) -> String {
+    format!("* {name} {text}\n")
+}
+
+/// A private line as its addressee reads it: `[alice → you] text`.
+pub fn private_line(from: &str, text: &str) -> String {
+    format!("[{from} \u{2192} you] {text}\n")
+}
+
+/// A private line as its sender is told it went: `[you → bob] text`.
+pub fn private_sent(to: &str, text: &str) -> String {
+    format!("[you \u{2192} {to}] {text}\n")
 }
 
 #[cfg(test)]
@@ -330,6 +355,12 @@ mod tests {
         assert_eq!(parse("/dance now"), Said::Unknown("dance"));
         assert_eq!(parse("   "), Said::Nothing);
         assert_eq!(parse("hello  "), Said::Message("hello"));
+        assert_eq!(parse("/msg bob  hi there "), Said::Msg("bob", "hi there"));
+        assert_eq!(parse("/msg  bob"), Said::Msg("bob", ""));
+        assert_eq!(parse("/msg"), Said::Msg("", ""));
+        assert_eq!(parse("/me waves  "), Said::Me("waves"));
+        assert_eq!(parse("/me"), Said::Me(""));
+        assert_eq!(parse("/message x"), Said::Unknown("message"));
     }
 
     #[test]
@@ -360,5 +391,8 @@ mod tests {
             "[syjung] hello\n"
         );
         assert_eq!(relay_line("{name}: ", "a", "[a] x"), "a: [a] x\n");
+        assert_eq!(action_line("alice", "waves"), "* alice waves\n");
+        assert_eq!(private_line("alice", "hi"), "[alice → you] hi\n");
+        assert_eq!(private_sent("bob", "hi"), "[you → bob] hi\n");
     }
 }

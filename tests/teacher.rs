@@ -403,7 +403,6 @@ async fn id_of(web: SocketAddr, chat: &TcpChat) -> u64 {
 }
 
 #[tokio::test]
-#[ignore = "needs the chat's Moderator (branch room)"]
 async fn kick_mute_rename_and_say_on_tcp_chat_clients() {
     let (daemon, web, chat, _) = class("chat", Some(TOKEN));
     let mut kim = TcpChat::join(chat).await;

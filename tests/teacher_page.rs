@@ -242,7 +242,6 @@ async fn screenshot(browser: &Browser) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the chat's Moderator (branch room)"]
 async fn the_teacher_kicks_and_mutes_from_the_page() {
     let Some((daemon, browser)) = open_page("kick").await else {
         return;

@@ -9,7 +9,10 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use pinetd::chatline::{Line, Lines, Said, bad_name, claimed_name, line_text, parse, relay_line};
+use pinetd::chatline::{
+    Line, Lines, Said, action_line, bad_name, claimed_name, line_text, parse, private_line,
+    private_sent, relay_line,
+};
 use pinetd_fuzz::cuts;
 
 /// The hub's read size: `READ_CHUNK.min(max_line_bytes + 1)`.
@@ -74,6 +77,17 @@ fn said(max: usize, line: &Line) {
             if bad_name(name).is_none() {
                 assert!(!name.is_empty() && !name.chars().any(char::is_whitespace));
             }
+        }
+        Said::Msg(to, text) => {
+            assert!(!to.chars().any(char::is_whitespace));
+            for line in [private_line(to, text), private_sent(to, text)] {
+                assert_safe(line.strip_suffix('\n').expect("one line"));
+            }
+        }
+        Said::Me(text) => {
+            assert_eq!(text, text.trim());
+            let line = action_line("guest1", text);
+            assert_safe(line.strip_suffix('\n').expect("one line"));
         }
         Said::Quit | Said::Who | Said::Help | Said::Nothing => {}
     }

@@ -120,6 +120,28 @@ pub fn socket_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D:
     Ok(Some(text))
 }
 
+/// A directory: an absolute path, or "" for none.
+pub fn directory<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    const MAX: usize = 1024;
+    let text = String::deserialize(d)?;
+    if !text.is_empty() && !text.starts_with('/') {
+        return Err(D::Error::custom(format!(
+            "\"{text}\" is not an absolute path (like \"/var/lib/pinetd/chat\"; \"\" for none)"
+        )));
+    }
+    if text.len() > MAX || text.contains('\0') {
+        return Err(D::Error::custom(format!(
+            "not a usable path: at most {MAX} bytes and no NUL"
+        )));
+    }
+    Ok(text)
+}
+
+/// Days of transcript kept: 1 (today only) to 3650.
+pub fn transcript_days<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded_u32(d, 1, 3650)
+}
+
 pub fn positive_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     bounded_u32(d, 1, u32::MAX)
 }
@@ -149,6 +171,12 @@ pub fn host_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
         }
     }
     Ok(names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
+}
+
+/// The chat room's lines given to a new client: 0 (none) to 1,000 (each
+/// joiner is sent them all; the room keeps the items that hold them).
+pub fn chat_history<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded_u32(d, 0, 1_000)
 }
 
 /// What the web page keeps of a kind (lines, events, connections): 0 to

@@ -137,6 +137,16 @@ pub struct ChatConfig {
     pub bridge_subject: String,
     /// Lines a second taken from the other hubs together (0: no limit).
     pub bridge_rate_limit: u32,
+    /// "" (none) or a directory: every line the room hears is appended to
+    /// a file of the day there, `YYYY-MM-DD.tsv` (local time).
+    #[serde(deserialize_with = "de::directory")]
+    pub transcript: String,
+    /// Days of transcript kept, today's included; older files are removed.
+    #[serde(deserialize_with = "de::transcript_days")]
+    pub transcript_days: u32,
+    /// The room's last lines a new client gets first (0: none).
+    #[serde(deserialize_with = "de::chat_history")]
+    pub history: u32,
 }
 
 impl Default for ChatConfig {
@@ -158,6 +168,9 @@ impl Default for ChatConfig {
             bridge_url: String::new(),
             bridge_subject: "pinetd.chat".into(),
             bridge_rate_limit: 5000,
+            transcript: String::new(),
+            transcript_days: 30,
+            history: 20,
         }
     }
 }

@@ -203,10 +203,12 @@ impl Window {
         self.changed();
     }
 
-    /// The name of the open connection numbered `id`, if it has one.
-    pub(super) fn name_of(&self, id: u64) -> Option<String> {
+    /// The address and name (if it has one) of the open connection
+    /// numbered `id`.
+    pub(super) fn speaker(&self, id: u64) -> Option<(SocketAddr, Option<String>)> {
         let seen = lock(&self.conns).open.get(&id).cloned()?;
-        lock(&seen.name).clone()
+        let name = lock(&seen.name).clone();
+        Some((seen.addr, name))
     }
 
     /// The open connections, in the order of their ids, and how many.

@@ -19,7 +19,7 @@
 //!
 //! A little over 600 lines: the one seam every service writes and the page
 //! reads; what can live apart already does (`conns`, `rates`, `shown`,
-//! `status`, [`teacher`]).
+//! `status`, `transcript`, [`teacher`]).
 
 mod conns;
 pub mod metrics;
@@ -27,6 +27,7 @@ mod rates;
 pub mod shown;
 pub mod status;
 pub mod teacher;
+pub mod transcript;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ use rates::Rates;
 pub use rates::SAMPLE_EVERY;
 pub use shown::Shown;
 use teacher::Teacher;
+use transcript::Transcript;
 
 /// Events shown a second per service, at most: a flood (of refused
 /// datagrams, of answered ones while a page is open) costs a few.
@@ -137,6 +139,7 @@ impl Observatory {
                     heard: Mutex::default(),
                     door: Mutex::default(),
                     moderator: Mutex::default(),
+                    transcript: Transcript::default(),
                     bridge: Mutex::default(),
                     ordinary_budget: AtomicU64::new(0),
                     problem_budget: AtomicU64::new(0),
@@ -336,6 +339,8 @@ pub struct Window {
     heard: Mutex<BTreeMap<String, Heard>>,
     door: Mutex<Option<Arc<dyn Door>>>,
     moderator: Mutex<Option<Arc<dyn Moderator>>>,
+    /// What the room heard, written to disk (the chat's, when configured).
+    pub transcript: Transcript,
     bridge: Mutex<Option<serde_json::Value>>,
     /// The second now (high bits) and the answers shown in it.
     ordinary_budget: AtomicU64,
@@ -481,10 +486,17 @@ impl Window {
     pub fn said(&self, lines: &Bytes, first: u64, count: u64, speaker: Option<u64>) {
         let max = self.shared.sizes.history.load(Relaxed);
         self.room_lines.store(first + count, Relaxed);
-        let name = speaker.and_then(|id| self.name_of(id));
+        let at = SystemTime::now();
+        let (addr, name) = match speaker.and_then(|id| self.speaker(id)) {
+            Some((addr, name)) => (Some(addr), name),
+            None => (None, None),
+        };
+        if self.transcript.on() {
+            self.transcript.said(at, addr, name.clone(), lines);
+        }
         lock(&self.room).push(max, |seq| RoomLine {
             seq,
-            at: SystemTime::now(),
+            at,
             notice: speaker.is_none(),
             name,
             lines: lines.clone(),

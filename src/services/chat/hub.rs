@@ -1,9 +1,14 @@
-//! The room, with no I/O: who is in it, what it says (one
+//! The room, with no I/O: who is in it (each client's name and the way
+//! to reach it alone, its [`Post`]), what it says (one
 //! `tokio::sync::broadcast` channel, one send per message, a shared buffer
-//! never copied per receiver), the joins and leaves still to be told, and
-//! the pace of its senders. Every client's task holds it.
+//! never copied per receiver) and its last lines ([`History`]), the joins
+//! and leaves still to be told, and the pace of its senders. Every
+//! client's task holds it.
+//!
+//! (A little over 600 lines: a third of them are its tests, which read the
+//! room's channel directly.)
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -14,6 +19,8 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::time::Instant;
 
 use super::bridge::{Link, Outgoing, Room, State};
+use super::history::History;
+use super::mailbox::{Full, Mailbox, Order};
 use super::notices;
 use super::pace::Pace;
 use crate::chatline::bad_name;
@@ -100,15 +107,45 @@ impl Pending {
     }
 }
 
+/// The room's lines in the channel's order: a new client's history and
+/// its place in the channel are taken under the same lock as a send, so
+/// it gets every line once, none twice.
+#[derive(Default)]
+struct Said {
+    /// Lines sent on the channel, ever.
+    lines: u64,
+    history: History,
+}
+
+/// Who is in the room: each client's name, and how to reach it alone.
+#[derive(Default)]
+struct Roster {
+    ids: HashMap<String, u64>,
+    members: HashMap<u64, Present>,
+}
+
+struct Present {
+    name: String,
+    mailbox: Arc<Mailbox>,
+}
+
+/// Why a private line did not go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotDelivered {
+    /// Nobody of that name on this hub.
+    NotHere,
+    /// It has too many private lines unread.
+    Full,
+}
+
 /// What every client shares.
 pub struct Hub {
     tx: broadcast::Sender<Item>,
     /// Items sent on `tx`, ever.
     sent: AtomicU64,
-    /// Lines sent on `tx`, ever, counted in the channel's order.
-    said: Mutex<u64>,
+    said: Mutex<Said>,
     pub pace: Pace,
-    names: Mutex<HashSet<String>>,
+    roster: Mutex<Roster>,
     next_id: AtomicU64,
     /// Counts the service's runs: a client of an earlier run (aborted when
     /// it failed) leaves without a notice to the room of this one.
@@ -137,9 +174,9 @@ impl Hub {
         Self {
             tx: broadcast::channel(queue).0,
             sent: AtomicU64::new(0),
-            said: Mutex::new(0),
+            said: Mutex::default(),
             pace: Pace::new(queue),
-            names: Mutex::new(HashSet::new()),
+            roster: Mutex::default(),
             next_id: AtomicU64::new(1),
             run: AtomicU64::new(0),
             pending: Mutex::default(),
@@ -151,8 +188,12 @@ impl Hub {
         }
     }
 
-    fn names(&self) -> MutexGuard<'_, HashSet<String>> {
-        self.names.lock().unwrap_or_else(|e| e.into_inner())
+    fn roster(&self) -> MutexGuard<'_, Roster> {
+        self.roster.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn said(&self) -> MutexGuard<'_, Said> {
+        self.said.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {
@@ -161,7 +202,7 @@ impl Hub {
 
     /// Clients in the room now.
     pub fn online(&self) -> usize {
-        self.names().len()
+        self.roster().members.len()
     }
 
     /// The service (re)starts: nothing of a run that failed is told or
@@ -179,14 +220,23 @@ impl Hub {
         self.run.load(Relaxed)
     }
 
-    /// A new client's id and default name; its join is told after
-    /// [`JOIN_GRACE`], or sooner if it speaks.
-    pub fn join(&self) -> (u64, String) {
+    /// A new client's id and default name, reached alone through
+    /// `mailbox`; its join is told after [`JOIN_GRACE`], or sooner if it
+    /// speaks.
+    pub fn join(&self, mailbox: &Arc<Mailbox>) -> (u64, String) {
         loop {
             let id = self.next_id.fetch_add(1, Relaxed);
             let name = format!("user{id}");
             // Someone may have chosen "user7" with /nick: then take the next.
-            if self.names().insert(name.clone()) {
+            let mut roster = self.roster();
+            if !roster.ids.contains_key(&name) {
+                roster.ids.insert(name.clone(), id);
+                let present = Present {
+                    name: name.clone(),
+                    mailbox: mailbox.clone(),
+                };
+                roster.members.insert(id, present);
+                drop(roster);
                 let due = Instant::now() + JOIN_GRACE;
                 let join = Join {
                     id,
@@ -202,8 +252,10 @@ impl Hub {
 
     /// Client `id`, of `run`, leaves: the room is told, unless its join was
     /// not told yet (then neither is) or it was a client of an earlier run.
-    pub fn leave(&self, id: u64, name: &str, run: u64) {
-        self.names().remove(name);
+    pub fn leave(&self, id: u64, run: u64) {
+        let Some(name) = self.forget(id) else {
+            return;
+        };
         if run != self.run() {
             return;
         }
@@ -211,24 +263,62 @@ impl Hub {
         let before = pending.joined.len();
         pending.joined.retain(|j| j.id != id);
         if pending.joined.len() == before {
-            pending.left.push(name.to_owned());
+            pending.left.push(name);
             drop(pending);
             self.notice.notify_one();
         }
     }
 
-    /// Takes `new` for the client called `old`; why not, if it cannot.
-    pub fn rename(&self, old: &str, new: &str) -> Result<(), String> {
+    /// Client `id` is no longer in the room; its name, if it was.
+    fn forget(&self, id: u64) -> Option<String> {
+        let mut roster = self.roster();
+        let present = roster.members.remove(&id)?;
+        roster.ids.remove(&present.name);
+        Some(present.name)
+    }
+
+    /// Gives client `id` the name `new`; its old name, or why not.
+    pub fn rename(&self, id: u64, new: &str) -> Result<String, String> {
         if let Some(why) = bad_name(new) {
             return Err(why.to_owned());
         }
-        let mut names = self.names();
-        if names.contains(new) {
+        let mut roster = self.roster();
+        let Roster { ids, members } = &mut *roster;
+        let present = members.get_mut(&id).ok_or("not in the room")?;
+        if present.name == new {
+            return Ok(present.name.clone());
+        }
+        if ids.contains_key(new) {
             return Err(format!("{new} is taken"));
         }
-        names.remove(old);
-        names.insert(new.to_owned());
-        Ok(())
+        ids.remove(&present.name);
+        ids.insert(new.to_owned(), id);
+        Ok(std::mem::replace(&mut present.name, new.to_owned()))
+    }
+
+    /// The name client `id` has now, if it is in the room.
+    pub fn name_of(&self, id: u64) -> Option<String> {
+        self.roster().members.get(&id).map(|p| p.name.clone())
+    }
+
+    /// Hands `line` to the client called `to` alone (not into the channel,
+    /// the history, the bridge or the page); its id.
+    pub fn private(&self, to: &str, line: Bytes) -> Result<u64, NotDelivered> {
+        let roster = self.roster();
+        let id = *roster.ids.get(to).ok_or(NotDelivered::NotHere)?;
+        let present = roster.members.get(&id).ok_or(NotDelivered::NotHere)?;
+        match present.mailbox.private(line) {
+            Ok(()) => Ok(id),
+            Err(Full) => Err(NotDelivered::Full),
+        }
+    }
+
+    /// Hands client `id` the teacher's `order`; why not, in words.
+    pub fn order(&self, id: u64, order: Order) -> Result<(), String> {
+        let roster = self.roster();
+        let present = (roster.members.get(&id)).ok_or_else(|| no_client(id))?;
+        (present.mailbox.order(order))
+            .map_err(|Full| format!("client {id} has orders waiting; try again"))
     }
 
     /// Client `id` took the name `new`: true if its join is still to be
@@ -244,23 +334,37 @@ impl Hub {
         }
     }
 
+    /// Says `lines` to the room, kept in its history.
     pub fn send(&self, from: Speaker, lines: impl Into<Bytes>) {
-        self.send_item(from, lines.into(), None);
+        self.send_item(from, lines.into(), None, true);
     }
 
-    fn send_item(&self, from: Speaker, lines: Bytes, joined: Option<Arc<Joined>>) {
+    /// Says `lines` (joins, leaves, renames) to the room, not kept in
+    /// its history.
+    pub fn announce(&self, from: Speaker, lines: impl Into<Bytes>) {
+        self.send_item(from, lines.into(), None, false);
+    }
+
+    fn send_item(&self, from: Speaker, lines: Bytes, joined: Option<Arc<Joined>>, kept: bool) {
         let count = memchr::memchr_iter(b'\n', &lines).count() as u64;
         self.sent.fetch_add(1, Relaxed);
-        let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
-        let first = *said;
-        *said += count;
+        let (echo_self, history) = {
+            let settings = self.settings.borrow();
+            (settings.echo_self, u64::from(settings.history))
+        };
+        let mut said = self.said();
+        let first = said.lines;
+        said.lines += count;
+        if kept {
+            said.history.keep(&lines, count, history);
+        }
         // In the channel's order: the page's room is the clients' room.
         let speaker = match from {
             Speaker::Hub => None,
             Speaker::Client(id) => Some(id),
         };
         self.window.said(&lines, first, count, speaker);
-        let own = matches!(from, Speaker::Client(_)) && !self.settings.borrow().echo_self;
+        let own = matches!(from, Speaker::Client(_)) && !echo_self;
         // An error only means nobody is listening.
         let readers = self.tx.send(Item {
             from,
@@ -274,11 +378,13 @@ impl Hub {
         (self.stats.deliveries).fetch_add(count * others as u64, Relaxed);
     }
 
-    /// A new client's place in the room, and the number of the first
-    /// line it will hear.
-    pub fn subscribe(&self) -> (broadcast::Receiver<Item>, u64) {
-        let said = self.said.lock().unwrap_or_else(|e| e.into_inner());
-        (self.tx.subscribe(), *said)
+    /// A new client's place in the room, the number of the first line it
+    /// will hear, and the room's last `history` lines before it.
+    pub fn subscribe(&self) -> (broadcast::Receiver<Item>, u64, Vec<Bytes>) {
+        let history = u64::from(self.settings.borrow().history);
+        let mut said = self.said();
+        let last = said.history.last(history);
+        (self.tx.subscribe(), said.lines, last)
     }
 
     /// Whether senders wait for the slowest reader holding a place.
@@ -329,7 +435,7 @@ impl Hub {
             self.link.offer(Outgoing::Left(left));
         }
         if names.is_empty() {
-            return self.send(Speaker::Hub, left_line);
+            return self.announce(Speaker::Hub, left_line);
         }
         let text = notices::joined(&names) + &left_line;
         self.link.offer(Outgoing::Joined(names.clone()));
@@ -338,7 +444,7 @@ impl Hub {
             names,
             left: left_line,
         };
-        self.send_item(Speaker::Hub, text.into(), Some(Arc::new(joined)));
+        self.send_item(Speaker::Hub, text.into(), Some(Arc::new(joined)), false);
     }
 
     /// Before client `id` first says anything to the others: if its join
@@ -353,7 +459,7 @@ impl Hub {
 
     /// The answer to /who.
     pub fn who(&self) -> String {
-        let mut names: Vec<String> = self.names().iter().cloned().collect();
+        let mut names: Vec<String> = self.roster().ids.keys().cloned().collect();
         names.sort();
         let mut line = notices::online(&names);
         if let Some(elsewhere) = self.link.who_elsewhere(Instant::now()) {
@@ -368,6 +474,10 @@ impl Room for Hub {
         self.send(Speaker::Hub, lines);
     }
 
+    fn hear_notice(&self, lines: Bytes) {
+        self.announce(Speaker::Hub, lines);
+    }
+
     fn paced(&self) -> bool {
         Hub::paced(self)
     }
@@ -379,6 +489,10 @@ impl Room for Hub {
     fn online(&self) -> usize {
         Hub::online(self)
     }
+}
+
+fn no_client(id: u64) -> String {
+    format!("no client {id} in the chat room")
 }
 
 #[cfg(test)]
@@ -400,6 +514,11 @@ mod tests {
         )
     }
 
+    /// A client joining, with a mailbox nobody reads.
+    fn join(hub: &Hub) -> (u64, String) {
+        hub.join(&Arc::default())
+    }
+
     fn text(item: &Item) -> &str {
         std::str::from_utf8(&item.lines).unwrap()
     }
@@ -407,12 +526,12 @@ mod tests {
     #[test]
     fn names_are_unique_and_defaults_skip_taken_ones() {
         let hub = hub();
-        assert_eq!(hub.join(), (1, "user1".into()));
-        hub.rename("user1", "user2").unwrap();
-        assert_eq!(hub.join(), (3, "user3".into()), "user2 was taken by /nick");
-        assert_eq!(hub.rename("user3", "user2"), Err("user2 is taken".into()));
+        assert_eq!(join(&hub), (1, "user1".into()));
+        assert_eq!(hub.rename(1, "user2"), Ok("user1".into()));
+        assert_eq!(join(&hub), (3, "user3".into()), "user2 was taken by /nick");
+        assert_eq!(hub.rename(3, "user2"), Err("user2 is taken".into()));
         assert_eq!(
-            hub.rename("user3", "a b"),
+            hub.rename(3, "a b"),
             Err("a name has no spaces and only printable characters".into())
         );
         assert_eq!(hub.online(), 2);
@@ -422,9 +541,9 @@ mod tests {
     #[test]
     fn a_join_is_told_at_first_words_under_its_name_and_not_to_itself() {
         let hub = hub();
-        let (mut rx, first) = hub.subscribe();
-        let (alice, _) = hub.join();
-        let (bob, _) = hub.join();
+        let (mut rx, first, _) = hub.subscribe();
+        let (alice, _) = join(&hub);
+        let (bob, _) = join(&hub);
         assert!(hub.renamed_before_told(alice, "alice"));
         hub.before_first_words(alice);
         let item = rx.try_recv().unwrap();
@@ -445,11 +564,11 @@ mod tests {
     #[test]
     fn joins_due_together_are_one_notice_and_a_leave_before_its_join_is_silent() {
         let hub = hub();
-        let (mut rx, _) = hub.subscribe();
-        let (a, _) = hub.join();
-        let (b, _) = hub.join();
-        let (c, _) = hub.join();
-        hub.leave(c, "user3", 0);
+        let (mut rx, _, _) = hub.subscribe();
+        let (a, _) = join(&hub);
+        let (b, _) = join(&hub);
+        let (c, _) = join(&hub);
+        hub.leave(c, 0);
         hub.pending()
             .joined
             .iter_mut()
@@ -461,13 +580,13 @@ mod tests {
         assert_eq!(joined.told_to(a).unwrap(), "*** user2 joined\n");
         assert_eq!(joined.told_to(b).unwrap(), "*** user1 joined\n");
         // Told joins are told leaving; lines are numbered across items.
-        hub.leave(a, "user1", 0);
+        hub.leave(a, 0);
         hub.send(Speaker::Client(b), "x\ny\n");
         hub.tell_pending(None);
         let said = rx.try_recv().unwrap();
         // A client of a run that failed leaves unannounced.
         hub.begin_run();
-        hub.leave(b, "user2", 0);
+        hub.leave(b, 0);
         assert_eq!(hub.online(), 0);
         assert_eq!(hub.notices_due(Instant::now()), None);
         assert_eq!(
@@ -477,5 +596,39 @@ mod tests {
         let left = rx.try_recv().unwrap();
         assert_eq!((text(&left), left.first), ("*** user1 left\n", 3));
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_new_client_gets_the_last_lines_said_and_private_lines_go_to_one_alone() {
+        let hub = hub();
+        let alice_box = Arc::new(Mailbox::default());
+        let (alice, _) = hub.join(&alice_box);
+        let (bob, _) = join(&hub);
+        hub.rename(alice, "alice").unwrap();
+        hub.send(Speaker::Client(bob), "[user2] one\n[user2] two\n");
+        hub.announce(Speaker::Hub, "*** user9 left\n");
+        for n in 4..=21 {
+            hub.send(Speaker::Client(bob), format!("[user2] {n}\n"));
+        }
+        hub.send(Speaker::Hub, "*** teacher: quiet\n");
+        let (_, next, history) = hub.subscribe();
+        let history = String::from_utf8(history.concat()).unwrap();
+        let want: String = (4..=21).map(|n| format!("[user2] {n}\n")).collect();
+        assert_eq!(history, format!("[user2] two\n{want}*** teacher: quiet\n"));
+        assert_eq!(next, 22);
+        // A private line: to alice's mailbox alone, not the room.
+        let line = Bytes::from_static("[user2 → you] psst\n".as_bytes());
+        assert_eq!(hub.private("alice", line.clone()), Ok(alice));
+        assert_eq!(alice_box.next_private().unwrap(), line);
+        assert_eq!(hub.private("carol", line), Err(NotDelivered::NotHere));
+        let (_, after, _) = hub.subscribe();
+        assert_eq!(after, next, "nothing was said to the room");
+        hub.order(alice, Order::Kick).unwrap();
+        assert_eq!(alice_box.next_order(), Some(Order::Kick));
+        assert!(
+            hub.order(99, Order::Kick)
+                .unwrap_err()
+                .contains("no client 99")
+        );
     }
 }

@@ -2,6 +2,10 @@
 //! two directions are independent: its input is read and relayed however
 //! full its output is, and what it hears ([`hears`](super::hears)) goes
 //! out when its socket takes it.
+//!
+//! (A little over 600 lines: the loop and the handling of each line a
+//! client sends read best together; what reaches it alone is in
+//! [`orders`](super::orders), what it hears in `hears`.)
 
 use std::collections::VecDeque;
 use std::io;
@@ -22,6 +26,7 @@ use tracing::{debug, info};
 use super::bridge::Outgoing;
 use super::conn::{Conn, RECV_BUFFER};
 use super::hub::{Hub, Item, Speaker};
+use super::mailbox::Mailbox;
 use super::notices;
 use crate::chatline::{Line, Lines, Said, claimed_name, line_text, parse, relay_line};
 use crate::config::{ChatConfig, OnLag};
@@ -30,9 +35,10 @@ use crate::observe::Visit;
 
 /// The goodbye on shutdown is not worth waiting for longer than this.
 const GOODBYE_WITHIN: Duration = Duration::from_secs(1);
-/// A client's own replies (/who, /help, notices) waiting beyond this many
-/// bytes: it is not read until it takes some, or `write_timeout` drops it.
-const OWN_REPLIES: usize = 64 * 1024;
+/// A client's own replies (/who, /help, notices, private lines) waiting
+/// beyond this many bytes: it is not read, nor given private lines, until
+/// it takes some, or `write_timeout` drops it.
+pub(super) const OWN_REPLIES: usize = 64 * 1024;
 
 /// What woke a client up.
 enum Event {
@@ -44,6 +50,8 @@ enum Event {
     Paced,
     /// One of the client's deadlines: see [`Member::next_deadline`].
     Timer,
+    /// Its mailbox has something for it.
+    Mail,
 }
 
 /// How a client's connection ends.
@@ -62,6 +70,7 @@ pub(super) enum Goodbye {
     Bye,
     Shutdown,
     Behind,
+    Removed,
 }
 
 impl Goodbye {
@@ -70,6 +79,7 @@ impl Goodbye {
             Goodbye::Bye => notices::BYE,
             Goodbye::Shutdown => notices::SHUTTING_DOWN,
             Goodbye::Behind => notices::FELL_BEHIND,
+            Goodbye::Removed => notices::REMOVED,
         }
     }
 }
@@ -82,6 +92,7 @@ impl End {
             End::Say(Goodbye::Bye) => "said bye",
             End::Say(Goodbye::Shutdown) => "server shutting down",
             End::Say(Goodbye::Behind) => "fell too far behind (on_lag = \"disconnect\")",
+            End::Say(Goodbye::Removed) => "removed by the teacher",
             End::Gone => "took nothing for write_timeout",
         }
     }
@@ -102,9 +113,15 @@ pub(super) struct Member {
     run: u64,
     /// Its address, for the log's budget of lines per source.
     peer: IpAddr,
-    name: String,
+    /// Its name as the room knows it (the hub's may be newer while an
+    /// order of the teacher's is on its way).
+    pub(super) name: String,
     /// Still on its default name (exercise 4-3 clients may claim one).
     default_name: bool,
+    /// Private lines and the teacher's orders for it alone.
+    pub(super) mailbox: Arc<Mailbox>,
+    /// Muted by the teacher until then.
+    pub(super) muted_until: Option<Instant>,
     /// Has said something to the others (so its join has been told).
     spoken: bool,
     pub conn: Conn,
@@ -138,7 +155,7 @@ pub(super) struct Member {
 impl Drop for Member {
     /// However it ends (a task aborted too), its name is free again.
     fn drop(&mut self) {
-        self.hub.leave(self.id, &self.name, self.run);
+        self.hub.leave(self.id, self.run);
     }
 }
 
@@ -151,9 +168,10 @@ impl Member {
         shutdown: CancellationToken,
     ) -> &'static str {
         let conn = Conn::new(stream);
-        let (rx, next_line) = hub.subscribe();
+        let (rx, next_line, history) = hub.subscribe();
         let run = hub.run();
-        let (id, name) = hub.join();
+        let mailbox = Arc::default();
+        let (id, name) = hub.join(&mailbox);
         let visit = hub.window.arrived(peer, Some(id));
         visit.set_name(&name);
         visit.seen().heard.store(next_line, Relaxed);
@@ -171,6 +189,8 @@ impl Member {
             peer,
             name,
             default_name: true,
+            mailbox,
+            muted_until: None,
             spoken: false,
             conn,
             rx: Some(rx),
@@ -184,6 +204,10 @@ impl Member {
         };
         debug!(name = %client.name, "joined");
         client.tell(notices::welcome(&client.name));
+        // Then what the room said before, as it was heard; then the live lines.
+        history
+            .into_iter()
+            .for_each(|lines| client.conn.push(lines));
         let end = client.chat(&shutdown).await;
         client.say_goodbye(&end).await;
         debug!(name = %client.name, "left");
@@ -247,6 +271,7 @@ impl Member {
                 }
                 _ = pace_changed, if watch_pace => Event::Paced,
                 _ = &mut timer, if deadline.is_some() => Event::Timer,
+                _ = self.mailbox.arrived(self.conn.own < OWN_REPLIES) => Event::Mail,
             };
             if let Some(end) = self.on_event(event) {
                 return end;
@@ -299,6 +324,7 @@ impl Member {
             Event::Ready(Ok(_)) => None,
             Event::Ready(Err(_)) => self.on_closed(),
             Event::Timer => self.on_timer(),
+            Event::Mail => self.on_mail(),
         }
     }
 
@@ -485,7 +511,11 @@ impl Member {
         if line.cut || grew {
             self.tell(notices::line_cut(limit, !line.cut));
         }
-        match parse(&text) {
+        let said = parse(&text);
+        if self.refused_while_muted(&said) {
+            return ControlFlow::Continue(());
+        }
+        match said {
             Said::Nothing => {}
             Said::Quit => return ControlFlow::Break(Quit),
             Said::Help => self.tell(Bytes::from_static(notices::HELP.as_bytes())),
@@ -496,6 +526,8 @@ impl Member {
             Said::Unknown(command) => self.tell(notices::unknown_command(command)),
             Said::Nick(new) => self.rename(new),
             Said::Message(message) => self.message(message),
+            Said::Msg(to, text) => self.private_to(to, text),
+            Said::Me(text) => self.act(text),
         }
         ControlFlow::Continue(())
     }
@@ -503,9 +535,10 @@ impl Member {
     /// A line for the room, relayed with the others of this read.
     fn message(&mut self, message: &str) {
         // The first line of a client that has not chosen a name may claim one.
-        let claimed = self.default_name.then(|| claimed_name(message)).flatten();
-        if let Some(claimed) = claimed.filter(|c| self.hub.rename(&self.name, c).is_ok()) {
-            self.renamed(claimed);
+        let claimed = (self.default_name.then(|| claimed_name(message)).flatten())
+            .filter(|&claimed| claimed != self.name);
+        if let Some(claimed) = claimed.filter(|c| self.hub.rename(self.id, c).is_ok()) {
+            self.renamed(claimed, false);
         }
         let relayed = relay_line(&self.config.prefix, &self.name, message);
         self.relay.extend_from_slice(relayed.as_bytes());
@@ -517,21 +550,28 @@ impl Member {
         if new == self.name {
             return;
         }
-        match self.hub.rename(&self.name, new) {
-            Ok(()) => {
+        match self.hub.rename(self.id, new) {
+            Ok(_) => {
                 self.tell(notices::you_are_now(new));
-                self.renamed(new);
+                self.renamed(new, false);
             }
             Err(why) => self.tell(notices::cannot_rename(&why)),
         }
     }
 
-    fn renamed(&mut self, new: &str) {
+    /// It has the name `new` (`by_teacher`: given by the teacher); the
+    /// room is told.
+    pub(super) fn renamed(&mut self, new: &str, by_teacher: bool) {
         // Lines relayed before the rename go out under the old name.
         self.send_relay();
         // Named before its join was told: it joins under this name.
         if !self.hub.renamed_before_told(self.id, new) {
-            self.speak_here(notices::renamed(&self.name, new));
+            let notice = if by_teacher {
+                notices::renamed_by_teacher(&self.name, new)
+            } else {
+                notices::renamed(&self.name, new)
+            };
+            self.speak_here(notice, false);
             // The other hubs say which hub it is on.
             (self.hub.link).offer(Outgoing::Renamed(self.name.clone(), new.to_owned()));
         }
@@ -540,7 +580,7 @@ impl Member {
         self.default_name = false;
     }
 
-    fn send_relay(&mut self) {
+    pub(super) fn send_relay(&mut self) {
         if !self.relay.is_empty() {
             let lines = self.relay.split().freeze();
             self.speak(lines);
@@ -549,19 +589,24 @@ impl Member {
 
     /// Sends `lines` from this client to the others, here and on the
     /// other hubs, its join told first.
-    fn speak(&mut self, lines: impl Into<Bytes>) {
+    pub(super) fn speak(&mut self, lines: impl Into<Bytes>) {
         let lines = lines.into();
-        self.speak_here(lines.clone());
+        self.speak_here(lines.clone(), true);
         self.hub.link.offer(Outgoing::Said(lines));
     }
 
-    /// Sends `lines` from this client to the others on this hub alone.
-    fn speak_here(&mut self, lines: impl Into<Bytes>) {
+    /// Sends `lines` from this client to the others on this hub alone,
+    /// kept in the room's history if `said` (a notice of its rename is not).
+    fn speak_here(&mut self, lines: impl Into<Bytes>, said: bool) {
         if !self.spoken {
             self.hub.before_first_words(self.id);
             self.spoken = true;
         }
-        self.hub.send(Speaker::Client(self.id), lines);
+        if said {
+            self.hub.send(Speaker::Client(self.id), lines);
+        } else {
+            self.hub.announce(Speaker::Client(self.id), lines);
+        }
     }
 }
 

@@ -24,18 +24,30 @@
 //! A reload hands the hub new settings in place: every client takes them
 //! from its next line on, and nobody is dropped.
 //!
-//! The parts: [`hub`] (the room, no I/O) and its [`pace`]; [`member`] (what
-//! one client says, and its loop) and [`hears`] (what it hears, and how it
-//! falls behind); [`conn`] (its socket and buffers); [`notices`] (every
-//! line the hub says); [`bridge`] (the room shared with other hubs).
+//! A client that joins first gets the room's last `history` lines, then
+//! the live ones. `/msg` reaches one client alone, on this hub; the teacher
+//! (through the web page) kicks, mutes and renames a client, and says a
+//! line to the room.
+//!
+//! The parts: [`hub`] (the room, no I/O), its [`pace`] and its
+//! [`history`]; [`member`] (what one client says, and its loop), [`hears`]
+//! (what it hears, and how it falls behind), its [`mailbox`] (what reaches
+//! it alone: private lines, the teacher's orders) and [`orders`] (how it
+//! sends and acts on them); [`conn`] (its socket
+//! and buffers); [`notices`] (every line the hub says); [`teacher`] (the
+//! teacher's hand on the room); [`bridge`] (the room shared with other hubs).
 
 pub mod bridge;
 mod conn;
 mod hears;
+mod history;
 mod hub;
+mod mailbox;
 mod member;
 pub mod notices;
+mod orders;
 mod pace;
+mod teacher;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +65,7 @@ use self::member::Member;
 use crate::config::{ChatConfig, Config, TableIn};
 use crate::describe::SelfInfo;
 use crate::net::{BindError, Sockets};
+use crate::observe::transcript::Place;
 use crate::services::shared::accept::{Gate, Listeners, Policy, Refusals};
 use crate::services::{
     BindContext, Reconfigured, Registered, Service, ServiceFuture, first_failure,
@@ -68,6 +81,8 @@ const NOTICE_EVERY: Duration = Duration::from_millis(100);
 const NOTICE_COST: Duration = Duration::from_micros(100);
 /// The web page's view of the bridge is this fresh.
 const SHOW_BRIDGE_EVERY: Duration = Duration::from_secs(1);
+/// On shutdown, the transcript's last lines are synced within this long.
+const TRANSCRIPT_WITHIN: Duration = Duration::from_secs(2);
 
 pub struct Chat {
     listeners: Listeners<ChatConfig>,
@@ -77,6 +92,15 @@ pub struct Chat {
     queue: u32,
     /// For the NATS bridge: who this hub is.
     info: Arc<SelfInfo>,
+}
+
+/// Where the room's transcript is written, if anywhere.
+fn transcript(config: &ChatConfig) -> Option<Place> {
+    (!config.transcript.is_empty()).then(|| Place {
+        dir: config.transcript.clone().into(),
+        days: config.transcript_days,
+        prefix: config.prefix.clone(),
+    })
 }
 
 fn policy(config: &ChatConfig) -> Policy {
@@ -109,13 +133,15 @@ impl Registered for Chat {
         let link = Arc::new(Link::new(stats.clone()));
         let window = context.window;
         window.set_door(listeners.door(&gate));
-        let hub = Hub::new(
+        window.transcript.configure(transcript(table));
+        let hub = Arc::new(Hub::new(
             table.queue as usize,
             stats,
             link,
             listeners.settings(),
-            window,
-        );
+            window.clone(),
+        ));
+        window.set_moderator(Arc::new(teacher::Moderation::new(&hub)));
         // The description names the room from the moment the hub is bound,
         // not once the bridge task first runs: a probe answered in between
         // would say the hub is in no room.
@@ -125,7 +151,7 @@ impl Registered for Chat {
         Ok(Self {
             listeners,
             gate,
-            hub: Arc::new(hub),
+            hub,
             queue: table.queue,
             info: context.info,
         })
@@ -157,8 +183,13 @@ impl Service for Chat {
             tasks.spawn(infallible(bridge).in_current_span());
             tasks.spawn(infallible(notices).in_current_span());
             tasks.spawn(infallible(shown).in_current_span());
+            let hub = self.hub.clone();
             tasks.spawn(async move { self.serve(&shutdown).await }.in_current_span());
-            first_failure(&mut tasks).await
+            let ended = first_failure(&mut tasks).await;
+            // What the room said last is on disk before the daemon exits.
+            let finish = move || hub.window.transcript.finish(TRANSCRIPT_WITHIN);
+            let _ = tokio::task::spawn_blocking(finish).await;
+            ended
         })
     }
 
@@ -168,6 +199,7 @@ impl Service for Chat {
         sockets: &mut Sockets,
     ) -> Option<Result<Reconfigured, BindError>> {
         let table = &config.chat;
+        self.hub.window.transcript.configure(transcript(table));
         if table.queue != self.queue {
             info!(
                 running = self.queue,

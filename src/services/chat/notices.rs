@@ -9,7 +9,12 @@ const WHO_SHOWN: usize = 100;
 /// Hubs named by /who.
 const OTHERS_SHOWN: usize = 10;
 
-pub const HELP: &str = "*** commands: /nick NAME to rename, /who to list who is online, /help, bye or /quit to leave\n";
+pub const HELP: &str = "*** commands: /nick NAME to rename, /who to list who is online, /msg NAME text to say something to one person, /me text to act (* you text), /help, bye or /quit to leave\n";
+pub const MSG_USAGE: &str = "*** usage: /msg NAME text\n";
+pub const ME_USAGE: &str = "*** usage: /me text, e.g. /me waves\n";
+pub const MSG_YOURSELF: &str = "*** that is you: /msg NAME text reaches someone else\n";
+pub const REMOVED: &str = "*** removed by the teacher\n";
+pub const UNMUTED: &str = "*** the teacher lifted your mute\n";
 pub const BYE: &str = "*** bye\n";
 pub const SHUTTING_DOWN: &str = "*** server shutting down\n";
 pub const FELL_BEHIND: &str = "*** you fell too far behind, disconnected\n";
@@ -58,6 +63,59 @@ pub fn cannot_rename(why: &str) -> String {
 
 pub fn unknown_command(command: &str) -> String {
     format!("*** unknown command /{command}; /help lists them\n")
+}
+
+/// A /msg to a name not on this hub; `bridged`: private lines do not
+/// cross to the other hubs, which may have someone of that name.
+pub fn not_here(name: &str, bridged: bool) -> String {
+    let elsewhere = if bridged {
+        " (private lines reach this hub only)"
+    } else {
+        ""
+    };
+    format!("*** nobody called {name} is here{elsewhere}; /who lists who is\n")
+}
+
+/// A /msg to a client with too many private lines unread.
+pub fn not_reading(name: &str) -> String {
+    format!("*** {name} is not reading; your message was not delivered\n")
+}
+
+/// `seconds`, rounded up: "1 second", "42 seconds".
+fn seconds(time: std::time::Duration) -> String {
+    let whole = (time.as_secs()).saturating_add(u64::from(time.subsec_nanos() > 0));
+    format!("{whole} second{}", if whole == 1 { "" } else { "s" })
+}
+
+/// To a client the teacher mutes.
+pub fn muted(time: std::time::Duration) -> String {
+    format!(
+        "*** the teacher muted you for {}; you can still read\n",
+        seconds(time)
+    )
+}
+
+/// To a muted client, for each line it sends: `left` of the mute.
+pub fn still_muted(left: std::time::Duration) -> String {
+    format!(
+        "*** you are muted by the teacher for {} more; not sent\n",
+        seconds(left)
+    )
+}
+
+/// To a client the teacher renames.
+pub fn renamed_you(name: &str) -> String {
+    format!("*** the teacher renamed you to {name}\n")
+}
+
+/// To the room, of a client the teacher renames.
+pub fn renamed_by_teacher(old: &str, new: &str) -> String {
+    format!("*** the teacher renamed {old} to {new}\n")
+}
+
+/// The teacher's line to the room.
+pub fn teacher(text: &str) -> String {
+    format!("*** teacher: {text}\n")
 }
 
 pub fn skipped(messages: u64) -> String {
@@ -183,6 +241,18 @@ mod tests {
             line_cut(10, false),
             line_cut(10, true),
             renamed_on_other_hub("a", "b", "pi"),
+            MSG_USAGE.into(),
+            ME_USAGE.into(),
+            MSG_YOURSELF.into(),
+            REMOVED.into(),
+            UNMUTED.into(),
+            not_here("bob", true),
+            not_reading("bob"),
+            muted(std::time::Duration::from_millis(300)),
+            still_muted(std::time::Duration::from_secs(42)),
+            renamed_you("b"),
+            renamed_by_teacher("a", "b"),
+            teacher("hello"),
             hub_stopped(4, "pi"),
         ];
         for line in all {
@@ -190,6 +260,18 @@ mod tests {
             assert_eq!(line.matches('\n').count(), 1, "{line}");
             assert!(line.ends_with('\n'), "{line}");
         }
+        assert_eq!(
+            still_muted(std::time::Duration::from_millis(41_200)),
+            "*** you are muted by the teacher for 42 seconds more; not sent\n"
+        );
+        assert_eq!(
+            muted(std::time::Duration::from_millis(300)),
+            "*** the teacher muted you for 1 second; you can still read\n"
+        );
+        assert_eq!(
+            not_here("bob", false),
+            "*** nobody called bob is here; /who lists who is\n"
+        );
         assert_eq!(
             line_cut(10, false),
             "*** your line was longer than 10 bytes and was cut\n"

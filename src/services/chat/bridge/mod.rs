@@ -325,8 +325,12 @@ fn forget_old(others: &mut HashMap<String, Other>, now: Instant) {
 
 /// What the bridge needs of the hub.
 pub trait Room: Send + Sync + 'static {
-    /// Gives `lines` (each ending in `\n`) to every local client.
+    /// Gives `lines` (each ending in `\n`) to every local client, kept
+    /// in the room's history: what the other hubs' clients said.
     fn hear(&self, lines: Bytes);
+    /// The same for the hub's notices of the other hubs (joins, leaves,
+    /// renames), not kept in the history.
+    fn hear_notice(&self, lines: Bytes);
     /// The local readers are behind: nothing more is heard until
     /// [`Room::unpaced`] (NATS keeps what waits).
     fn paced(&self) -> bool;

@@ -511,7 +511,8 @@ impl Session {
         let kind = header(KIND).unwrap_or("");
         if kind == "gone" {
             if let Some(online) = self.link.gone(id).filter(|&n| n > 0) {
-                self.room.hear(notices::hub_stopped(online, &host).into());
+                self.room
+                    .hear_notice(notices::hub_stopped(online, &host).into());
             }
             return false;
         }
@@ -535,13 +536,14 @@ impl Session {
             "joined" | "left" => {
                 let names = remote_names(&message.payload);
                 if !names.is_empty() && allowed() {
-                    (self.room).hear(notices::on_other_hub(&names, kind, &host).into());
+                    (self.room).hear_notice(notices::on_other_hub(&names, kind, &host).into());
                 }
             }
             "renamed" => {
                 if let [old, new] = remote_names(&message.payload).as_slice() {
                     if allowed() {
-                        (self.room).hear(notices::renamed_on_other_hub(old, new, &host).into());
+                        (self.room)
+                            .hear_notice(notices::renamed_on_other_hub(old, new, &host).into());
                     }
                 }
             }
