@@ -448,3 +448,89 @@ async fn kick_mute_rename_and_say_on_tcp_chat_clients() {
     assert_eq!(whats, ["kick", "unmute", "mute", "rename", "say"]);
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_teacher_downloads_todays_transcript_with_the_actions_in_it() {
+    let dir = temp_dir("teacher-transcript-room");
+    let daemon = start(config(|c| {
+        c.web.enabled = true;
+        c.chat.enabled = true;
+        c.chat.transcript = dir.display().to_string();
+        c.web.admin_token_file = token_file("transcript", TOKEN).display().to_string();
+    }));
+    let (web, chat) = (daemon.addrs("web")[0], daemon.addrs("chat")[0]);
+    let mut kim = TcpChat::join(chat).await;
+    kim.send(b"hello from kim\n").await;
+    let said = act(web, Some(TOKEN), "say", r#"{"text": "pens down"}"#).await;
+    assert_eq!(said.status, 200, "{}", said.text());
+    let path = "/api/v1/teacher/transcript";
+    let auth = format!("Bearer {TOKEN}");
+    let deadline = Instant::now() + HANG;
+    let text = loop {
+        let answer = common::web::get_with(web, path, &[("Authorization", &auth)]).await;
+        let text = answer.text();
+        if answer.status == 200 && text.contains("\tteacher\tsay pens down") {
+            let kind = answer.header("content-type").unwrap_or_default();
+            assert!(kind.starts_with("text/tab-separated-values"), "{kind}");
+            let disposition = answer.header("content-disposition").unwrap_or_default();
+            assert!(
+                disposition.starts_with("attachment; filename=\""),
+                "{disposition}"
+            );
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{}: {text}", answer.status);
+        sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(text.contains("\thello from kim"), "{text}");
+    assert!(text.contains("*** teacher: pens down"), "{text}");
+    let anyone = get(web, path).await;
+    assert_eq!(
+        anyone.status,
+        401,
+        "not for read-only viewers: {}",
+        anyone.text()
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_transcript_there_is_none_to_download() {
+    let (daemon, web, _, _) = class("no-transcript", Some(TOKEN));
+    let auth = format!("Bearer {TOKEN}");
+    let path = "/api/v1/teacher/transcript";
+    let answer = common::web::get_with(web, path, &[("Authorization", &auth)]).await;
+    assert_eq!(answer.status, 404, "{}", answer.text());
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("[chat] transcript")
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_block_removes_the_chat_clients_of_the_address() {
+    let (daemon, web, chat, _) = class("removes", Some(TOKEN));
+    let mut kim = TcpChat::join(chat).await;
+    let mut lee = TcpChat::join(chat).await;
+    id_of(web, &lee).await;
+    let answer = act(
+        web,
+        Some(TOKEN),
+        "block",
+        r#"{"addr": "127.0.0.1", "seconds": 600}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.json()["whom"],
+        "127.0.0.1 for 10 minutes (2 chat clients removed)"
+    );
+    for client in [&mut kim, &mut lee] {
+        client.until("*** removed by the teacher").await;
+        assert_eq!(client.line().await, None, "closed");
+    }
+    daemon.shutdown().await;
+}

@@ -36,6 +36,8 @@ async fn open_page(test: &str) -> Option<(Daemon, Browser)> {
         c.web.enabled = true;
         c.chat.enabled = true;
         c.web.admin_token_file = token.display().to_string();
+        let transcript = temp_dir(&format!("teacher-page-{test}-transcript"));
+        c.chat.transcript = transcript.display().to_string();
     }));
     let web = daemon.addrs("web")[0];
     browser.goto(&format!("http://{web}/")).await.unwrap();
@@ -137,6 +139,7 @@ async fn the_teacher_signs_in_and_blocks_and_unblocks_from_the_page() {
     sign_in(&browser).await;
 
     block_two(&browser, chat).await;
+    say_and_mute(&browser).await;
     screenshot(&browser).await;
     let unblock = "#teacher-blocks tbody tr:first-child button";
     browser
@@ -216,6 +219,26 @@ async fn block_two(browser: &Browser, chat: SocketAddr) {
         told.starts_with("*** your address is blocked by the teacher for "),
         "{told:?}"
     );
+}
+
+/// Says a line to the room from the page and mutes lee: the room shows the
+/// line, the actions list both, and the transcript can be downloaded.
+async fn say_and_mute(browser: &Browser) {
+    submit(browser, "#teacher-say-text", "Pens down, please").await;
+    browser
+        .wait_for_text("#room .room-line", "*** teacher: Pens down, please", SEEN)
+        .await
+        .unwrap();
+    let mute = "control.value = '300'; control.dispatchEvent(new Event('change'));";
+    on_member(browser, "lee", "select.mute", mute).await;
+    browser
+        .wait_for_text("#teacher-actions .whom", "for 5 minutes", SEEN)
+        .await
+        .unwrap();
+    browser
+        .wait_for("#teacher-transcript:not(.hidden)", SEEN)
+        .await
+        .unwrap();
 }
 
 /// Nothing in the browser's log but the wrong token's 401, which the

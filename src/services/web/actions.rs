@@ -9,8 +9,9 @@
 //! gate ([`block`](crate::services::shared::block)) and also removes its
 //! chat clients (a runaway loop's open connections); its JSON echo
 //! connections end with their exchange, and the web page stays open to it.
-//! Every action is logged (who: the teacher's address; what; whom) and
-//! kept among the recent ones; the token never is.
+//! Every action is logged (who: the teacher's address; what; whom), kept
+//! among the recent ones and written to the room's transcript; the token
+//! never is. Today's transcript is the teacher's to download.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,8 +20,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State as Extract;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::info;
@@ -84,6 +85,9 @@ fn refused(why: String) -> Response {
 /// Logs and keeps the action; the answer that says it was done.
 fn done(state: &State, teacher: &Teacher, what: &'static str, whom: String) -> Answer {
     info!(teacher = %teacher.addr, action = what, whom = %whom, "teacher action");
+    let chat = state.observatory.window("chat");
+    chat.transcript
+        .teacher(teacher.peer, &format!("{what} {whom}"));
     state
         .observatory
         .teacher()
@@ -223,7 +227,8 @@ pub async fn block(
     let removed = remove_chat_clients(&state, ip);
     let mut whom = format!("{ip} for {}", for_time(time));
     if removed > 0 {
-        whom.push_str(&format!(" ({removed} chat clients removed)"));
+        let plural = if removed == 1 { "" } else { "s" };
+        whom.push_str(&format!(" ({removed} chat client{plural} removed)"));
     }
     done(&state, &teacher, "block", whom)
 }
@@ -307,7 +312,66 @@ pub fn teacher_view(state: &Class, enabled: bool) -> serde_json::Value {
             whom: a.whom,
         })
         .collect();
-    json!({ "enabled": enabled, "blocks": blocks, "actions": actions })
+    let transcript = !state.observatory.config().chat.transcript.is_empty();
+    json!({ "enabled": enabled, "transcript": transcript, "blocks": blocks, "actions": actions })
+}
+
+/// The largest transcript the page hands out: a day of a busy room is a
+/// few megabytes; a bigger file is for `scp`, not a browser.
+const TRANSCRIPT_MAX: u64 = 64 << 20;
+
+/// `GET /api/v1/teacher/transcript`: today's transcript of the room, for
+/// the teacher only (it names every student's address).
+pub async fn transcript(teacher: Teacher, Extract(state): Extract<State>) -> Answer {
+    let dir = state.observatory.config().chat.transcript.clone();
+    if dir.is_empty() {
+        let why = "the room keeps no transcript ([chat] transcript is unset)";
+        return Err(problem(StatusCode::NOT_FOUND, why.into()));
+    }
+    let file = crate::observe::transcript::today(std::path::Path::new(&dir));
+    let name = (file.file_name()).map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let size = match tokio::fs::metadata(&file).await {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(problem(
+                StatusCode::NOT_FOUND,
+                "nothing written today yet".into(),
+            ));
+        }
+        Err(e) => return Err(unreadable(&file, &e)),
+    };
+    if size > TRANSCRIPT_MAX {
+        let why = format!(
+            "today's transcript ({name}) is over {} MiB: copy it from the Pi",
+            TRANSCRIPT_MAX >> 20
+        );
+        return Err(problem(StatusCode::PAYLOAD_TOO_LARGE, why));
+    }
+    let text = tokio::fs::read(&file)
+        .await
+        .map_err(|e| unreadable(&file, &e))?;
+    info!(teacher = %teacher.addr, file = %file.display(), "transcript downloaded");
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            "text/tab-separated-values; charset=utf-8".to_owned(),
+        ),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ),
+        (header::CACHE_CONTROL, "no-store".to_owned()),
+    ];
+    Ok((headers, text).into_response())
+}
+
+/// A transcript that is there but cannot be read: logged, and said.
+fn unreadable(file: &std::path::Path, e: &std::io::Error) -> Response {
+    tracing::warn!(file = %file.display(), error = %e, "cannot read the transcript");
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("cannot read today's transcript: {e}"),
+    )
 }
 
 /// `GET /api/v1/teacher`: the blocks and recent actions, for everyone.

@@ -217,6 +217,7 @@ fn router(state: api::State) -> Router {
         .route("/api/v1/chat", get(chatbox::join))
         .route("/api/v1/teacher", get(actions::view))
         .route("/api/v1/teacher/signin", post(actions::sign_in))
+        .route("/api/v1/teacher/transcript", get(actions::transcript))
         .route("/api/v1/teacher/kick", post(actions::kick))
         .route("/api/v1/teacher/mute", post(actions::mute))
         .route("/api/v1/teacher/rename", post(actions::rename))

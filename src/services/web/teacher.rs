@@ -26,6 +26,8 @@ use crate::observe::teacher::Refused;
 /// A request the teacher made: the token was right. Its source address.
 pub struct Teacher {
     pub addr: IpAddr,
+    /// With its port, for the transcript.
+    pub peer: std::net::SocketAddr,
 }
 
 impl FromRequestParts<State> for Teacher {
@@ -35,6 +37,7 @@ impl FromRequestParts<State> for Teacher {
         let Some(peer) = parts.extensions.get::<Peer>() else {
             return Err(problem(StatusCode::INTERNAL_SERVER_ERROR, "no peer".into()));
         };
+        let peer = peer.clone();
         let addr = peer.addr.ip().to_canonical();
         let token = state.settings.borrow().admin_token.clone();
         let refuse = |why: Refused, status: StatusCode, message: &str| {
@@ -69,7 +72,10 @@ impl FromRequestParts<State> for Teacher {
             return Err(answer);
         }
         match bearer(&parts.headers) {
-            Some(given) if token.matches(given) => Ok(Teacher { addr }),
+            Some(given) if token.matches(given) => Ok(Teacher {
+                addr,
+                peer: peer.addr,
+            }),
             given => {
                 state.failures.failed(source, now);
                 let (why, message) = match given {

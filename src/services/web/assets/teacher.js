@@ -2,7 +2,7 @@
 // The teacher's controls on pinetd's page (docs/web-api.md, "The teacher"):
 // sign in with the token of [web] admin_token_file, then kick, mute and
 // rename a chat client from the list of connections, say a line to the
-// room, block and unblock an address. The blocks (with their time left) and
+// room, block and unblock an address, download today's transcript. The blocks (with their time left) and
 // the recent actions are shown to everyone; the controls only to a page
 // signed in.
 //
@@ -178,6 +178,35 @@ async function block(event) {
   if (addr && await run('block', { addr, seconds })) input.value = '';
 }
 
+/** Downloads today's transcript: fetched with the token (a plain link
+ *  could not send it), then saved from memory. */
+async function downloadTranscript() {
+  let response;
+  try {
+    response = await fetch(API + 'transcript', { headers: { 'Authorization': 'Bearer ' + state.token }, cache: 'no-store' });
+  } catch (e) {
+    say(t('teacher.failed', { error: String(e.message || e) }), true);
+    return;
+  }
+  if (!response.ok) {
+    const answer = await response.json().catch(() => ({}));
+    if (response.status === 401) setToken(null);
+    say(t('teacher.failed', { error: String(answer.error ?? response.status) }), true);
+    return;
+  }
+  const disposition = response.headers.get('Content-Disposition') || '';
+  const name = (disposition.match(/filename="([^"]+)"/) || [])[1] || 'transcript.tsv';
+  const url = URL.createObjectURL(await response.blob());
+  const link = el('a');
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  say(t('teacher.transcript.done', { name }));
+}
+
 // ---------------------------------------------------------------- what everyone sees
 
 /** The teacher's part of a snapshot: shown where a token is set, or while
@@ -186,6 +215,7 @@ function draw(data) {
   const blocks = Array.isArray(data.blocks) ? data.blocks : [];
   const actions = Array.isArray(data.actions) ? data.actions : [];
   state.enabled = Boolean(data.enabled);
+  $('teacher-transcript').classList.toggle('hidden', !data.transcript);
   $('teacher').classList.toggle('hidden', !state.enabled && !blocks.length && !actions.length);
   $('teacher-signin').classList.toggle('hidden', !state.enabled || Boolean(state.token));
   const rows = blocks.length ? blocks.map(blockRow) : [page.emptyRow(3, 'teacher.blocks.empty')];
@@ -221,6 +251,7 @@ function actionItem(action) {
 
 $('teacher-signin').addEventListener('submit', signIn);
 $('teacher-signout').addEventListener('click', signOut);
+$('teacher-transcript').addEventListener('click', downloadTranscript);
 $('teacher-say').addEventListener('submit', sayToRoom);
 $('teacher-block').addEventListener('submit', block);
 $('teacher-rename').addEventListener('submit', rename);
