@@ -96,7 +96,7 @@ pub enum Command {
     /// Each line typed (or piped) goes to the hub; what the hub sends is
     /// printed as it arrives, while you type. bye or /quit leaves, and so
     /// does the end of stdin, once the hub has answered. The hub's commands
-    /// work as typed: /nick NAME, /who, /help.
+    /// work as typed: /nick NAME, /who, /msg NAME TEXT, /me ACTION, /help.
     Chat {
         /// Server name or address.
         host: String,

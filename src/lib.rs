@@ -19,14 +19,17 @@
 //! - [`stats`]: live counters for systemd's STATUS= line.
 //! - [`logging`], [`notify`]: tracing to stderr or journald, sd_notify.
 //! - [`observe`]: the seam the services publish their live state through
-//!   (connections, activity, the room) and the web page reads.
+//!   (connections, activity, the room, its transcript on disk) and the web
+//!   page reads; the teacher's hand on the room (`observe::Moderator`).
 //!
 //! The services ([`services`]), each binding from its table, then running:
 //! - `services::shared`: the plumbing they share, TCP accepts ([`services::shared::accept`])
 //!   and datagram judging ([`services::shared::datagram`]).
-//! - [`services::chat`]: the chat hub, a folder: the room (`hub`, `pace`), a
-//!   client (`member`, `hears`, `conn`), what the hub says
-//!   ([`services::chat::notices`]) and the NATS bridge ([`services::chat::bridge`]).
+//! - [`services::chat`]: the chat hub, a folder: the room (`hub`, `pace`,
+//!   `history`), a client (`member`, `hears`, `conn`, its `mailbox` of
+//!   private lines and `orders`), the teacher's hand (`teacher`), what the
+//!   hub says ([`services::chat::notices`]) and the NATS bridge
+//!   ([`services::chat::bridge`]).
 //! - [`services::json_echo`], [`services::udp_echo`], [`services::announcer`],
 //!   [`services::discovery`]: one file each.
 //! - [`services::registry`]: the one place that names every service.
