@@ -20,10 +20,12 @@
 //! - [`logging`], [`notify`]: tracing to stderr or journald, sd_notify.
 //! - [`observe`]: the seam the services publish their live state through
 //!   (connections, activity, the room, its transcript on disk) and the web
-//!   page reads; the teacher's hand on the room (`observe::Moderator`).
+//!   page reads; the teacher's hand on the room (`observe::Moderator`) and
+//!   the teacher's blocks and actions ([`observe::teacher`]).
 //!
 //! The services ([`services`]), each binding from its table, then running:
-//! - `services::shared`: the plumbing they share, TCP accepts ([`services::shared::accept`])
+//! - `services::shared`: the plumbing they share, TCP accepts ([`services::shared::accept`],
+//!   refusing what the teacher blocked: [`services::shared::block`])
 //!   and datagram judging ([`services::shared::datagram`]).
 //! - [`services::chat`]: the chat hub, a folder: the room (`hub`, `pace`,
 //!   `history`), a client (`member`, `hears`, `conn`, its `mailbox` of
@@ -32,6 +34,8 @@
 //!   ([`services::chat::bridge`]).
 //! - [`services::json_echo`], [`services::udp_echo`], [`services::announcer`],
 //!   [`services::discovery`]: one file each.
+//! - [`services::web`]: the page of the class, its API and chat box, and
+//!   the teacher's controls behind the token of `[web] admin_token_file`.
 //! - [`services::registry`]: the one place that names every service.
 //!
 //! Above them:

@@ -430,7 +430,7 @@ colour = \"red\"
             "test.toml:2:11: web.history: 20000 is out of range (0 to 2000)",
             "test.toml:3:18: web.header_timeout: must be longer than zero",
             "test.toml:4:15: web.max_clients: 0 is out of range (1 to 4294967295)",
-            "test.toml:6:1: web.colour: unknown field `colour`, expected one of `enabled`, `listen`, `allow`, `max_clients`, `max_per_source`, `hosts`, `header_timeout`, `history`, `activity`, `closed`",
+            "test.toml:6:1: web.colour: unknown field `colour`, expected one of `enabled`, `listen`, `allow`, `max_clients`, `max_per_source`, `hosts`, `header_timeout`, `history`, `activity`, `closed`, `admin_token_file`",
         ]
     );
 }

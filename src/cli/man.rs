@@ -415,6 +415,13 @@ fn configuration(page: &mut Sections) {
              key; pinetd-check(1) reports them all at once.",
         )
         .para(
+            "[web] admin_token_file names a file holding the teacher's token (under systemd, \
+             a LoadCredential= in a drop-in gives one): whoever has it may kick, mute and \
+             rename chat clients, say a line to the room and block an address for a time, \
+             from the page or the API. Unset, the page is read-only. A file that cannot be \
+             read or is empty is a config error; the token never goes in the config file.",
+        )
+        .para(
             "The package installs /etc/pinetd/pinetd.toml, the file its systemd unit runs \
              with: every service open to the LAN, the announcer sending to 255.255.255.255, \
              and a comment on every key saying what it does. Edit it, check it with pinetd \

@@ -62,7 +62,11 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, &file),
+            Ok(text) => {
+                let mut config = Config::parse(&text, &file)?;
+                config.read_secrets(&text, &file)?;
+                Ok(config)
+            }
             Err(e) => Err(ConfigError {
                 file,
                 problems: vec![Problem {
@@ -73,6 +77,20 @@ impl Config {
                 }],
             }),
         }
+    }
+
+    /// Reads the files the config names for secrets (the teacher's token):
+    /// a file that cannot be read is a problem of its key's line.
+    fn read_secrets(&mut self, text: &str, file: &str) -> Result<(), ConfigError> {
+        let Err(message) = self.web.read_admin_token() else {
+            return Ok(());
+        };
+        let key = "web.admin_token_file";
+        let at = DeTable::parse(text).map_or(0, |doc| key_start(&index(doc.get_ref()), key));
+        Err(ConfigError {
+            file: file.to_owned(),
+            problems: vec![problem_at(text, at, key, &message)],
+        })
     }
 
     /// Validates `text`; `file` names it in messages.

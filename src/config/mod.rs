@@ -6,6 +6,7 @@
 
 mod de;
 mod load;
+mod token;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use de::{NatsAuth, NatsUrl};
 pub use load::{ConfigError, Problem};
+pub use token::AdminToken;
 
 /// A student may run a few clients at once, but not take every slot.
 const DEFAULT_PER_SOURCE: u32 = 16;
@@ -379,6 +381,23 @@ pub struct WebConfig {
     /// Recently closed connections of each service the page keeps.
     #[serde(deserialize_with = "de::kept")]
     pub closed: u32,
+    /// A file holding the teacher's token (systemd's `LoadCredential=`
+    /// gives one); "" for none, and the page is read-only for everyone.
+    pub admin_token_file: String,
+    /// The token read from `admin_token_file` ([`WebConfig::read_admin_token`]).
+    #[serde(skip)]
+    pub admin_token: AdminToken,
+}
+
+impl WebConfig {
+    /// Reads the token of `admin_token_file` (none if it is ""); why not.
+    pub fn read_admin_token(&mut self) -> Result<(), String> {
+        self.admin_token = match self.admin_token_file.as_str() {
+            "" => AdminToken::default(),
+            file => AdminToken::read(file)?,
+        };
+        Ok(())
+    }
 }
 
 impl Default for WebConfig {
@@ -394,6 +413,8 @@ impl Default for WebConfig {
             history: 200,
             activity: 100,
             closed: 100,
+            admin_token_file: String::new(),
+            admin_token: AdminToken::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ use prometheus_client::registry::Registry;
 
 use super::Observatory;
 use super::status::seconds;
+use super::teacher::Refused;
 use crate::config::{
     AnnouncerConfig, ChatConfig, DiscoveryConfig, JsonEchoConfig, TableIn, Transport,
     UdpEchoConfig, WebConfig,
@@ -303,6 +304,20 @@ impl Counters {
             "Web pages streaming live now.",
             MetricType::Gauge,
             pages,
+        )?;
+        let teacher = self.0.teacher();
+        let refused = (Refused::ALL.iter()).map(|&why| {
+            (
+                [("reason", why.key().to_owned())],
+                Sample::Count(teacher.refused(why)),
+            )
+        });
+        let help = "Teacher actions refused: no token set, token missing or wrong, too many wrong, another site's page.";
+        f.family(
+            "pinetd_web_teacher_refused",
+            help,
+            MetricType::Counter,
+            refused,
         )?;
         let json = self.stats(JsonEchoConfig::NAME);
         let help = "JSON values answered.";

@@ -4,7 +4,8 @@
 //! each service gets its own [`Window`] at bind, beside its counters, and
 //! writes to it: its open connections ([`Visit`], dropped when one closes,
 //! with the reason), its recent activity, the chat's room, the announcements
-//! heard, and a [`Door`] through which the web's chat box joins the room.
+//! heard, and a [`Door`] through which the web's chat box joins the room;
+//! and the [`teacher`]'s blocks, which every service's gate reads.
 //!
 //! Everything kept is bounded by `[web]`'s sizes (rings: the oldest goes).
 //! What a service records for every message it serves (an answered JSON
@@ -15,12 +16,17 @@
 //! service ([`Window::shows_more`]), and errors and refusals 50 more
 //! ([`Window::shows_problem`]), so a flood costs a few and answers never
 //! hide a problem.
+//!
+//! A little over 600 lines: the one seam every service writes and the page
+//! reads; what can live apart already does (`conns`, `rates`, `shown`,
+//! `status`, `transcript`, [`teacher`]).
 
 mod conns;
 pub mod metrics;
 mod rates;
 pub mod shown;
 pub mod status;
+pub mod teacher;
 pub mod transcript;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -41,6 +47,7 @@ pub use conns::{ConnView, Seen, Visit};
 use rates::Rates;
 pub use rates::SAMPLE_EVERY;
 pub use shown::Shown;
+use teacher::Teacher;
 use transcript::Transcript;
 
 /// Events shown a second per service, at most: a flood (of refused
@@ -71,6 +78,8 @@ struct Shared {
     sizes: Sizes,
     /// Pages (live streams) open now.
     watchers: AtomicUsize,
+    /// The teacher's blocks and actions, which every service's gate reads.
+    teacher: Teacher,
 }
 
 /// Every service's window, the config as loaded, and where each listens.
@@ -99,6 +108,7 @@ impl Observatory {
                     closed: AtomicUsize::new(web.closed as usize),
                 },
                 watchers: AtomicUsize::new(0),
+                teacher: Teacher::default(),
             }),
             stats,
             windows: Mutex::default(),
@@ -238,6 +248,11 @@ impl Observatory {
         Watching(self.shared.clone())
     }
 
+    /// The teacher's blocks, actions and refusals.
+    pub fn teacher(&self) -> &Teacher {
+        &self.shared.teacher
+    }
+
     /// Pages open now.
     pub fn watchers(&self) -> usize {
         self.shared.watchers.load(Relaxed)
@@ -252,7 +267,7 @@ impl Observatory {
             .values()
             .map(|w| w.stats.messages.load(Relaxed) + w.stats.refused_total())
             .sum();
-        changes.wrapping_add(stats)
+        (changes.wrapping_add(stats)).wrapping_add(self.shared.teacher.changes())
     }
 }
 
@@ -426,6 +441,11 @@ impl Window {
     /// A page is open: record everything.
     pub fn watched(&self) -> bool {
         self.shared.watchers.load(Relaxed) > 0
+    }
+
+    /// The teacher's blocks: the service's gate asks them.
+    pub fn teacher(&self) -> &Teacher {
+        &self.shared.teacher
     }
 
     /// Whether one more ordinary event (an answer) may be shown now: at

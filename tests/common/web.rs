@@ -1,5 +1,5 @@
 //! Clients of the web service, each a little code over a tokio `TcpStream`:
-//! HTTP/1.1 `GET` (as `curl` asks), a WebSocket (as the page's chat box
+//! HTTP/1.1 `GET` and `POST` (as `curl` asks), a WebSocket (as the page's chat box
 //! talks), a Server-Sent Events reader (as the page listens), and a chat
 //! client read by lines, for the tests that pair a WebSocket with a TCP
 //! member of the room. Every wait is bounded by [`HANG`].
@@ -89,6 +89,33 @@ pub async fn ask(
         headers,
         body,
     })
+}
+
+/// `POST path` from 127.0.0.1 with `body` as JSON and more header lines,
+/// `Connection: close`, the answer read to its end.
+pub async fn post(to: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let stream = TcpStream::connect(to).await.expect("connects to the web");
+    let mut wire = Wire::new(stream);
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request += &format!("{name}: {value}\r\n");
+    }
+    request += "\r\n";
+    request += body;
+    let answer = async {
+        wire.stream.write_all(request.as_bytes()).await?;
+        let (status, headers) = wire.head().await?;
+        let body = wire.body(&headers).await?;
+        io::Result::Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    };
+    answer.await.unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
 /// `GET path`, which must answer 200 with JSON: that JSON.

@@ -25,7 +25,7 @@ use crate::logging::peer_line;
 use crate::net::{BindError, Sockets, allowed, local_addrs, source_of};
 use crate::observe::{Door, Event, Window};
 use crate::services::Reconfigured;
-use crate::services::shared::closing::closing;
+use crate::services::shared::{block, closing::closing};
 use crate::stats::{Refusal, ServiceStats};
 
 /// After an accept error (out of file descriptors, say), wait this long.
@@ -152,8 +152,11 @@ impl Gate {
     }
 
     /// Counts `peer` in, or says why not (and what to tell it).
-    fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<Ticket, Option<&Bytes>> {
+    fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<Ticket, Option<Bytes>> {
         let ip = peer.ip();
+        if let Some(told) = block::refusal(&self.window, &self.refusals.full, peer) {
+            return Err(Some(told));
+        }
         let mut state = self.state();
         if !allowed(&state.policy.allow, ip) {
             drop(state);
@@ -174,7 +177,7 @@ impl Gate {
             if peer_line(ip) {
                 info!(peer = %ip, max_clients = max, "refused: full");
             }
-            return Err(Some(&self.refusals.full));
+            return Err(Some(self.refusals.full.clone()));
         }
         let source = source_of(ip);
         let per_source = state.policy.per_source;
@@ -186,7 +189,7 @@ impl Gate {
             if peer_line(ip) {
                 info!(peer = %ip, max_per_source = per_source, "refused: too many from this source");
             }
-            return Err(Some(&self.refusals.crowded));
+            return Err(Some(self.refusals.crowded.clone()));
         }
         *count += 1;
         state.total += 1;
@@ -252,10 +255,7 @@ pub(crate) struct SideDoor {
 impl Door for SideDoor {
     fn enter(&self, stream: TcpStream, peer: SocketAddr) -> Result<(), Bytes> {
         let busy = || Bytes::from_static(b"*** the service is not running, try again later\n");
-        let ticket = self
-            .gate
-            .admit(peer)
-            .map_err(|told| told.cloned().unwrap_or_else(|| Bytes::from_static(b"")))?;
+        let ticket = self.gate.admit(peer).map_err(Option::unwrap_or_default)?;
         let handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
         let handoff = handoff.as_ref().ok_or_else(busy)?;
         if peer_line(peer.ip()) {
@@ -531,7 +531,7 @@ fn accept_loop(
                     Err(told) => {
                         if let Some(why) = told {
                             // A new socket's send buffer is empty: this never blocks.
-                            let _ = stream.try_write(why);
+                            let _ = stream.try_write(&why);
                         }
                         continue;
                     }

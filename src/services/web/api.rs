@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::guard::Failures;
 use super::live::Snapshots;
 use super::views::{
     Class, activity_view, conn_page, heard_view, room_view, status_view, window_of,
@@ -32,6 +33,8 @@ pub struct State {
     pub requests: Arc<std::sync::Mutex<crate::limit::RateLimiter>>,
     /// The counters for Prometheus.
     pub metrics: Arc<Metrics>,
+    /// Wrong teacher tokens, by address.
+    pub failures: Arc<Failures>,
 }
 
 impl std::ops::Deref for State {
@@ -48,11 +51,12 @@ const PAGE_MAX: usize = 1000;
 const LIST_MAX: usize = 10_000;
 
 /// A JSON answer that no cache keeps.
-fn fresh(value: impl Serialize) -> Response {
+pub(super) fn fresh(value: impl Serialize) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Json(value)).into_response()
 }
 
-fn problem(status: StatusCode, message: String) -> Response {
+/// An error answer: `{"error": message}`.
+pub(super) fn problem(status: StatusCode, message: String) -> Response {
     let body = serde_json::json!({ "error": message });
     (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }

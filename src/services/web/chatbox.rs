@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Extension;
 use axum::extract::State as Extract;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +25,7 @@ use tracing::debug;
 
 use super::Peer;
 use super::api::State;
+use super::guard::same_origin;
 use crate::config::WebConfig;
 use crate::net::allowed;
 use crate::observe::Door;
@@ -47,7 +48,8 @@ pub async fn join(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if let Err(why) = same_origin(&headers) {
+    if !same_origin(&headers) {
+        let why = "the chat box takes pages of this server only (Origin)\n";
         return (StatusCode::FORBIDDEN, why).into_response();
     }
     let Some(door) = state.observatory.window("chat").door() else {
@@ -65,24 +67,6 @@ pub async fn join(
                 debug!(error = %e, "chat box");
             }
         })
-}
-
-/// A browser sends `Origin`; it must be this server (`Host`). A script
-/// that sends none is not a browser another site could lead.
-fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin = origin.to_str().ok();
-    let authority = origin.and_then(|o| {
-        o.strip_prefix("http://")
-            .or_else(|| o.strip_prefix("https://"))
-    });
-    match (authority, host) {
-        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => Ok(()),
-        _ => Err("the chat box takes pages of this server only (Origin)\n"),
-    }
 }
 
 /// The length of the UTF-8 character that starts with byte `b`.

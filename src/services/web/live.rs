@@ -116,6 +116,8 @@ pub async fn run(snapshots: Arc<Snapshots>) {
 
 /// The whole class, as one JSON object.
 pub fn snapshot(state: &Class) -> String {
+    // The sign-in is offered where a token file is named.
+    let teacher = !state.observatory.config().web.admin_token_file.is_empty();
     let conns = |service: &str| {
         let open = views::conn_page(state, service, false, "since", false, 0, SNAPSHOT_CONNS).ok();
         let closed =
@@ -145,6 +147,7 @@ pub fn snapshot(state: &Class) -> String {
         "udp_echo": { "activity": events("udp_echo") },
         "discovery": { "activity": events("discovery"), "heard": views::heard_view(state) },
         "web": { "activity": events("web") },
+        "teacher": super::actions::teacher_view(state, teacher),
     });
     value.to_string()
 }

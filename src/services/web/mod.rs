@@ -14,14 +14,19 @@
 //! page and the API show), [`api`] (the JSON endpoints and `/metrics`),
 //! [`live`] (the snapshots pages stream) and [`stream`] (a page's stream),
 //! [`chatbox`] (the WebSocket into the room), [`heard`] (the Pis heard
-//! announcing).
+//! announcing), [`teacher`] (who may act as the teacher, with [`guard`])
+//! and [`actions`]
+//! (what the teacher does: kick, mute, rename, say, block).
 
+mod actions;
 mod api;
 mod assets;
 mod chatbox;
+mod guard;
 mod heard;
 mod live;
 mod stream;
+mod teacher;
 mod views;
 
 use std::future::Future;
@@ -32,7 +37,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
@@ -40,7 +45,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tracing::{Instrument, debug};
+use tracing::{Instrument, debug, error};
 
 use crate::config::{Config, TableIn, WebConfig};
 use crate::describe::SelfInfo;
@@ -84,7 +89,7 @@ impl Registered for Web {
     };
 
     fn bind(config: &Config, context: BindContext<'_>) -> Result<Self, BindError> {
-        let table = &config.web;
+        let table = &with_token(&config.web);
         let refusals = Refusals {
             full: http_refusal("503 Service Unavailable", "server busy, try again later"),
             crowded: http_refusal(
@@ -109,6 +114,19 @@ impl Registered for Web {
             info: context.info,
         })
     }
+}
+
+/// `table` with its teacher's token read, if the config was made in code
+/// rather than loaded (which reads it, or fails naming the file): a token
+/// file that cannot be read then leaves the page read-only, and says so.
+fn with_token(table: &WebConfig) -> WebConfig {
+    let mut table = table.clone();
+    if !table.admin_token_file.is_empty() && !table.admin_token.is_set() {
+        if let Err(e) = table.read_admin_token() {
+            error!(error = %e, "[web] admin_token_file: the page stays read-only");
+        }
+    }
+    table
 }
 
 /// A whole HTTP answer, written to a refused peer before it is closed.
@@ -145,6 +163,7 @@ impl Service for Web {
                 settings: self.listeners.settings(),
                 shutdown: shutdown.clone(),
                 metrics: Arc::new(Metrics::new(self.observatory.clone())),
+                failures: Arc::default(),
                 class,
             };
             let router = router(state);
@@ -163,7 +182,7 @@ impl Service for Web {
         config: &Config,
         sockets: &mut Sockets,
     ) -> Option<Result<Reconfigured, BindError>> {
-        let table = &config.web;
+        let table = &with_token(&config.web);
         Some(
             self.listeners
                 .reconfigure(NAME, table, &table.listen, policy(table), sockets),
@@ -196,6 +215,15 @@ fn router(state: api::State) -> Router {
         .route("/api/v1/heard", get(api::heard))
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/chat", get(chatbox::join))
+        .route("/api/v1/teacher", get(actions::view))
+        .route("/api/v1/teacher/signin", post(actions::sign_in))
+        .route("/api/v1/teacher/transcript", get(actions::transcript))
+        .route("/api/v1/teacher/kick", post(actions::kick))
+        .route("/api/v1/teacher/mute", post(actions::mute))
+        .route("/api/v1/teacher/rename", post(actions::rename))
+        .route("/api/v1/teacher/say", post(actions::say))
+        .route("/api/v1/teacher/block", post(actions::block))
+        .route("/api/v1/teacher/unblock", post(actions::unblock))
         .fallback(api::not_found)
         .layer(admitted)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

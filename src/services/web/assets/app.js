@@ -280,6 +280,9 @@ function tick() {
   for (const node of document.querySelectorAll('[data-since]')) {
     node.textContent = duration(now - Number(node.dataset.since));
   }
+  for (const node of document.querySelectorAll('[data-until]')) {
+    node.textContent = duration(Math.max(0, Number(node.dataset.until) - now));
+  }
   watchStream();
 }
 
@@ -310,6 +313,7 @@ function render(snapshot) {
   renderPart('json', snapshot.json_echo || {}, drawJson);
   renderPart('udp', snapshot.udp_echo || {}, drawUdp);
   renderPart('discovery', snapshot.discovery || {}, drawDiscovery);
+  renderPart('teacher', snapshot.teacher || {}, (data) => teacher()?.draw(data));
   tick();
 }
 
@@ -478,7 +482,7 @@ function drawMembers(open) {
   const more = $('members-more');
   more.textContent = t('members.more', { shown: num(connections.length), total: num(total) });
   more.classList.toggle('hidden', total <= connections.length);
-  fillTable($('members'), connections.length ? connections.map(memberRow) : [emptyRow(6, 'members.empty', 'chat')]);
+  fillTable($('members'), connections.length ? connections.map(memberRow) : [emptyRow(7, 'members.empty', 'chat')]);
 }
 
 function memberRow(member) {
@@ -494,6 +498,7 @@ function memberRow(member) {
     cell('said num', num(member.said)),
     cell('skipped num' + (member.skipped > 0 ? ' nonzero' : ''), num(member.skipped)),
     cell('behind num' + (member.behind > 0 ? ' nonzero' : ''), num(member.behind)),
+    teacher()?.memberCell(member) ?? cell('teacher-only'),
   );
   return row;
 }
@@ -784,6 +789,23 @@ function setChatState(state) {
   $('chat-input').disabled = !inRoom;
   $('chat-send').disabled = !inRoom;
 }
+
+// ---------------------------------------------------------------- the teacher
+
+/** The teacher's controls (teacher.js), once loaded; they draw with these. */
+function teacher() {
+  return window.pinetd.teacher;
+}
+
+window.pinetd = {
+  t, el, cell, fillTable, emptyRow, clockTime, duration, serverNow, shownText, shownNodes, num, label,
+  /** Draws the members and the teacher's part again (signed in or out). */
+  redraw() {
+    rendered.delete('members');
+    rendered.delete('teacher');
+    if (view.shown) render(view.shown);
+  },
+};
 
 // ---------------------------------------------------------------- start
 
