@@ -98,7 +98,7 @@ async fn submit(browser: &Browser, css: &str, text: &str) {
 async fn on_member(browser: &Browser, name: &str, control: &str, js: &str) {
     let script = format!(
         "const row = [...document.querySelectorAll('#members tbody tr[data-id]')]
-           .find((r) => r.querySelector('.name')?.textContent === {name:?});
+           .find((r) => r.querySelector('.name')?.textContent.split(' ')[0] === {name:?});
          const control = row?.querySelector({control:?});
          if (!control) return false;
          {js}
@@ -290,6 +290,22 @@ async fn the_teacher_kicks_and_mutes_from_the_page() {
         .unwrap();
     lee.send("can anyone hear me\n").await;
     lee.until("*** you are muted by the teacher").await;
+    // lee's row says so, with the time left.
+    let badge = "#members tbody tr[data-id] .name .badge.muted";
+    let shown = browser.wait_for_text(badge, "muted", SEEN).await.unwrap();
+    assert!(shown.contains('m'), "{shown}");
+    let lift = "control.value = '0'; control.dispatchEvent(new Event('change'));";
+    on_member(&browser, "lee", "select.mute", lift).await;
+    let unmuted = "return document.querySelectorAll(
+        '#members tbody tr[data-id] .name .badge.muted').length === 0";
+    let deadline = std::time::Instant::now() + SEEN;
+    while browser.eval(unmuted).await != json!(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lee still shown muted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     on_member(&browser, "kim", "button.kick", "control.click();").await;
     kim.until("*** removed by the teacher").await;
@@ -298,7 +314,7 @@ async fn the_teacher_kicks_and_mutes_from_the_page() {
         .await
         .unwrap();
     let gone = "return ![...document.querySelectorAll('#members tbody tr[data-id] .name')]
-        .some((n) => n.textContent === 'kim')";
+        .some((n) => n.textContent.split(' ')[0] === 'kim')";
     let deadline = std::time::Instant::now() + SEEN;
     while browser.eval(gone).await != json!(true) {
         assert!(std::time::Instant::now() < deadline, "kim still listed");

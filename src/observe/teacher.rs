@@ -20,6 +20,8 @@ use super::lock;
 pub const BLOCKS_MAX: usize = 1000;
 /// The teacher's actions the page shows.
 pub const ACTIONS_MAX: usize = 50;
+/// The mutes the page shows at once (each is of an open chat client).
+pub const MUTES_MAX: usize = 10_000;
 
 /// Why a teacher's request was refused, each counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,8 @@ pub struct Teacher {
     /// How many blocks there are: a gate with none to check takes no lock.
     blocked: AtomicUsize,
     actions: Mutex<VecDeque<Action>>,
+    /// Chat clients muted, by connection id: until when (for the page).
+    mutes: Mutex<HashMap<u64, SystemTime>>,
     refused: [AtomicU64; Refused::ALL.len()],
     /// Moves at every change, so the page's stream sends it.
     changes: AtomicU64,
@@ -149,6 +153,27 @@ impl Teacher {
         let mut list: Vec<Block> = blocks.values().cloned().collect();
         list.sort_by_key(|b| (b.until, b.addr));
         list
+    }
+
+    /// Chat client `id` is muted for `time` (`Duration::ZERO`: lifted), as
+    /// the page shows it. Ended mutes are forgotten whenever one is noted;
+    /// at most [`MUTES_MAX`] are kept.
+    pub fn muted(&self, id: u64, time: Duration) {
+        let now = SystemTime::now();
+        let mut mutes = lock(&self.mutes);
+        mutes.retain(|_, until| *until > now);
+        if time.is_zero() {
+            mutes.remove(&id);
+        } else if mutes.len() < MUTES_MAX || mutes.contains_key(&id) {
+            mutes.insert(id, now + time);
+        }
+        self.changes.fetch_add(1, Relaxed);
+    }
+
+    /// Until when chat client `id` is muted, if it is.
+    pub fn muted_until(&self, id: u64) -> Option<SystemTime> {
+        let until = *lock(&self.mutes).get(&id)?;
+        (until > SystemTime::now()).then_some(until)
     }
 
     /// Keeps `action` among the last [`ACTIONS_MAX`].
@@ -215,6 +240,21 @@ mod tests {
         assert!(teacher.unblock(ip("127.0.0.1")));
         assert!(!teacher.unblock(ip("127.0.0.1")));
         assert_eq!(teacher.blocked(ip("127.0.0.1")), None);
+    }
+
+    #[test]
+    fn a_mute_is_shown_until_its_end_or_until_lifted() {
+        let teacher = Teacher::default();
+        assert_eq!(teacher.muted_until(7), None);
+        teacher.muted(7, Duration::from_secs(60));
+        let until = teacher.muted_until(7).unwrap();
+        assert!(until > SystemTime::now() + Duration::from_secs(50));
+        teacher.muted(8, Duration::from_nanos(1));
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(teacher.muted_until(8), None, "ended");
+        teacher.muted(7, Duration::ZERO);
+        assert_eq!(teacher.muted_until(7), None, "lifted");
+        assert!(lock(&teacher.mutes).is_empty(), "the ended one forgotten");
     }
 
     #[test]

@@ -139,6 +139,7 @@ pub async fn mute(
     let member = member(&state, id)?;
     let time = Duration::from_secs(seconds);
     moderator.mute(id, time).map_err(refused)?;
+    state.observatory.teacher().muted(id, time);
     if seconds == 0 {
         return done(&state, &teacher, "unmute", whom(&member));
     }

@@ -53,6 +53,9 @@ pub struct ConnJson {
     closed_at: Option<f64>,
     closed_at_text: Option<String>,
     reason: Option<&'static str>,
+    /// A chat client the teacher muted: until when (seconds since 1970).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    muted_until: Option<f64>,
 }
 
 impl ConnJson {
@@ -74,6 +77,7 @@ impl ConnJson {
             closed_at: view.closed_at.map(seconds),
             closed_at_text: view.closed_at.map(time_text),
             reason: view.reason,
+            muted_until: None,
         }
     }
 }
@@ -141,7 +145,14 @@ pub fn conn_page(
     }
     let total = views.len();
     let page: Vec<ConnView> = views.into_iter().skip(offset).take(limit).collect();
-    Ok(conn_json(service, closed, total, offset, limit, &page))
+    let mut json = conn_json(service, closed, total, offset, limit, &page);
+    if service == "chat" && !closed {
+        let teacher = state.observatory.teacher();
+        for conn in &mut json.connections {
+            conn.muted_until = teacher.muted_until(conn.id).map(seconds);
+        }
+    }
+    Ok(json)
 }
 
 fn conn_json(

@@ -281,7 +281,9 @@ function tick() {
     node.textContent = duration(now - Number(node.dataset.since));
   }
   for (const node of document.querySelectorAll('[data-until]')) {
-    node.textContent = duration(Math.max(0, Number(node.dataset.until) - now));
+    const left = Number(node.dataset.until) - now;
+    node.textContent = duration(Math.max(0, left));
+    if (left <= 0 && node.dataset.gone) node.closest(node.dataset.gone)?.remove();
   }
   watchStream();
 }
@@ -491,8 +493,11 @@ function memberRow(member) {
   const since = cell('since', stayed(member));
   if (typeof member.since === 'number') since.dataset.since = member.since;
   if (member.since_text) since.title = member.since_text;
+  const name = cell('name', member.name ? shownNodes(member.name, 'shown') : '–');
+  const muted = mutedBadge(member);
+  if (muted) name.append(' ', muted);
   row.append(
-    cell('name', member.name ? shownNodes(member.name, 'shown') : '–'),
+    name,
     cell('addr', shownText(member.addr)),
     since,
     cell('said num', num(member.said)),
@@ -501,6 +506,19 @@ function memberRow(member) {
     teacher()?.memberCell(member) ?? cell('teacher-only'),
   );
   return row;
+}
+
+/** "muted 4m 59s" for a member the teacher muted, counting down; it goes
+ *  at its end (the snapshot then has no `muted_until`). */
+function mutedBadge(member) {
+  const until = Number(member.muted_until);
+  if (!(until > serverNow())) return null;
+  const left = el('span', null, duration(until - serverNow()));
+  left.dataset.until = until;
+  left.dataset.gone = '.badge';
+  const badge = el('span', 'badge warn muted', t('members.muted') + ' ');
+  badge.append(left);
+  return badge;
 }
 
 function drawClosed(closed) {
