@@ -147,12 +147,17 @@ pub fn conn_page(
     let page: Vec<ConnView> = views.into_iter().skip(offset).take(limit).collect();
     let mut json = conn_json(service, closed, total, offset, limit, &page);
     if service == "chat" && !closed {
-        let teacher = state.observatory.teacher();
-        for conn in &mut json.connections {
-            conn.muted_until = teacher.muted_until(conn.id).map(seconds);
-        }
+        show_mutes(state, &mut json.connections);
     }
     Ok(json)
+}
+
+/// Marks the chat clients the teacher muted, with until when.
+fn show_mutes(state: &Class, connections: &mut [ConnJson]) {
+    let teacher = state.observatory.teacher();
+    for conn in connections {
+        conn.muted_until = teacher.muted_until(conn.id).map(seconds);
+    }
 }
 
 fn conn_json(
