@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 
 /// The most bytes of a token file: a token, not a document.
 const TOKEN_MAX: usize = 4096;
@@ -52,13 +52,19 @@ impl AdminToken {
         self.0.is_some()
     }
 
-    /// Whether `given` is the token, in time that does not depend on where
-    /// they differ (only on their lengths): a guesser learns nothing from
-    /// how long a wrong answer took.
+    /// Whether `given` is the token, in time that depends on neither where
+    /// they differ nor how long the token is: what was given is compared
+    /// as if it had the token's length (cut or padded), the lengths apart,
+    /// so a guesser learns nothing from how long a wrong answer took.
     pub fn matches(&self, given: &[u8]) -> bool {
-        self.0
-            .as_deref()
-            .is_some_and(|token| bool::from(token.ct_eq(given)))
+        let Some(token) = self.0.as_deref() else {
+            return false;
+        };
+        let mut same_length = vec![0u8; token.len()];
+        let n = given.len().min(token.len());
+        same_length[..n].copy_from_slice(&given[..n]);
+        let lengths = Choice::from(u8::from(given.len() == token.len()));
+        bool::from(same_length.ct_eq(token) & lengths)
     }
 }
 
@@ -83,6 +89,26 @@ mod tests {
         assert!(!token.matches(b""));
         assert_eq!(format!("{token:?}"), "AdminToken(set)");
         assert!(!AdminToken::default().matches(b""), "none matches nothing");
+    }
+
+    #[test]
+    fn only_the_whole_token_matches() {
+        let token = AdminToken(Some(Arc::from(&b"s3cret-token"[..])));
+        assert!(token.matches(b"s3cret-token"));
+        for wrong in [
+            &b""[..],
+            b"s3cret",
+            b"s3cret-tokem",
+            b"s3cret-token!",
+            b"S3CRET-TOKEN",
+        ] {
+            assert!(
+                !token.matches(wrong),
+                "{:?}",
+                String::from_utf8_lossy(wrong)
+            );
+        }
+        assert!(!AdminToken(None).matches(b""), "no token: nothing matches");
     }
 
     #[test]
