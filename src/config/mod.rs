@@ -576,6 +576,10 @@ impl Config {
                 }
             }
         }
+        // Never written out, but a new token in the same file is a change.
+        if self.web.admin_token != other.web.admin_token {
+            changed.push("web.admin_token".into());
+        }
         changed
     }
 
