@@ -324,6 +324,24 @@ async fn a_block_is_shown_with_its_time_left_and_lifted_by_hand() {
 }
 
 #[tokio::test]
+async fn an_ipv6_address_is_blocked_with_its_whole_64() {
+    let (daemon, web, _chat, _json) = class("block64", Some(TOKEN));
+    let block = r#"{"addr": "2001:db8:1:2::7", "seconds": 60}"#;
+    let answer = act(web, Some(TOKEN), "block", block).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let listed = blocks(web).await;
+    assert_eq!(listed[0]["addr"], "2001:db8:1:2::/64", "{listed:?}");
+    let v4_64 = act(web, Some(TOKEN), "unblock", r#"{"addr": "127.0.0.1/64"}"#).await;
+    assert_eq!(v4_64.status, 400, "{}", v4_64.text());
+    // Lifted by any address of it, or as the list shows it.
+    let lift = r#"{"addr": "2001:db8:1:2::/64"}"#;
+    let answer = act(web, Some(TOKEN), "unblock", lift).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(blocks(web).await.is_empty());
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
 async fn chat_actions_while_the_chat_does_not_run_say_so() {
     let daemon = start(config(|c| {
         c.web.enabled = true;

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::lock;
+use crate::net::source_of;
 
 /// The most addresses blocked at once: a teacher blocks a few loops, not
 /// a network (its `allow` list does that).
@@ -101,9 +102,11 @@ pub struct Teacher {
 }
 
 impl Teacher {
-    /// Blocks `addr` for `time` (a block already there takes the new time).
+    /// Blocks `addr` for `time` (a block already there takes the new time):
+    /// an IPv6 address with its whole /64, as the limits count a source
+    /// (a host may take any address of its /64).
     pub fn block(&self, addr: IpAddr, time: Duration) -> Result<(), String> {
-        let addr = addr.to_canonical();
+        let addr = source_of(addr);
         let mut blocks = lock(&self.blocks);
         prune(&mut blocks);
         if blocks.len() >= BLOCKS_MAX && !blocks.contains_key(&addr) {
@@ -123,7 +126,7 @@ impl Teacher {
     /// Lifts the block of `addr`; false if there was none.
     pub fn unblock(&self, addr: IpAddr) -> bool {
         let mut blocks = lock(&self.blocks);
-        let had = blocks.remove(&addr.to_canonical()).is_some();
+        let had = blocks.remove(&source_of(addr)).is_some();
         self.changes.fetch_add(1, Relaxed);
         prune(&mut blocks);
         self.blocked.store(blocks.len(), Relaxed);
@@ -136,7 +139,7 @@ impl Teacher {
             return None;
         }
         let mut blocks = lock(&self.blocks);
-        let left = blocks.get(&addr.to_canonical()).map(Block::left);
+        let left = blocks.get(&source_of(addr)).map(Block::left);
         if left == Some(Duration::ZERO) {
             prune(&mut blocks);
             self.blocked.store(blocks.len(), Relaxed);
@@ -234,6 +237,15 @@ mod tests {
         let left = teacher.blocked(ip("::ffff:127.0.0.1")).unwrap();
         assert!(left > Duration::from_secs(50), "mapped v4 is v4");
         assert_eq!(teacher.blocked(ip("127.0.0.2")), None);
+        teacher
+            .block(ip("2001:db8:1:2::7"), Duration::from_secs(60))
+            .unwrap();
+        assert!(
+            teacher.blocked(ip("2001:db8:1:2:ffff::1")).is_some(),
+            "its /64"
+        );
+        assert_eq!(teacher.blocked(ip("2001:db8:1:3::7")), None);
+        assert!(teacher.unblock(ip("2001:db8:1:2::7")));
         teacher.block(ip("127.0.0.2"), Duration::ZERO).unwrap();
         assert_eq!(teacher.blocked(ip("127.0.0.2")), None, "ended at once");
         assert_eq!(teacher.blocks().len(), 1, "the ended one pruned");

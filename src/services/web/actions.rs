@@ -29,6 +29,7 @@ use tracing::info;
 use super::api::{State, fresh, problem};
 use super::teacher::Teacher;
 use super::views::{Class, seconds, time_text};
+use crate::net::source_of;
 use crate::observe::{ConnView, Moderator};
 use crate::services::shared::block::time_left;
 
@@ -201,11 +202,24 @@ pub struct Block {
     seconds: u64,
 }
 
-/// An address as the API takes it: an IP address, no port.
+/// An address as the API takes it: an IP address, no port (an IPv6 one
+/// may say `/64`, as the block list shows it).
 fn address(text: &str) -> Result<IpAddr, Response> {
-    let ip: IpAddr = (text.trim().parse())
-        .map_err(|_| bad(format!("{text:?} is not an IP address (127.0.0.1, ::1)")))?;
+    let text = text.trim();
+    let ip: IpAddr = (text.strip_suffix("/64").unwrap_or(text).parse())
+        .ok()
+        .filter(|ip: &IpAddr| ip.is_ipv6() || !text.ends_with("/64"))
+        .ok_or_else(|| bad(format!("{text:?} is not an IP address (127.0.0.1, ::1)")))?;
     Ok(ip.to_canonical())
+}
+
+/// A blocked source as the page and the log say it: an IPv4 address, or
+/// an IPv6 /64 (`2001:db8:1:2::/64`).
+fn source_text(ip: IpAddr) -> String {
+    match source_of(ip) {
+        IpAddr::V6(prefix) => format!("{prefix}/64"),
+        v4 => v4.to_string(),
+    }
 }
 
 pub async fn block(
@@ -226,7 +240,7 @@ pub async fn block(
         .block(ip, time)
         .map_err(|why| problem(StatusCode::INSUFFICIENT_STORAGE, why))?;
     let removed = remove_chat_clients(&state, ip);
-    let mut whom = format!("{ip} for {}", for_time(time));
+    let mut whom = format!("{} for {}", source_text(ip), for_time(time));
     if removed > 0 {
         let plural = if removed == 1 { "" } else { "s" };
         whom.push_str(&format!(" ({removed} chat client{plural} removed)"));
@@ -241,7 +255,7 @@ fn remove_chat_clients(state: &State, ip: IpAddr) -> usize {
     };
     let open = state.observatory.window("chat").open();
     (open.iter())
-        .filter(|c| c.addr.ip().to_canonical() == ip)
+        .filter(|c| source_of(c.addr.ip()) == source_of(ip))
         .filter(|c| moderator.kick(c.id).is_ok())
         .count()
 }
@@ -262,10 +276,10 @@ pub async fn unblock(
     if !state.observatory.teacher().unblock(ip) {
         return Err(problem(
             StatusCode::NOT_FOUND,
-            format!("{ip} is not blocked"),
+            format!("{} is not blocked", source_text(ip)),
         ));
     }
-    done(&state, &teacher, "unblock", ip.to_string())
+    done(&state, &teacher, "unblock", source_text(ip))
 }
 
 /// `5 minutes`, `30 seconds`: a time as the log and the page say it.
@@ -297,7 +311,7 @@ pub fn teacher_view(state: &Class, enabled: bool) -> serde_json::Value {
     let teacher = state.observatory.teacher();
     let blocks: Vec<BlockJson> = (teacher.blocks().iter())
         .map(|b| BlockJson {
-            addr: b.addr.to_string(),
+            addr: source_text(b.addr),
             since: seconds(b.since),
             since_text: time_text(b.since),
             left_seconds: b.left().as_secs_f64().ceil() as u64,
