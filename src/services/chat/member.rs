@@ -381,6 +381,7 @@ impl Member {
         if self.quiet_at().is_some_and(|at| at <= now) && self.flush_quiet().is_break() {
             return Some(End::Say(Goodbye::Bye));
         }
+        self.mute_ended(now);
         None
     }
 
@@ -429,7 +430,10 @@ impl Member {
         let waiting = self.allowance_ready_at().or_else(|| self.quiet_at());
         let patience = self.patience();
         let look = self.watched.map(|(since, _)| since + patience);
-        [stuck, waiting, look].into_iter().flatten().min()
+        [stuck, waiting, look, self.muted_until]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// When quiet ends the unterminated message it sent: only for a client

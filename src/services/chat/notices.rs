@@ -15,6 +15,7 @@ pub const ME_USAGE: &str = "*** usage: /me text, e.g. /me waves\n";
 pub const MSG_YOURSELF: &str = "*** that is you: /msg NAME text reaches someone else\n";
 pub const REMOVED: &str = "*** removed by the teacher\n";
 pub const UNMUTED: &str = "*** the teacher lifted your mute\n";
+pub const MUTE_ENDED: &str = "*** your mute has ended; you can talk again\n";
 pub const BYE: &str = "*** bye\n";
 pub const SHUTTING_DOWN: &str = "*** server shutting down\n";
 pub const FELL_BEHIND: &str = "*** you fell too far behind, disconnected\n";

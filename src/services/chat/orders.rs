@@ -68,17 +68,22 @@ impl Member {
         None
     }
 
+    /// A mute whose time is up by `now` ends, and the client is told.
+    pub(super) fn mute_ended(&mut self, now: Instant) {
+        if self.muted_until.is_some_and(|until| until <= now) {
+            self.muted_until = None;
+            self.tell(notices::MUTE_ENDED);
+        }
+    }
+
     /// While the teacher mutes it, what it says to anyone (and a new name)
     /// is refused with a notice; true if `said` was.
     pub(super) fn refused_while_muted(&mut self, said: &Said<'_>) -> bool {
+        let now = Instant::now();
+        self.mute_ended(now);
         let Some(until) = self.muted_until else {
             return false;
         };
-        let now = Instant::now();
-        if until <= now {
-            self.muted_until = None;
-            return false;
-        }
         let speaks = matches!(
             said,
             Said::Message(_) | Said::Msg(..) | Said::Me(_) | Said::Nick(_)
