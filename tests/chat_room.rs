@@ -254,11 +254,15 @@ fn msg_and_me_each_cost_one_message_of_the_allowance() {
 
 #[test]
 fn a_kicked_client_is_told_and_closed_after_its_lines_are_relayed() {
-    let (_rt, daemon, addr) = hub(|_| {});
+    // One line a second: what the hub has read of bob waits for his allowance.
+    let (_rt, daemon, addr) = hub(|c| c.chat.rate_limit = 1);
     let mut alice = Peer::connect(addr);
     let mut bob = Peer::connect(addr);
     let id = id_of(&daemon, "user2");
-    bob.send(b"before one\nbefore two\n");
+    bob.send(b"before one\nbefore two\nbefore three\n");
+    // The hub has them (the first is relayed; only a line it has not
+    // received yet could be lost to a kick).
+    alice.until("[user2] before one");
     moderator(&daemon).kick(id).unwrap();
     assert_eq!(
         bob.until("removed").last().unwrap(),
@@ -267,7 +271,7 @@ fn a_kicked_client_is_told_and_closed_after_its_lines_are_relayed() {
     assert!(bob.closed());
     let heard = alice.until("user2 left");
     let said: Vec<_> = heard.iter().filter(|l| l.starts_with("[user2]")).collect();
-    assert_eq!(said, ["[user2] before one\n", "[user2] before two\n"]);
+    assert_eq!(said, ["[user2] before two\n", "[user2] before three\n"]);
     let gone = moderator(&daemon).kick(id).unwrap_err();
     assert!(gone.contains("no client"), "{gone}");
 }
