@@ -59,19 +59,27 @@ async fn close(browser: Browser, daemon: Daemon) {
     assert!(daemon.shutdown().await, "the daemon stops within its grace");
 }
 
-/// The text of the first element matching `css`.
+/// The text of the first element matching `css`, as shown. Read in one
+/// script: the page redraws a list as it changes (every snapshot, while a
+/// member's time connected counts up), so an element found by one
+/// WebDriver call may be gone by the next.
 async fn text_of(browser: &Browser, css: &str) -> String {
-    let element = browser.find(Locator::Css(css)).await.unwrap();
-    element.text().await.unwrap()
+    let js = format!("return document.querySelector({css:?})?.innerText ?? null");
+    match browser.eval(&js).await {
+        Value::String(text) => text,
+        other => panic!("no {css} on the page: {other}"),
+    }
 }
 
-/// The texts of every element matching `css`.
+/// The texts of every element matching `css`, read in one script.
 async fn texts_of(browser: &Browser, css: &str) -> Vec<String> {
-    let mut texts = Vec::new();
-    for element in browser.find_all(Locator::Css(css)).await.unwrap() {
-        texts.push(element.text().await.unwrap());
-    }
+    let js = format!("return [...document.querySelectorAll({css:?})].map((e) => e.innerText)");
+    let texts = browser.eval(&js).await;
+    let texts = texts.as_array().unwrap_or_else(|| panic!("{css}: {texts}"));
     texts
+        .iter()
+        .map(|t| t.as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// Polls `js` (a function body) until it returns `true`; how long that
